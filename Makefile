@@ -1,0 +1,52 @@
+# The README's two commands: `make demo` and `make test`. Both create .venv when it is missing.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DATA := data/demo-nuscenes
+DEMO_CFG := configs/flatformer/flatformer_demo_synthetic.py
+DEMO_WORK := work_dirs/flatformer_demo
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench install sysdeps clean-venv demo-data
+
+# Debian's libusb-1.0-0 is needed by open3d; installed when we are root and it is missing.
+sysdeps:
+	@if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing libusb-1.0-0 (needed by open3d)"; \
+	    (apt-get install -y -q libusb-1.0-0 >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q libusb-1.0-0 >/dev/null)) \
+	      || echo "warning: could not install libusb-1.0-0; open3d rendering will be unavailable"; \
+	  else echo "warning: libusb-1.0-0 missing and not root; open3d rendering will be unavailable"; fi; \
+	fi
+
+$(STAMP): pyproject.toml setup.py
+	@test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	# the CPU build of torch first (a plain `torch` requirement would pull a multi-GB CUDA build)
+	$(VPY) -m pip install -q torch==2.13.0
+	$(VPY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+install: sysdeps $(STAMP)
+
+$(DEMO_DATA)/v1.0-trainval/sample.json: | install
+	$(VPY) tools/create_data.py synthetic-nuscenes --out $(DEMO_DATA)
+
+demo-data: $(DEMO_DATA)/v1.0-trainval/sample.json
+	$(VPY) tools/create_data.py nuscenes --root $(DEMO_DATA) --version v1.0-trainval
+
+demo: install demo-data
+	$(VPY) tools/train.py $(DEMO_CFG) --work-dir $(DEMO_WORK)
+	$(VPY) tools/test.py $(DEMO_CFG) $(DEMO_WORK)/latest.pth --work-dir $(DEMO_WORK)
+	$(VPY) tools/visualize.py --dataset-config $(DEMO_CFG) --checkpoint $(DEMO_WORK)/latest.pth --index 0 --out-dir $(DEMO_WORK)/renders
+
+test: install
+	$(VPY) -m pytest -q $(PYTEST_ARGS)
+
+bench: install
+	$(VPY) tools/benchmark.py all
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,49 @@
+"""Segment reductions used to pool point features into voxels: :func:`scatter_mean`, :func:`scatter_max`.
+
+``src`` is (N, C) (or (N,)), ``index`` (N,) int64 in ``[0, num_segments)``; the output is
+(num_segments, C). Segments that receive no row are 0 (``include_self=False`` semantics).
+Rows whose index is negative are rejected; filter them (e.g. points outside the voxel range) first.
+"""
+from __future__ import annotations
+
+import torch
+
+from .reference import scatter_reduce_reference
+
+__all__ = ["scatter_mean", "scatter_max", "scatter_sum"]
+
+
+def _check(src: torch.Tensor, index: torch.Tensor, num_segments: int, name: str) -> None:
+    if not isinstance(src, torch.Tensor) or src.dim() < 1:
+        raise ValueError(f"ops/scatter {name}: `src` must be a tensor (N, ...), got {getattr(src, 'shape', type(src))}")
+    if not isinstance(index, torch.Tensor) or index.dim() != 1 or index.shape[0] != src.shape[0]:
+        raise ValueError(
+            f"ops/scatter {name}: `index` must be (N,)={src.shape[0]} long, got {getattr(index, 'shape', type(index))}"
+        )
+    if index.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"ops/scatter {name}: `index` must be int64/int32, got {index.dtype}")
+    if int(num_segments) < 0:
+        raise ValueError(f"ops/scatter {name}: `num_segments` must be >= 0, got {num_segments}")
+    if index.numel() and (int(index.min()) < 0 or int(index.max()) >= int(num_segments)):
+        raise ValueError(
+            f"ops/scatter {name}: `index` values must lie in [0, {int(num_segments)}), "
+            f"got [{int(index.min())}, {int(index.max())}] (drop unassigned rows, index -1, first)"
+        )
+
+
+def scatter_mean(src: torch.Tensor, index: torch.Tensor, num_segments: int) -> torch.Tensor:
+    """Mean of the rows of ``src`` (N, C) per segment ``index`` (N,) -> (num_segments, C); empty segments are 0."""
+    _check(src, index, num_segments, "scatter_mean")
+    return scatter_reduce_reference(src, index.long(), int(num_segments), "mean")
+
+
+def scatter_max(src: torch.Tensor, index: torch.Tensor, num_segments: int) -> torch.Tensor:
+    """Channel-wise max of the rows of ``src`` (N, C) per segment -> (num_segments, C); empty segments are 0."""
+    _check(src, index, num_segments, "scatter_max")
+    return scatter_reduce_reference(src, index.long(), int(num_segments), "amax")
+
+
+def scatter_sum(src: torch.Tensor, index: torch.Tensor, num_segments: int) -> torch.Tensor:
+    """Sum of the rows of ``src`` (N, C) per segment -> (num_segments, C); empty segments are 0."""
+    _check(src, index, num_segments, "scatter_sum")
+    return scatter_reduce_reference(src, index.long(), int(num_segments), "sum")
