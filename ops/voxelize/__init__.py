@@ -1,0 +1,74 @@
+"""Dynamic voxelization: ``dynamic_voxelize`` (points -> unique voxels + point-to-voxel map).
+
+Points are batched by concatenation with a ``batch_idx`` column (never padded). The result is
+deterministic: voxels are sorted by (b, z, y, x). There is no cap on points per voxel or on voxels.
+Points outside ``point_cloud_range`` (half-open ``[min, max)`` per axis) get ``point2voxel == -1``.
+Segment reductions to pool point features into voxels are re-exported from :mod:`perception3d.ops.scatter`.
+"""
+from __future__ import annotations
+
+from typing import Dict, Sequence
+
+import torch
+
+from ..scatter import scatter_max, scatter_mean, scatter_sum
+from .reference import _MAX_KEY, dynamic_voxelize_reference, grid_shape_from
+
+__all__ = ["dynamic_voxelize", "grid_shape_from", "scatter_mean", "scatter_max", "scatter_sum"]
+
+
+def dynamic_voxelize(
+    points: torch.Tensor,
+    batch_idx: torch.Tensor,
+    voxel_size: Sequence[float],
+    point_cloud_range: Sequence[float],
+    impl: str = "auto",
+) -> Dict[str, object]:
+    """Assign points to voxels.
+
+    Args:
+        points: (N, C) float, C >= 3; columns 0..2 are x, y, z in metres (lidar frame).
+        batch_idx: (N,) int64 sample index of each point (>= 0).
+        voxel_size: (vx, vy, vz) metres. For pillars use vz = z1 - z0.
+        point_cloud_range: (x0, y0, z0, x1, y1, z1) metres.
+        impl: "auto" | "reference" (both the pure-PyTorch path).
+
+    Returns:
+        dict with
+          coords (V, 4) int32 (b, z, y, x), sorted lexicographically;
+          point2voxel (N,) int64 row of ``coords`` holding each point, -1 for points outside the range;
+          num_voxels int V; grid_shape (nz, ny, nx).
+    """
+    if impl not in ("auto", "reference"):
+        raise ValueError(f"ops/voxelize dynamic_voxelize: `impl` must be 'auto' or 'reference', got {impl!r}")
+    if not isinstance(points, torch.Tensor) or points.dim() != 2 or points.shape[1] < 3:
+        raise ValueError(
+            f"ops/voxelize dynamic_voxelize: `points` must be (N, C>=3), got {getattr(points, 'shape', type(points))}"
+        )
+    if not points.is_floating_point():
+        raise TypeError(f"ops/voxelize dynamic_voxelize: `points` must be floating point, got {points.dtype}")
+    if not isinstance(batch_idx, torch.Tensor) or batch_idx.shape != (points.shape[0],):
+        raise ValueError(
+            f"ops/voxelize dynamic_voxelize: `batch_idx` must be ({points.shape[0]},), "
+            f"got {getattr(batch_idx, 'shape', type(batch_idx))}"
+        )
+    if batch_idx.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"ops/voxelize dynamic_voxelize: `batch_idx` must be int64/int32, got {batch_idx.dtype}")
+    if len(voxel_size) != 3 or any(float(v) <= 0 for v in voxel_size):
+        raise ValueError(f"ops/voxelize dynamic_voxelize: `voxel_size` must be 3 positive values, got {voxel_size}")
+    if len(point_cloud_range) != 6 or any(
+        float(point_cloud_range[i + 3]) <= float(point_cloud_range[i]) for i in range(3)
+    ):
+        raise ValueError(
+            "ops/voxelize dynamic_voxelize: `point_cloud_range` must be (x0, y0, z0, x1, y1, z1) with max > min, "
+            f"got {point_cloud_range}"
+        )
+    nz, ny, nx = grid_shape_from(voxel_size, point_cloud_range)
+    if min(nz, ny, nx) < 1:
+        raise ValueError(f"ops/voxelize dynamic_voxelize: grid shape (nz, ny, nx)={(nz, ny, nx)} must be >= 1")
+    nb = int(batch_idx.max()) + 1 if batch_idx.numel() else 0
+    if batch_idx.numel() and int(batch_idx.min()) < 0:
+        raise ValueError("ops/voxelize dynamic_voxelize: `batch_idx` must be >= 0")
+    if nb * nz * ny * nx >= _MAX_KEY:
+        raise ValueError(f"ops/voxelize dynamic_voxelize: grid {(nb, nz, ny, nx)} too large for a 64-bit voxel key")
+    return dynamic_voxelize_reference(points, batch_idx, voxel_size, point_cloud_range)

@@ -1,0 +1,1 @@
+from .flatformer import FlatFormer  # noqa: F401
