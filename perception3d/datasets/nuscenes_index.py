@@ -147,20 +147,14 @@ def _worker_info(sample_token: str) -> Dict[str, Any]:
     return get_sample_info(_WORKER_NUSC, sample_token, **_WORKER_ARGS)
 
 
-def _collect_infos(root: str, version: str, tokens: List[str], max_sweeps: int, with_gt: bool,
-                   workers: int, desc: str) -> List[Dict[str, Any]]:
+def _collect_infos(tokens: List[str], pool, desc: str) -> List[Dict[str, Any]]:
     from tqdm import tqdm
 
-    init_args = (version, root, max_sweeps, with_gt)
-    if workers <= 1:
-        _init_worker(*init_args)
+    if pool is None:
         return [_worker_info(t) for t in tqdm(tokens, desc=desc, unit="sample")]
-    # spawn: safe even when the parent already runs torch/OpenMP threads.
-    ctx = mp.get_context("spawn")
-    chunk = max(1, min(64, len(tokens) // (4 * workers)))
-    with ctx.Pool(workers, initializer=_init_worker, initargs=init_args) as pool:
-        return list(tqdm(pool.imap(_worker_info, tokens, chunksize=chunk), total=len(tokens),
-                         desc=desc, unit="sample"))
+    chunk = max(1, min(64, len(tokens) // (4 * pool._processes)))
+    return list(tqdm(pool.imap(_worker_info, tokens, chunksize=chunk), total=len(tokens),
+                     desc=desc, unit="sample"))
 
 
 def build_nuscenes_index(root: str, version: str, splits: Sequence[str], out_dir: Optional[str] = None,
@@ -172,7 +166,7 @@ def build_nuscenes_index(root: str, version: str, splits: Sequence[str], out_dir
         version: e.g. ``v1.0-trainval``, ``v1.0-mini``.
         splits: predefined or custom split names.
         out_dir: output folder (default ``root``).
-        workers: processes (<= 1: in-process).
+        workers: processes (<= 1: in-process); one pool serves all splits.
         max_sweeps: previous LIDAR_TOP sweeps listed per keyframe.
         force: rebuild even if an index with the same schema version and source exists.
     """
@@ -180,23 +174,39 @@ def build_nuscenes_index(root: str, version: str, splits: Sequence[str], out_dir
         raise FileNotFoundError(f"nuScenes table folder not found: {os.path.join(root, version)}")
     out_dir = out_dir or root
     written: Dict[str, str] = {}
+    todo = []
     for split in splits:
         scenes = split_scene_names(root, version, split)
         path = index_path(out_dir, split)
         source = source_fingerprint(root, version, split, scenes, max_sweeps)
+        written[split] = path
         if not force and _existing_is_current(path, source):
             logger.info("index for split %s is current, skipping: %s", split, path)
-            written[split] = path
             continue
         tokens = split_sample_tokens(root, version, scenes)
         if not tokens:
             raise ValueError(f"split {split!r}: none of its {len(scenes)} scenes is in {root}/{version}")
-        with_gt = not version.endswith("test")
-        infos = _collect_infos(root, version, tokens, max_sweeps, with_gt, workers, f"nuscenes {split}")
-        meta = dict(dataset="nuscenes", schema_version=SCHEMA_VERSION, version=version, split=split,
-                    classes=list(DETECTION_CLASSES), source=source)
-        write_pickle_atomic(dict(metainfo=meta, data_list=infos), path)
-        written[split] = path
+        todo.append((split, path, source, tokens))
+    if not todo:
+        return written
+    with_gt = not version.endswith("test")
+    init_args = (version, root, max_sweeps, with_gt)
+    pool = None
+    if workers > 1:
+        # spawn: safe even when the parent already runs torch/OpenMP threads.
+        pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=init_args)
+    else:
+        _init_worker(*init_args)
+    try:
+        for split, path, source, tokens in todo:
+            infos = _collect_infos(tokens, pool, f"nuscenes {split}")
+            meta = dict(dataset="nuscenes", schema_version=SCHEMA_VERSION, version=version, split=split,
+                        classes=list(DETECTION_CLASSES), source=source)
+            write_pickle_atomic(dict(metainfo=meta, data_list=infos), path)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
     return written
 
 

@@ -1,0 +1,2 @@
+"""Dataset adapters, the synthetic world and transforms."""
+from .nuscenes import NuScenesDataset  # noqa: F401

@@ -1,0 +1,1 @@
+from .det3d import Det3DDataPreprocessor  # noqa: F401

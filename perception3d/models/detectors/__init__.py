@@ -1,0 +1,1 @@
+from .voxel_detector import VoxelDetector  # noqa: F401

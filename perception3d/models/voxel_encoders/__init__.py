@@ -1,0 +1,1 @@
+from .dynamic_vfe import DynamicPillarFeatureNet, DynamicVFE  # noqa: F401

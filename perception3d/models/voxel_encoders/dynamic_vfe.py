@@ -1,0 +1,127 @@
+"""Dynamic voxel / pillar feature encoders (PointNet over the points of each voxel, no point cap).
+
+Per point, the input to the first layer is [raw features (C_in), offset to the mean xyz of its voxel's
+points (3, ``with_cluster_center``), offset to its voxel's geometric centre (3, ``with_voxel_center``),
+range ||xyz|| (1, ``with_distance``)]. Each layer is Linear -> norm (BN1d or LayerNorm) -> ReLU on points;
+every layer but the last pools its point features per voxel (max) and concatenates the pooled feature back
+to each point (VFE style), so the next layer's input is 2x wider. The last layer is pooled per voxel with
+``mode`` ("max" or "mean"). Points outside ``point_cloud_range`` are dropped (see ops.voxelize).
+"""
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import torch
+from torch import nn
+
+from perception3d.ops.voxelize import dynamic_voxelize, scatter_max, scatter_mean
+from perception3d.registry import MODELS
+
+
+def _norm(kind: str, c: int) -> nn.Module:
+    if kind == "BN1d":
+        return nn.BatchNorm1d(c, eps=1e-3, momentum=0.01)
+    if kind == "LN":
+        return nn.LayerNorm(c)
+    raise ValueError(f"voxel_encoders/dynamic_vfe: `norm` must be 'BN1d' or 'LN', got {kind!r}")
+
+
+@MODELS.register_module()
+class DynamicVFE(nn.Module):
+    """Dynamic voxel feature encoder.
+
+    Args:
+        in_channels: raw point feature channels C_in (columns 0..2 of the points are x, y, z in metres).
+        feat_channels: output channels of each PointNet layer; C_out = feat_channels[-1].
+        voxel_size: (vx, vy, vz) metres.  point_cloud_range: (x0, y0, z0, x1, y1, z1) metres.
+        with_cluster_center / with_voxel_center / with_distance: augmented point features (see module doc).
+        norm: "BN1d" or "LN".  mode: final per-voxel pooling, "max" or "mean".
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 4,
+        feat_channels: Sequence[int] = (64, 64),
+        voxel_size: Sequence[float] = (0.2, 0.2, 8.0),
+        point_cloud_range: Sequence[float] = (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0),
+        with_cluster_center: bool = True,
+        with_voxel_center: bool = True,
+        with_distance: bool = False,
+        norm: str = "BN1d",
+        mode: str = "max",
+    ) -> None:
+        super().__init__()
+        if mode not in ("max", "mean"):
+            raise ValueError(f"voxel_encoders/dynamic_vfe: `mode` must be 'max' or 'mean', got {mode!r}")
+        if len(feat_channels) < 1:
+            raise ValueError("voxel_encoders/dynamic_vfe: `feat_channels` must have at least one entry")
+        self.in_channels = int(in_channels)
+        self.voxel_size = tuple(float(v) for v in voxel_size)
+        self.point_cloud_range = tuple(float(v) for v in point_cloud_range)
+        self.with_cluster_center, self.with_voxel_center = with_cluster_center, with_voxel_center
+        self.with_distance, self.mode = with_distance, mode
+        c = self.in_channels + 3 * with_cluster_center + 3 * with_voxel_center + int(with_distance)
+        layers = []
+        for i, c_out in enumerate(feat_channels):
+            c_in = c if i == 0 else 2 * feat_channels[i - 1]
+            layers.append(nn.ModuleList([nn.Linear(c_in, c_out, bias=False), _norm(norm, c_out)]))
+        self.layers = nn.ModuleList(layers)
+        self.out_channels = int(feat_channels[-1])
+
+    def augment(self, points: torch.Tensor, vox: dict) -> torch.Tensor:
+        """Augmented features (M, C_aug) of the in-range points (rows where point2voxel >= 0)."""
+        p2v = vox["point2voxel"]
+        keep = p2v >= 0
+        pts, idx = points[keep], p2v[keep]
+        feats = [pts[:, : self.in_channels]]
+        xyz = pts[:, :3]
+        if self.with_cluster_center:
+            mean = scatter_mean(xyz, idx, vox["num_voxels"])
+            feats.append(xyz - mean[idx])
+        if self.with_voxel_center:
+            zyx = vox["coords"][idx][:, 1:].to(xyz.dtype)  # (M, 3) z, y, x
+            size = xyz.new_tensor(self.voxel_size)
+            lo = xyz.new_tensor(self.point_cloud_range[:3])
+            centre = (zyx.flip(1) + 0.5) * size + lo
+            feats.append(xyz - centre)
+        if self.with_distance:
+            feats.append(xyz.norm(dim=1, keepdim=True))
+        return torch.cat(feats, dim=1)
+
+    def forward(self, points: torch.Tensor, batch_idx: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """points (N, C_in) float (x, y, z, ...), batch_idx (N,) long -> (voxel_feats (V, C_out), coords (V, 4) int32)."""
+        if points.dim() != 2 or points.shape[1] < max(3, self.in_channels):
+            raise ValueError(
+                f"{type(self).__name__}: `points` must be (N, >= {max(3, self.in_channels)}), got {tuple(points.shape)}"
+            )
+        vox = dynamic_voxelize(points, batch_idx, self.voxel_size, self.point_cloud_range)
+        idx = vox["point2voxel"][vox["point2voxel"] >= 0]
+        v = vox["num_voxels"]
+        x = self.augment(points, vox)
+        for i, (linear, norm) in enumerate(self.layers):
+            x = torch.relu(norm(linear(x)))
+            if i < len(self.layers) - 1:
+                x = torch.cat([x, scatter_max(x, idx, v)[idx]], dim=1)
+        pooled = scatter_max(x, idx, v) if self.mode == "max" else scatter_mean(x, idx, v)
+        return pooled, vox["coords"]
+
+
+@MODELS.register_module()
+class DynamicPillarFeatureNet(DynamicVFE):
+    """Dynamic pillar encoder: :class:`DynamicVFE` with the voxel height forced to the full z range (nz = 1).
+
+    ``voxel_size`` may be (vx, vy) or (vx, vy, anything); the z size is replaced by z1 - z0. Defaults follow
+    PointPillars (one 64-channel layer, max pooling).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 4,
+        feat_channels: Sequence[int] = (64,),
+        voxel_size: Sequence[float] = (0.2, 0.2),
+        point_cloud_range: Sequence[float] = (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0),
+        **kwargs,
+    ) -> None:
+        pcr = tuple(float(v) for v in point_cloud_range)
+        size = (float(voxel_size[0]), float(voxel_size[1]), pcr[5] - pcr[2])
+        super().__init__(in_channels, feat_channels, size, pcr, **kwargs)

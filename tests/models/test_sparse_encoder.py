@@ -1,0 +1,105 @@
+"""BEV scatter (height compression) and the spconv SparseEncoder: forward + backward on CPU."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from perception3d.models.middle_encoders import BEVScatter, grid_shape_from_range
+from perception3d.models.middle_encoders import spconv_compat
+from perception3d.registry import MODELS
+
+
+def _random_coords(batch, shape, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    cols = [torch.randint(0, s, (n,), generator=g) for s in (batch, *shape)]
+    return torch.unique(torch.stack(cols, 1), dim=0).int()
+
+
+def test_grid_shape_from_range():
+    assert grid_shape_from_range([-54, -54, -5, 54, 54, 3], [0.075, 0.075, 0.2]) == (40, 1440, 1440)
+    assert grid_shape_from_range([0, -40, -3, 70.4, 40, 1], [0.16, 0.16, 4]) == (1, 500, 440)
+
+
+def test_bev_scatter_hand_case_and_vs_spconv_dense():
+    import spconv.pytorch as spconv
+
+    scatter = BEVScatter(in_channels=3, grid_shape=(2, 4, 5))
+    coords = torch.tensor([[0, 0, 1, 2], [1, 1, 3, 4], [1, 0, 3, 4]], dtype=torch.int32)
+    feats = torch.arange(9, dtype=torch.float32).view(3, 3)
+    out = scatter(feats, coords, 2)
+    assert out.shape == (2, 6, 4, 5)
+    # channel = c * nz + z
+    assert out[0, [0, 2, 4], 1, 2].tolist() == [0.0, 1.0, 2.0]
+    assert out[1, [1, 3, 5], 3, 4].tolist() == [3.0, 4.0, 5.0]
+    assert out[1, [0, 2, 4], 3, 4].tolist() == [6.0, 7.0, 8.0]
+    assert out.abs().sum() == feats.sum()
+    # independent oracle: spconv's own densify, viewed as (B, C*D, H, W) like SECOND's height compression
+    coords = _random_coords(2, (3, 6, 7), 60, 0)
+    feats = torch.randn(coords.shape[0], 4, requires_grad=True)
+    ref = spconv.SparseConvTensor(feats, coords, [3, 6, 7], 2).dense()
+    out = BEVScatter(4, grid_shape=(3, 6, 7))(feats, coords, 2)
+    torch.testing.assert_close(out, ref.reshape(2, 12, 6, 7), rtol=0, atol=0)
+    out.sum().backward()
+    assert torch.equal(feats.grad, torch.ones_like(feats))
+
+
+def test_bev_scatter_pillars_from_range_and_errors():
+    scatter = MODELS.build(dict(type="BEVScatter", in_channels=2, point_cloud_range=[0, 0, -1, 4, 2, 3],
+                                voxel_size=[0.5, 0.5, 4]))
+    assert scatter.grid_shape == (1, 4, 8) and scatter.out_channels == 2
+    coords = torch.tensor([[0, 0, 3, 7]], dtype=torch.int32)
+    assert scatter(torch.ones(1, 2), coords, 1)[0, :, 3, 7].tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="outside"):
+        scatter(torch.ones(1, 2), torch.tensor([[0, 0, 4, 0]], dtype=torch.int32), 1)
+    with pytest.raises(TypeError, match="int32"):
+        scatter(torch.ones(1, 2), torch.zeros(1, 4), 1)
+
+
+def test_stream_stub_is_idempotent_and_backward_matches_dense_conv():
+    import spconv.pytorch as spconv
+
+    from perception3d.models.middle_encoders import sparse_encoder  # noqa: F401  (applies the stub)
+
+    assert spconv_compat.is_applied()
+    assert spconv_compat.apply() is False  # second call is a no-op
+    torch.manual_seed(0)
+    d, h, w = 4, 5, 6  # fully occupied grid: sparse conv == dense conv
+    zz, yy, xx = torch.meshgrid(torch.arange(d), torch.arange(h), torch.arange(w), indexing="ij")
+    coords = torch.stack([torch.zeros_like(zz), zz, yy, xx], -1).view(-1, 4).int()
+    dense_in = torch.randn(1, 3, d, h, w)
+    for conv, kw in [(spconv.SubMConv3d(3, 5, 3, padding=1, bias=False), dict(stride=1)),
+                     (spconv.SparseConv3d(3, 5, 3, stride=2, padding=1, bias=False), dict(stride=2))]:
+        feats = dense_in[0].permute(1, 2, 3, 0).reshape(-1, 3).clone().requires_grad_(True)
+        out = conv(spconv.SparseConvTensor(feats, coords, [d, h, w], 1)).dense()
+        weight = conv.weight.detach().permute(0, 4, 1, 2, 3).clone().requires_grad_(True)  # (O, kD, kH, kW, I)
+        x = dense_in.clone().requires_grad_(True)
+        ref = F.conv3d(x, weight, padding=1, **kw)
+        torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+        g = torch.randn_like(ref)
+        out.backward(g)
+        ref.backward(g)
+        torch.testing.assert_close(feats.grad, x.grad[0].permute(1, 2, 3, 0).reshape(-1, 3), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(conv.weight.grad.permute(0, 4, 1, 2, 3), weight.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_sparse_encoder_forward_backward_cpu():
+    cfg = dict(type="SparseEncoder", in_channels=4, sparse_shape=(25, 32, 32), base_channels=8, output_channels=16,
+               encoder_channels=((8,), (8, 8), (16, 16), (16, 16)),
+               encoder_paddings=((1,), (1, 1), (1, 1), ((0, 1, 1), 1)))
+    enc = MODELS.build(cfg)
+    assert enc.out_shape == [1, 4, 4] and enc.out_channels == 16
+    coords = _random_coords(2, (25, 32, 32), 500, 1)
+    feats = torch.randn(coords.shape[0], 4, requires_grad=True)
+    bev = enc(feats, coords, 2)
+    assert bev.shape == (2, 16, 4, 4)
+    assert torch.isfinite(bev).all() and (bev > 0).any()
+    bev.pow(2).mean().backward()
+    assert feats.grad is not None and feats.grad.abs().sum() > 0
+    for name, p in enc.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert enc.conv_input[0].weight.grad.abs().sum() > 0
+    # default SECOND config on a nuScenes-like 41 x 64 x 64 grid: 2 z cells x 128 channels
+    enc2 = MODELS.build(dict(type="SparseEncoder", in_channels=5, point_cloud_range=[-3.2, -3.2, -5, 3.2, 3.2, 3],
+                             voxel_size=[0.1, 0.1, 0.2]))
+    assert enc2.sparse_shape == [41, 64, 64] and enc2.out_shape == [2, 8, 8] and enc2.out_channels == 256
+    with pytest.raises(ValueError, match="feature channels"):
+        enc(torch.randn(coords.shape[0], 3), coords, 2)
