@@ -9,10 +9,13 @@ from typing import Callable, Dict, Optional, Sequence
 
 import torch
 
-from .attention import GroupAttention, group_attention_reference
+from .attention import GroupAttention, group_attention_indexed, group_attention_reference, window_indices
 from .reference import ORDERS, flattened_window_mapping_reference, group_mapping, key_bound
 
-__all__ = ["flattened_window_mapping", "group_attention", "GroupAttention", "group_mapping", "ORDERS"]
+__all__ = [
+    "flattened_window_mapping", "group_attention", "group_attention_indexed", "window_indices",
+    "GroupAttention", "group_mapping", "ORDERS",
+]
 
 
 def flattened_window_mapping(

@@ -29,9 +29,11 @@ class GroupAttention(nn.Module):
         """x, pe: (num_groups, G, C) -> (num_groups, G, C)."""
         ng, g, c = x.shape
         h, d = self.num_heads, c // self.num_heads
-        qk_in = x + pe
-        q = self.q_proj(qk_in).view(ng, g, h, d).transpose(1, 2)
-        k = self.k_proj(qk_in).view(ng, g, h, d).transpose(1, 2)
+        # q and k share their input: one fused matmul (same parameters as separate projections)
+        w_qk = torch.cat([self.q_proj.weight, self.k_proj.weight], 0)
+        b_qk = None if self.q_proj.bias is None else torch.cat([self.q_proj.bias, self.k_proj.bias], 0)
+        qk = F.linear(x + pe, w_qk, b_qk).view(ng, g, 2, h, d)
+        q, k = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2)
         v = self.v_proj(x).view(ng, g, h, d).transpose(1, 2)
         o = F.scaled_dot_product_attention(q, k, v)  # (ng, h, g, d)
         return self.out_proj(o.transpose(1, 2).reshape(ng, g, c))
@@ -52,15 +54,39 @@ def group_attention_reference(
     from :func:`group_mapping`; attn callable (num_groups, G, C) x2 -> (num_groups, G, C).
     Returns (N, C) in the original token order. Padding copies act as extra keys; their outputs are dropped.
     """
+    gather_idx, scatter_idx = window_indices(perm, flat2win, win2flat)
+    pe_win = pe.index_select(0, gather_idx)
+    return group_attention_indexed(x, pe_win, gather_idx, scatter_idx, group_size, attn)
+
+
+def window_indices(perm: torch.Tensor, flat2win: torch.Tensor, win2flat: torch.Tensor):
+    """Compose an order with the group mapping: (gather_idx (P,), scatter_idx (N,)) int64.
+
+    ``x.index_select(0, gather_idx)`` is ``x[perm][flat2win]`` (tokens in padded group layout) and
+    ``y_win.index_select(0, scatter_idx)`` brings group outputs back to the input token order.
+    """
+    with torch.no_grad():
+        inv = torch.empty_like(perm)
+        inv[perm] = torch.arange(perm.numel(), device=perm.device)
+        return perm[flat2win], win2flat[inv]
+
+
+def group_attention_indexed(
+    x: torch.Tensor,
+    pe_win: torch.Tensor,
+    gather_idx: torch.Tensor,
+    scatter_idx: torch.Tensor,
+    group_size: int,
+    attn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Same as :func:`group_attention_reference` with composed indices and a pre-gathered ``pe_win`` (P, C).
+
+    Lets a backbone gather the (layer-independent) positional encoding once per order.
+    """
     n, c = x.shape
     if n == 0:
         return x.clone()
     g = int(group_size)
-    xs = x.index_select(0, perm)
-    ps = pe.index_select(0, perm)
-    xw = xs.index_select(0, flat2win).view(-1, g, c)
-    pw = ps.index_select(0, flat2win).view(-1, g, c)
-    out = attn(xw, pw).reshape(-1, c).index_select(0, win2flat)  # (N, C) sorted order
-    inv = torch.empty_like(perm)
-    inv[perm] = torch.arange(n, device=perm.device)
-    return out.index_select(0, inv)
+    xw = x.index_select(0, gather_idx).view(-1, g, c)
+    out = attn(xw, pe_win.view(-1, g, c))
+    return out.reshape(-1, c).index_select(0, scatter_idx)

@@ -131,4 +131,8 @@ class NuScenesDataset(BaseDataset):
         """Drop samples without GT boxes when ``filter_cfg.filter_empty_gt`` (never in test mode)."""
         if self.test_mode or not self.filter_cfg or not self.filter_cfg.get("filter_empty_gt", False):
             return self.data_list
-        return [d for d in self.data_list if len(d.get("ann_info", {}).get("gt_labels_3d", [])) > 0]
+        kept = [d for d in self.data_list if len(d.get("ann_info", {}).get("gt_labels_3d", [])) > 0]
+        if self.data_list and not kept:
+            raise ValueError(f"{self.ann_file}: no sample has GT boxes of classes {list(self._metainfo['classes'])} "
+                             f"with >= {self.min_lidar_pts} lidar points (filter_empty_gt=True)")
+        return kept

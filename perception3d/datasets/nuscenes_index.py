@@ -172,6 +172,10 @@ def build_nuscenes_index(root: str, version: str, splits: Sequence[str], out_dir
     """
     if not os.path.isdir(os.path.join(root, version)):
         raise FileNotFoundError(f"nuScenes table folder not found: {os.path.join(root, version)}")
+    missing = [t for t in TABLES if not os.path.isfile(os.path.join(root, version, f"{t}.json"))]
+    if missing:
+        raise FileNotFoundError(f"nuScenes tables missing in {os.path.join(root, version)}: "
+                                f"{', '.join(m + '.json' for m in missing)}")
     out_dir = out_dir or root
     written: Dict[str, str] = {}
     todo = []
@@ -217,8 +221,9 @@ def add_nuscenes_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--root", required=True, help="nuScenes dataroot")
     p.add_argument("--version", default="v1.0-trainval", help="table folder, e.g. v1.0-trainval, v1.0-mini")
     p.add_argument("--splits", nargs="+", default=None,
-                   help="split names (default: train val for trainval, mini_train mini_val for mini, "
-                        "test for test; custom names are read from <version>/splits.json)")
+                   help="split names (default: every split in <version>/splits.json if it exists, else "
+                        "train val / mini_train mini_val / test by version; non-predefined names are read "
+                        "from splits.json)")
     p.add_argument("--out", default=None, help="output folder (default: --root)")
     p.add_argument("--workers", type=int, default=1, help="worker processes")
     p.add_argument("--max-sweeps", type=int, default=10, help="previous lidar sweeps per keyframe")
@@ -227,7 +232,11 @@ def add_nuscenes_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _default_splits(version: str) -> List[str]:
+def _default_splits(root: str, version: str) -> List[str]:
+    custom = os.path.join(root, version, "splits.json")
+    if os.path.isfile(custom):  # a tree with custom splits (e.g. the synthetic world): all of them
+        with open(custom) as f:
+            return sorted(json.load(f))
     if version.endswith("mini"):
         return ["mini_train", "mini_val"]
     if version.endswith("test"):
@@ -235,14 +244,14 @@ def _default_splits(version: str) -> List[str]:
     return ["train", "val"]
 
 
-def run_from_args(args: argparse.Namespace) -> Dict[str, str]:
-    """Entry point of the ``nuscenes`` subcommand."""
-    splits = args.splits or _default_splits(args.version)
+def run_from_args(args: argparse.Namespace) -> int:
+    """Entry point of the ``nuscenes`` subcommand; prints ``split: path`` lines, returns 0."""
+    splits = args.splits or _default_splits(args.root, args.version)
     written = build_nuscenes_index(args.root, args.version, splits, out_dir=args.out, workers=args.workers,
                                    max_sweeps=args.max_sweeps, force=args.force)
     for split, path in written.items():
         print(f"{split}: {path}")
-    return written
+    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -1,3 +1,4 @@
 """Models: voxel encoders, sparse 3D backbones, BEV/2D backbones, necks, heads, detectors."""
 from . import data_preprocessors, detectors  # noqa: F401
 from . import backbones, middle_encoders, voxel_encoders  # noqa: F401
+from . import heads, necks  # noqa: F401

@@ -76,6 +76,8 @@ def test_serpentine_on_full_grid(nx, ny, wx, wy):
         same = wstep == 0
         assert bool((step[same] == 1).all()), name  # inside a window: 4-neighbour steps only
         assert bool((wstep[~same] == 1).all()), name  # across windows: only to an adjacent window
+        major = 3 if name.startswith("x") else 2  # the curve never jumps back along the sweep axis
+        assert bool(((c[1:, major] - c[:-1, major]).abs()[~same] <= 1).all()), name
         # windows are contiguous runs in the order
         keys = win[:, 0] * 1000 + win[:, 1]
         assert len(torch.unique_consecutive(keys)) == len(torch.unique(keys)), name
@@ -164,3 +166,17 @@ def test_group_attention_matches_bruteforce_oracle_and_grads():
     assert torch.autograd.gradcheck(
         lambda t: group_attention(t, pe, m["y"], m["flat2win"], m["win2flat"], G, attn), (x,)
     )
+
+
+def test_empty_input_and_all_tokens_in_one_window():
+    m = flattened_window_mapping(torch.zeros(0, 4, dtype=torch.int32), 2, (5, 5), (2, 2), 3)
+    assert all(m[k].numel() == 0 for k in (*ORDERS, "flat2win", "win2flat"))
+    attn = GroupAttention(4, 2)
+    x = torch.zeros(0, 4)
+    assert group_attention(x, x, m["x"], m["flat2win"], m["win2flat"], 3, attn).shape == (0, 4)
+    coords = torch.tensor([[0, 0, 1, 1], [0, 0, 0, 1], [0, 0, 1, 0], [0, 0, 0, 0]], dtype=torch.int32)
+    m = flattened_window_mapping(coords, 1, (5, 5), (2, 2), 4)  # one window, one group: plain attention
+    x = torch.randn(4, 4)
+    out = group_attention(x, torch.zeros_like(x), m["x_shift"], m["flat2win"], m["win2flat"], 4, attn)
+    assert torch.allclose(out, attn(x[None], torch.zeros(1, 4, 4))[0], atol=1e-6)
+    assert coords[m["x"]].tolist() == [[0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 1, 1], [0, 0, 0, 1]]  # x major, y snakes

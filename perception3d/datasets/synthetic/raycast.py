@@ -57,41 +57,46 @@ class Primitives:
         return centers, radii
 
 
-def _tile_candidates(origin, dirs, tile_slices, centers, radii, max_range):
-    """Bool (T, P): primitive p's bounding sphere may meet a ray of tile t."""
-    axes = np.stack([dirs[s].mean(0) for s in tile_slices])
+def _tile_candidates(origin, dirs, starts, centers, radii, max_range):
+    """Bool (T, P): primitive p's bounding sphere may meet a ray of the tile starting at starts[t]."""
+    axes = np.add.reduceat(dirs, starts, axis=0)
     axes /= np.linalg.norm(axes, axis=1, keepdims=True)
-    cos_half = np.array([(dirs[s] @ a).min() for s, a in zip(tile_slices, axes)])
-    half = np.arccos(np.clip(cos_half, -1, 1))
+    sizes = np.diff(np.append(starts, len(dirs)))
+    cos_ray = (dirs * np.repeat(axes, sizes, axis=0)).sum(1)
+    half = np.arccos(np.clip(np.minimum.reduceat(cos_ray, starts), -1, 1))
     rel = centers - origin
     dist = np.linalg.norm(rel, axis=1)
     inside = dist <= radii + 1e-3
     safe = np.maximum(dist, 1e-9)
     ang = np.arccos(np.clip((axes @ rel.T) / safe, -1, 1))  # (T, P)
     spread = np.arcsin(np.clip(radii / safe, 0, 1))
-    cand = (ang - spread <= half[:, None] + 1e-3) | inside
+    cand = (ang - spread <= half[:, None] + 2e-3) | inside
     return cand & (dist - radii <= max_range)
 
 
 def _hit_boxes(o, d, prims, idx):
-    """Ray (K,) vs boxes idx (M,): t (K, M) (inf = miss) and local hit axis (K, M) in 0..2."""
-    c, yaw = prims.box_center[idx], prims.box_yaw[idx]
-    h = prims.box_half[idx].astype(np.float32)
-    cs, sn = np.cos(yaw).astype(np.float32), np.sin(yaw).astype(np.float32)
-    rel = (o - c)
-    ol = np.stack([cs * rel[:, 0] + sn * rel[:, 1], -sn * rel[:, 0] + cs * rel[:, 1], rel[:, 2]], 1).astype(np.float32)
+    """Rays d (K, 3) from o vs boxes idx (M,): hit distance (K, M), inf where missed (slab test)."""
+    c, yaw, h = prims.box_center[idx], prims.box_yaw[idx], prims.box_half[idx]
+    cs, sn = np.cos(yaw), np.sin(yaw)
+    rel = o - c
+    ox = (cs * rel[:, 0] + sn * rel[:, 1]).astype(np.float32)
+    oy = (-sn * rel[:, 0] + cs * rel[:, 1]).astype(np.float32)
+    oz = rel[:, 2].astype(np.float32)
+    cs, sn = cs.astype(np.float32), sn.astype(np.float32)
+    h = h.astype(np.float32)
     dx, dy, dz = d[:, 0:1], d[:, 1:2], d[:, 2:3]
-    dl = np.stack([dx * cs + dy * sn, -dx * sn + dy * cs, np.broadcast_to(dz, (len(d), len(idx)))], -1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inv = 1.0 / dl
-        t1 = (-h - ol) * inv
-        t2 = (h - ol) * inv
-    tmin = np.fmin(t1, t2)
-    tmax = np.fmax(t1, t2)
-    tnear = tmin.max(-1)
-    tfar = tmax.min(-1)
-    hit = (tfar >= tnear) & (tnear > _EPS)
-    return np.where(hit, tnear, np.inf), tmin.argmax(-1), dl
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ix = 1.0 / (dx * cs + dy * sn)
+        iy = 1.0 / (dy * cs - dx * sn)
+        iz = 1.0 / dz
+        a, b = (-h[:, 0] - ox) * ix, (h[:, 0] - ox) * ix
+        tn, tf = np.fmin(a, b), np.fmax(a, b)
+        a, b = (-h[:, 1] - oy) * iy, (h[:, 1] - oy) * iy
+        tn, tf = np.maximum(tn, np.fmin(a, b)), np.minimum(tf, np.fmax(a, b))
+        a, b = (-h[:, 2] - oz) * iz, (h[:, 2] - oz) * iz
+        tn, tf = np.maximum(tn, np.fmin(a, b)), np.minimum(tf, np.fmax(a, b))
+    tn[(tf < tn) | (tn <= _EPS)] = np.inf
+    return tn
 
 
 def _hit_cylinders(o, d, prims, idx):
@@ -121,97 +126,93 @@ def _hit_ellipsoids(o, d, prims, idx):
     return np.where((disc >= 0) & (t > _EPS), t, np.inf)
 
 
-def cast_rays(origin: np.ndarray, dirs: np.ndarray, tile_slices: list[slice], prims: Primitives,
-              max_range: float, collect_objects: bool = False):
-    """Cast rays from one ``origin`` (3,) along unit ``dirs`` (R, 3) (rays of a tile contiguous).
+def cast_rays(origin: np.ndarray, dirs: np.ndarray, tile_starts: np.ndarray, prims: Primitives,
+              max_range: float, count_objects: int = 0):
+    """Cast rays from one ``origin`` (3,) along unit ``dirs`` (R, 3) grouped in tiles of neighbouring
+    directions (tile t = rows tile_starts[t] : tile_starts[t + 1]).
 
     Returns ``t`` (R,) float32 hit distance (inf for a miss or beyond ``max_range``), ``hit`` (R,)
     int64 primitive index / GROUND / MISS, ``normal`` (R, 3) float32 unit surface normal, and, if
-    ``collect_objects``, an int64 array (Q, 2) of unique (ray, object id) pairs for every object
-    whose geometry the ray crosses anywhere within range (occluded or not).
+    ``count_objects`` = n > 0, ``crossed`` (n,) int64: per object id, the number of rays that cross
+    its geometry anywhere within range (occluded or not).
     """
     origin = np.asarray(origin, np.float64)
     dirs32 = np.asarray(dirs, np.float32)
+    starts = np.asarray(tile_starts, np.int64)
+    ends = np.append(starts[1:], len(dirs32))
     R = len(dirs32)
     nb, nc, ne = prims.counts
     t_best = np.full(R, np.inf, np.float32)
     hit = np.full(R, MISS, np.int64)
-    normal = np.zeros((R, 3), np.float32)
-    pairs: list[np.ndarray] = []
-    # ground plane z = 0
-    with np.errstate(divide="ignore", invalid="ignore"):
+    crossed = np.zeros(max(count_objects, 0), np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):  # ground plane z = 0
         tg = (-origin[2] / dirs32[:, 2]).astype(np.float32)
     g = (dirs32[:, 2] < 0) & (tg > _EPS)
     t_best[g] = tg[g]
     hit[g] = GROUND
-    normal[g] = (0, 0, 1)
     if nb + nc + ne:
         centers, radii = prims.bounding_spheres()
-        cand = _tile_candidates(origin, dirs32, tile_slices, centers, radii, max_range)
-        for ti, sl in enumerate(tile_slices):
+        cand = _tile_candidates(origin, dirs32, starts, centers, radii, max_range)
+        for ti in range(len(starts)):
             pidx = np.flatnonzero(cand[ti])
             if len(pidx) == 0:
                 continue
-            d = dirs32[sl]
-            ts, ids = [], []
+            s0, s1 = int(starts[ti]), int(ends[ti])
+            d = dirs32[s0:s1]
+            ts = []
             bi = pidx[pidx < nb]
             if len(bi):
-                tb, axis, dl = _hit_boxes(origin, d, prims, bi)
-                ts.append(tb)
-                ids.append(bi)
+                ts.append(_hit_boxes(origin, d, prims, bi))
             ci = pidx[(pidx >= nb) & (pidx < nb + nc)]
             if len(ci):
                 ts.append(_hit_cylinders(origin, d, prims, ci - nb))
-                ids.append(ci)
             ei = pidx[pidx >= nb + nc]
             if len(ei):
                 ts.append(_hit_ellipsoids(origin, d, prims, ei - nb - nc))
-                ids.append(ei)
             tt = np.concatenate(ts, 1) if len(ts) > 1 else ts[0]
-            ii = np.concatenate(ids) if len(ids) > 1 else ids[0]
-            if collect_objects:
+            ii = np.concatenate([bi, ci, ei])
+            if count_objects:
                 objs = prims.obj[ii]
-                kk, mm = np.nonzero(np.isfinite(tt) & (tt <= max_range) & (objs >= 0)[None])
-                if len(kk):
-                    pairs.append(np.stack([kk + sl.start, objs[mm]], 1))
+                sel = objs >= 0
+                if sel.any():
+                    crosses = tt[:, sel] <= max_range  # (K, M') per ray, per object part
+                    o_sel = objs[sel]
+                    order = np.argsort(o_sel, kind="stable")
+                    o_sorted = o_sel[order]
+                    first = np.flatnonzero(np.r_[True, o_sorted[1:] != o_sorted[:-1]])
+                    per_obj = np.logical_or.reduceat(crosses[:, order], first, axis=1)  # (K, n objects)
+                    crossed[o_sorted[first]] += per_obj.sum(0)
             j = tt.argmin(1)
             tj = tt[np.arange(len(j)), j]
-            rows = np.arange(sl.start, sl.stop)
-            better = tj < t_best[sl]
-            if not better.any():
-                continue
-            rb, jb = rows[better], j[better]
-            t_best[rb] = tj[better]
-            hit[rb] = ii[jb]
-            box_sign = np.zeros((len(rb), 3), np.float32)  # local box normal for box winners
-            if len(bi):
-                kb = np.flatnonzero(better)
-                isbox = jb < len(bi)
-                ax = axis[kb[isbox], jb[isbox]]
-                sg = -np.sign(dl[kb[isbox], jb[isbox], ax])
-                box_sign[np.flatnonzero(isbox), ax] = sg
-            normal[rb] = _normals(origin, dirs32[rb], tj[better], ii[jb], prims, box_sign)
+            better = tj < t_best[s0:s1]
+            t_best[s0:s1][better] = tj[better]
+            hit[s0:s1][better] = ii[j[better]]
     far = t_best > max_range
     t_best[far] = np.inf
     hit[far] = MISS
-    obj_pairs = np.unique(np.concatenate(pairs), axis=0) if pairs else np.zeros((0, 2), np.int64)
-    return (t_best, hit, normal, obj_pairs) if collect_objects else (t_best, hit, normal)
+    normal = _normals(origin, dirs32, t_best, hit, prims)
+    return (t_best, hit, normal, crossed) if count_objects else (t_best, hit, normal)
 
 
-def _normals(origin, d, t, prim, prims, box_local):
-    """Unit normals (K, 3) at the hits of rays d (K, 3) at distance t on primitives ``prim``.
-
-    ``box_local`` (K, 3) holds the box-frame normal for rows whose primitive is a box.
-    """
+def _normals(origin, d, t, prim, prims):
+    """Unit normals (R, 3) at the hits of rays d (R, 3) at distance t on ``prim`` (ground: +z, miss: 0)."""
     nb, nc, _ = prims.counts
     n = np.zeros((len(d), 3), np.float32)
-    isb = prim < nb
-    if isb.any():
-        loc = box_local[isb]
-        yaw = prims.box_yaw[prim[isb]]
-        cs, sn = np.cos(yaw), np.sin(yaw)
-        n[isb] = np.stack([cs * loc[:, 0] - sn * loc[:, 1], sn * loc[:, 0] + cs * loc[:, 1], loc[:, 2]], 1)
+    n[prim == GROUND] = (0, 0, 1)
     p = origin + t[:, None].astype(np.float64) * d
+    isb = (prim >= 0) & (prim < nb)
+    if isb.any():
+        bi = prim[isb]
+        rel = p[isb] - prims.box_center[bi]
+        yaw = prims.box_yaw[bi]
+        cs, sn = np.cos(yaw), np.sin(yaw)
+        loc = np.stack([cs * rel[:, 0] + sn * rel[:, 1], -sn * rel[:, 0] + cs * rel[:, 1], rel[:, 2]], 1)
+        ratio = np.abs(loc) / prims.box_half[bi]
+        ax = ratio.argmax(1)
+        k = np.arange(len(ax))
+        ln = np.zeros_like(loc)
+        ln[k, ax] = np.sign(loc[k, ax])
+        n[isb] = np.stack([cs * ln[:, 0] - sn * ln[:, 1], sn * ln[:, 0] + cs * ln[:, 1], ln[:, 2]], 1)
     isc = (prim >= nb) & (prim < nb + nc)
     if isc.any():
         ci = prim[isc] - nb

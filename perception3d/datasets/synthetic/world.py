@@ -89,10 +89,10 @@ class World:
         zd = int(rng.choice([-1, 1]))
         uz = float(rng.uniform(*near))
         v_edge = zd * st.side * (wr - 0.6)
-        self.place("construction_vehicle", uz + 6, zd * st.side * (wr - 2.0), 0.0,
+        self.place("construction_vehicle", uz + 6, zd * st.side * (wr - 2.1), 0.0,
                    0.0 if zd > 0 else np.pi, "vehicle.stopped", margin=0.2)
         for k in range(int(rng.integers(3, 7))):
-            self.place("barrier", uz + k * 2.7, v_edge - zd * st.side * 2.6 * 1.2, 0.0, np.pi / 2, "", margin=0.05)
+            self.place("barrier", uz + k * 2.7, zd * st.side * (wr - 4.1), 0.0, np.pi / 2, "", margin=0.05)
         for k in range(int(rng.integers(3, 8))):
             self.place("traffic_cone", uz - 3 - k * 2.0, v_edge - zd * st.side * rng.uniform(0, 2.0), 0.0,
                        rng.uniform(-np.pi, np.pi), "", margin=0.1)
@@ -108,7 +108,7 @@ class World:
                 else:
                     speed = rng.uniform(3, 12) if rng.random() > 0.15 else 0.0
                 u = span[0] + rng.uniform(0, 10)
-                guaranteed = ["bus", "truck", "motorcycle"] if (direction == -1 and i == 0) else []
+                guaranteed = ["trailer", "bus", "truck", "motorcycle"] if (direction == -1 and i == 0) else []
                 while u < span[1]:
                     if guaranteed and u > near[0] - 10:
                         cls = guaranteed.pop()
@@ -123,10 +123,10 @@ class World:
                     if cls == "trailer":  # truck pulling a trailer
                         lt = sample_size("trailer", rng)
                         lk = sample_size("truck", rng)
-                        tr = self.place("trailer", u + lt[0] / 2, v, sp, yaw, attr, lwh=lt, margin=0.15)
-                        if tr is not None:
-                            self.place("truck", u + lt[0] / 2 + direction * (lt[0] / 2 + 0.6 + lk[0] / 2), v, sp, yaw, attr, lwh=lk,
-                                       margin=0.15)
+                        u_tr, u_tk = (u + lt[0] / 2, u + lt[0] + 0.6 + lk[0] / 2) if direction == 1 else \
+                            (u + lk[0] + 0.6 + lt[0] / 2, u + lk[0] / 2)
+                        if self.place("truck", u_tk, v, sp, yaw, attr, lwh=lk, margin=0.15) is not None:
+                            self.place("trailer", u_tr, v, sp, yaw, attr, lwh=lt, margin=0.15)
                         u += lt[0] + lk[0] + rng.uniform(5, 25)
                         continue
                     ob = self.place(cls, u, v + rng.normal(0, 0.15), sp, yaw, attr)

@@ -1,1 +1,2 @@
 from .flatformer import FlatFormer  # noqa: F401
+from .second import SECOND  # noqa: F401

@@ -16,7 +16,9 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from perception3d.ops.flat_window import ORDERS, GroupAttention, flattened_window_mapping, group_attention
+from perception3d.ops.flat_window import (
+    ORDERS, GroupAttention, flattened_window_mapping, group_attention_indexed, window_indices,
+)
 from perception3d.registry import MODELS
 
 
@@ -58,11 +60,11 @@ class FlatFormerLayer(nn.Module):
         self.norm2 = nn.LayerNorm(embed_dim)
 
     def forward(
-        self, x: torch.Tensor, pe: torch.Tensor, perm: torch.Tensor, flat2win: torch.Tensor,
-        win2flat: torch.Tensor, group_size: int,
+        self, x: torch.Tensor, pe_win: torch.Tensor, gather_idx: torch.Tensor, scatter_idx: torch.Tensor,
+        group_size: int,
     ) -> torch.Tensor:
-        """x, pe (N, C) -> (N, C)."""
-        x = self.norm1(x + group_attention(x, pe, perm, flat2win, win2flat, group_size, self.attn))
+        """x (N, C), pe_win (P, C) in group layout, indices from ``window_indices`` -> (N, C)."""
+        x = self.norm1(x + group_attention_indexed(x, pe_win, gather_idx, scatter_idx, group_size, self.attn))
         return self.norm2(x + self.ffn(x))
 
 
@@ -121,7 +123,10 @@ class FlatFormer(nn.Module):
         pe = sinusoidal_position_encoding(
             coords[:, [3, 2]], self.embed_dim, self.pe_temperature, dtype=x.dtype
         )
+        per_order = {}  # gather/scatter indices and the group-layout PE, built once per order
+        for name in ORDERS:
+            gather_idx, scatter_idx = window_indices(mapping[name], mapping["flat2win"], mapping["win2flat"])
+            per_order[name] = (pe.index_select(0, gather_idx), gather_idx, scatter_idx)
         for i, layer in enumerate(self.layers):
-            perm = mapping[ORDERS[i % len(ORDERS)]]
-            x = layer(x, pe, perm, mapping["flat2win"], mapping["win2flat"], self.group_size)
+            x = layer(x, *per_order[ORDERS[i % len(ORDERS)]], self.group_size)
         return self.out_proj(x), coords

@@ -1,0 +1,40 @@
+# FlatFormer pillar detector with a CenterPoint head, sized for 2 CPU cores, on the synthetic world.
+# This is what `make demo` trains and evaluates.
+_base_ = [
+    "../_base_/default_runtime.py",
+    "../_base_/datasets/nuscenes_synthetic.py",
+    "../_base_/schedules/adamw_cosine.py",
+    "../_base_/models/centerpoint_head_nus.py",
+]
+
+point_cloud_range = [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]
+voxel_size = [0.4, 0.4, 8.0]          # pillars: 256 x 256 BEV grid
+sparse_shape = [256, 256]
+out_size_factor = 2                   # heatmap cell 0.8 m (128 x 128)
+embed_dim = 64
+
+model = dict(
+    type="VoxelDetector",
+    data_preprocessor=dict(type="Det3DDataPreprocessor"),
+    voxel_encoder=dict(type="DynamicPillarFeatureNet", in_channels=5, feat_channels=[32, embed_dim],
+                       voxel_size=voxel_size, point_cloud_range=point_cloud_range),
+    sparse_backbone=dict(type="FlatFormer", in_channels=embed_dim, embed_dim=embed_dim, num_heads=4, num_blocks=1,
+                         window_shape=[8, 8], group_size=64, sparse_shape=sparse_shape),
+    bev_scatter=dict(type="BEVScatter", point_cloud_range=point_cloud_range, voxel_size=voxel_size),
+    backbone=dict(type="SECOND", in_channels=embed_dim, out_channels=[64, 128], layer_nums=[3, 5],
+                  layer_strides=[2, 2]),
+    neck=dict(type="SECONDFPN", in_channels=[64, 128], out_channels=[64, 64], upsample_strides=[1, 2]),
+    head=dict(
+        type="CenterHead", in_channels=128, tasks={{_base_.tasks}}, common_heads={{_base_.common_heads}},
+        share_conv_channel=64, head_conv=64,
+        bbox_coder=dict(point_cloud_range=point_cloud_range, voxel_size=voxel_size, out_size_factor=out_size_factor),
+        train_cfg=dict(max_objs=500, gaussian_overlap=0.1, min_radius=2,
+                       code_weights=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2]),
+        test_cfg=dict(post_center_limit_range=[-61.2, -61.2, -10.0, 61.2, 61.2, 10.0], score_threshold=0.1,
+                      pre_topk=500, nms_type="rotate", nms_thr=0.2, pre_max_size=1000, post_max_size=83,
+                      max_per_img=500),
+    ),
+)
+
+max_epochs = 10
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)

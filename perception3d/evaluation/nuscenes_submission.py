@@ -1,0 +1,187 @@
+"""nuScenes detection submissions: lidar-frame predictions -> official JSON, and the devkit evaluation.
+
+Submission layout (devkit ``load_prediction``)::
+
+    {"meta": {use_camera, use_lidar, use_radar, use_map, use_external},
+     "results": {sample_token: [{sample_token, translation (3,) global, size (3,) w,l,h,
+                                 rotation (4,) w,x,y,z global, velocity (2,) global m/s,
+                                 detection_name, detection_score (float), attribute_name}, ...]}}
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import warnings
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+
+DETECTION_CLASSES = ("car", "truck", "bus", "trailer", "construction_vehicle", "pedestrian",
+                     "motorcycle", "bicycle", "traffic_cone", "barrier")
+TP_METRICS = {"trans_err": "mATE", "scale_err": "mASE", "orient_err": "mAOE", "vel_err": "mAVE",
+              "attr_err": "mAAE"}
+DIST_THS = (0.5, 1.0, 2.0, 4.0)
+MAX_BOXES_PER_SAMPLE = 500
+MOVING_SPEED = 0.2  # m/s: above this a box gets the "moving" attribute of its class
+_VEHICLES = ("car", "truck", "bus", "trailer", "construction_vehicle")
+
+
+def default_attribute(name: str, speed: float) -> str:
+    """Attribute for a predicted box of class ``name`` with ground speed ``speed`` (m/s).
+
+    Vehicles: ``vehicle.moving`` above 0.2 m/s, else ``vehicle.stopped`` for bus and
+    ``vehicle.parked`` for the others; pedestrian: ``pedestrian.moving`` / ``pedestrian.standing``;
+    bicycle, motorcycle: ``cycle.with_rider`` / ``cycle.without_rider``; cone, barrier: ``''``.
+    """
+    moving = bool(speed > MOVING_SPEED)
+    if name in _VEHICLES:
+        return "vehicle.moving" if moving else ("vehicle.stopped" if name == "bus" else "vehicle.parked")
+    if name == "pedestrian":
+        return "pedestrian.moving" if moving else "pedestrian.standing"
+    if name in ("bicycle", "motorcycle"):
+        return "cycle.with_rider" if moving else "cycle.without_rider"
+    return ""
+
+
+def boxes_to_records(token: str, boxes, scores, labels, classes: Sequence[str], lidar2ego, ego2global,
+                     max_boxes: int = MAX_BOXES_PER_SAMPLE) -> List[Dict[str, Any]]:
+    """Lidar-frame predictions of one sample -> submission records (global frame).
+
+    Args:
+        token: sample token.
+        boxes: ``Boxes3D`` (N, 7|9) in the keyframe lidar frame (gravity centres; (N, 7) -> zero velocity).
+        scores: (N,) float; labels: (N,) int indexing ``classes``.
+        lidar2ego, ego2global: 4x4 transforms of the sample's keyframe lidar.
+        max_boxes: keep the highest-scoring ``max_boxes`` (devkit limit 500).
+    Boxes with non-finite values or scores are dropped with a warning; labels outside ``classes`` or
+    naming a non-detection class raise ``ValueError``.
+    """
+    scores = np.asarray(_np(scores), dtype=np.float64).reshape(-1)
+    labels = np.asarray(_np(labels), dtype=np.int64).reshape(-1)
+    tensor = np.asarray(_np(boxes.tensor), dtype=np.float64)
+    if not (len(tensor) == len(scores) == len(labels)):
+        raise ValueError(f"sample {token}: {len(tensor)} boxes, {len(scores)} scores, {len(labels)} labels")
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
+        raise ValueError(f"sample {token}: labels must be in [0, {len(classes)}), got {labels.min()}..{labels.max()}")
+    ok = np.isfinite(tensor).all(1) & np.isfinite(scores)
+    if not ok.all():
+        warnings.warn(f"sample {token}: dropped {int((~ok).sum())} predictions with NaN/inf values")
+    order = np.argsort(-scores[ok], kind="stable")[:max_boxes]
+    idx = np.flatnonzero(ok)[order]
+    if len(idx) == 0:
+        return []
+    glob = boxes[idx].to_nuscenes(lidar2ego=np.asarray(lidar2ego), ego2global=np.asarray(ego2global))
+    out = []
+    for j, i in enumerate(idx):
+        name = classes[labels[i]]
+        if name not in DETECTION_CLASSES:
+            raise ValueError(f"class {name!r} is not a nuScenes detection class {DETECTION_CLASSES}")
+        vel = glob["velocity"][j]
+        out.append(dict(sample_token=token, translation=[float(v) for v in glob["translation"][j]],
+                        size=[float(v) for v in glob["size"][j]],
+                        rotation=[float(v) for v in glob["rotation"][j]],
+                        velocity=[float(v) for v in vel], detection_name=name,
+                        detection_score=float(scores[i]),
+                        attribute_name=default_attribute(name, float(math.hypot(vel[0], vel[1])))))
+    return out
+
+
+def _np(x):
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else x
+
+
+def write_json_atomic(obj: Any, path: str) -> None:
+    """Write JSON to ``path`` via a temp file in the same folder and ``os.replace``."""
+    out_dir = os.path.dirname(os.path.abspath(path))
+    os.makedirs(out_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_" + os.path.basename(path), dir=out_dir)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def split_sample_tokens(nusc, eval_set: str) -> List[str]:
+    """Sample tokens of ``eval_set`` as the devkit's DetectionEval selects them (predefined or custom)."""
+    from nuscenes.utils.splits import get_scenes_of_split
+
+    scenes = set(get_scenes_of_split(eval_set, nusc))
+    return [s["token"] for s in nusc.sample if nusc.get("scene", s["scene_token"])["name"] in scenes]
+
+
+def zero_metrics(classes: Sequence[str] = DETECTION_CLASSES, prefix: str = "nuscenes") -> Dict[str, float]:
+    """The metrics of a submission without any box: AP 0, TP errors 1, NDS 0 (what the devkit would give)."""
+    p = f"{prefix}/" if prefix else ""
+    out = {f"{p}mAP": 0.0, f"{p}NDS": 0.0}
+    out.update({f"{p}{m}": 1.0 for m in TP_METRICS.values()})
+    for c in classes:
+        out[f"{p}{c}_AP"] = 0.0
+    return out
+
+
+def summary_to_metrics(summary: Dict[str, Any], prefix: str = "nuscenes") -> Dict[str, float]:
+    """Flatten the devkit's ``DetectionMetrics.serialize()`` into ``{prefix}/name: float``.
+
+    Keys: mAP, NDS, mATE, mASE, mAOE, mAVE, mAAE, ``<cls>_AP``, ``<cls>_AP_dist_<th>``,
+    ``<cls>_<trans|scale|orient|vel|attr>_err`` (NaN where the devkit leaves the error undefined).
+    """
+    p = f"{prefix}/" if prefix else ""
+    out = {f"{p}mAP": float(summary["mean_ap"]), f"{p}NDS": float(summary["nd_score"])}
+    for err, short in TP_METRICS.items():
+        out[f"{p}{short}"] = float(summary["tp_errors"][err])
+    for cls, ap in summary["mean_dist_aps"].items():
+        out[f"{p}{cls}_AP"] = float(ap)
+        for th, v in summary["label_aps"][cls].items():
+            out[f"{p}{cls}_AP_dist_{float(th)}"] = float(v)
+        for err, v in summary["label_tp_errors"][cls].items():
+            out[f"{p}{cls}_{err}"] = float(v)
+    return out
+
+
+def count_boxes(json_path: str) -> int:
+    with open(json_path) as f:
+        return sum(len(v) for v in json.load(f)["results"].values())
+
+
+def evaluate_submission(json_path: str, data_root: str, version: str, eval_set: str, out_dir: str,
+                        nusc=None, config_name: str = "detection_cvpr_2019", prefix: str = "nuscenes",
+                        verbose: bool = False) -> Dict[str, float]:
+    """Run the devkit's ``DetectionEval`` on a submission JSON; returns the flat metrics dict.
+
+    ``eval_set`` is a predefined split (``val``, ``mini_val``, ...) or a custom split from
+    ``<data_root>/<version>/splits.json``. ``metrics_summary.json`` is written to ``out_dir``.
+    A submission (or split) without any box gives :func:`zero_metrics` and a warning instead of the
+    devkit's ``Invalid box type: None``.
+    """
+    from nuscenes.eval.common.config import config_factory
+    from nuscenes.eval.detection.evaluate import DetectionEval
+
+    if not os.path.isfile(json_path):
+        raise FileNotFoundError(f"nuScenes submission not found: {json_path}")
+    if nusc is None:
+        from nuscenes import NuScenes
+
+        nusc = NuScenes(version=version, dataroot=data_root, verbose=verbose)
+    if count_boxes(json_path) == 0:
+        warnings.warn(f"{json_path}: no predicted boxes at all; returning zero metrics "
+                      "(the devkit cannot evaluate an empty submission)")
+        return zero_metrics(prefix=prefix)
+    try:
+        evaluator = DetectionEval(nusc, config=config_factory(config_name), result_path=json_path,
+                                  eval_set=eval_set, output_dir=out_dir, verbose=verbose)
+    except Exception as exc:
+        if "Invalid box type: None" not in str(exc):
+            raise
+        warnings.warn(f"{json_path}: split {eval_set!r} has no GT boxes to evaluate; returning zero metrics")
+        return zero_metrics(prefix=prefix)
+    metrics, _ = evaluator.evaluate()
+    summary = metrics.serialize()
+    summary["meta"] = evaluator.meta.copy()
+    write_json_atomic(summary, os.path.join(out_dir, "metrics_summary.json"))
+    return summary_to_metrics(summary, prefix)

@@ -1,0 +1,4 @@
+"""Detection heads and their target assignment, box coders and losses."""
+from .box_coder import CenterPointBBoxCoder  # noqa: F401
+from .center_head import NUSCENES_CLASSES, NUSCENES_TASKS, CenterHead, SeparateHead  # noqa: F401
+from .losses import GaussianFocalLoss, L1Loss  # noqa: F401

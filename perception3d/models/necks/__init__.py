@@ -1,0 +1,2 @@
+"""Necks: fuse multi-stride BEV maps."""
+from .second_fpn import SECONDFPN  # noqa: F401

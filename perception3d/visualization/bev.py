@@ -1,0 +1,81 @@
+"""Bird's-eye-view plot of a point cloud with 3D boxes (matplotlib, headless Agg backend)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+_CLASS_COLORS = {
+    "car": "#1f77b4", "truck": "#ff7f0e", "bus": "#d62728", "trailer": "#8c564b",
+    "construction_vehicle": "#bcbd22", "pedestrian": "#e377c2", "motorcycle": "#9467bd",
+    "bicycle": "#17becf", "traffic_cone": "#ff9896", "barrier": "#7f7f7f",
+}
+
+
+def box_bev_corners(boxes: np.ndarray) -> np.ndarray:
+    """BEV corners (N, 4, 2) of boxes (N, >=7) = x, y, z, l, w, h, yaw (counter-clockwise from +x)."""
+    b = np.asarray(boxes, np.float64).reshape(-1, boxes.shape[-1] if len(boxes) else 7)
+    sx = np.array([0.5, 0.5, -0.5, -0.5])
+    sy = np.array([0.5, -0.5, -0.5, 0.5])
+    lx, ly = b[:, 3:4] * sx, b[:, 4:5] * sy  # (N, 4)
+    c, s = np.cos(b[:, 6:7]), np.sin(b[:, 6:7])
+    return np.stack([b[:, 0:1] + c * lx - s * ly, b[:, 1:2] + s * lx + c * ly], -1)
+
+
+def plot_bev(points: np.ndarray, boxes: np.ndarray | None, labels: Sequence[str] | None, out_png: str | Path,
+             range: float | tuple[float, float, float, float] = 60.0, color_by: str = "z",
+             title: str | None = None, dpi: int = 110) -> Path:
+    """Write a BEV PNG of ``points`` (N, >=3; column 3 = intensity if ``color_by='intensity'``) and
+    ``boxes`` (M, >=7) = x, y, z, l, w, h, yaw in the same frame as the points (metres, radians).
+
+    ``labels`` (M,) class names colour the boxes; a line marks each box's heading. ``range`` is a
+    half-width r (plot [-r, r]^2) or (xmin, xmax, ymin, ymax). The file is written atomically.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+
+    pts = np.asarray(points)
+    if pts.ndim != 2 or pts.shape[1] < 3:
+        raise ValueError(f"plot_bev: points must be (N, >=3), got {pts.shape}")
+    ext = (-range, range, -range, range) if np.isscalar(range) else tuple(range)
+    m = (pts[:, 0] >= ext[0]) & (pts[:, 0] <= ext[1]) & (pts[:, 1] >= ext[2]) & (pts[:, 1] <= ext[3])
+    pts = pts[m]
+    fig, ax = plt.subplots(figsize=(8, 8))
+    ax.set_facecolor("#101010")
+    val = pts[:, 3] if color_by == "intensity" and pts.shape[1] > 3 else pts[:, 2]
+    vmin, vmax = (0, 100) if color_by == "intensity" else (-2.0, 1.0)
+    ax.scatter(pts[:, 0], pts[:, 1], c=val, s=0.8, cmap="plasma", vmin=vmin, vmax=vmax, linewidths=0, zorder=3)
+    if boxes is not None and len(boxes):
+        boxes = np.asarray(boxes, np.float64)
+        if boxes.ndim != 2 or boxes.shape[1] < 7:
+            raise ValueError(f"plot_bev: boxes must be (M, >=7), got {boxes.shape}")
+        corners = box_bev_corners(boxes)
+        names = list(labels) if labels is not None else ["car"] * len(boxes)
+        cols = [_CLASS_COLORS.get(str(n), "#ffffff") for n in names]
+        segs = [np.vstack([c, c[:1]]) for c in corners]
+        ax.add_collection(LineCollection(segs, colors=cols, linewidths=1.2, zorder=2))
+        front = corners[:, :2].mean(1)
+        heads = [np.stack([b[:2], f]) for b, f in zip(boxes, front)]
+        ax.add_collection(LineCollection(heads, colors=cols, linewidths=0.8, zorder=2))
+        for n in dict.fromkeys(names):
+            ax.plot([], [], color=_CLASS_COLORS.get(str(n), "#ffffff"), label=str(n))
+        ax.legend(loc="upper right", fontsize=7, facecolor="#333333", labelcolor="white")
+    ax.set_xlim(ext[0], ext[1])
+    ax.set_ylim(ext[2], ext[3])
+    ax.set_aspect("equal")
+    ax.set_xlabel("x [m]")
+    ax.set_ylabel("y [m]")
+    if title:
+        ax.set_title(title)
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,232 @@
+"""NuScenesMetric against the devkit's DetectionEval on the generated tree (``synthetic_nuscenes_root``)."""
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from perception3d.datasets.nuscenes import NuScenesDataset
+from perception3d.datasets.nuscenes_index import build_nuscenes_index
+from perception3d.evaluation import NuScenesMetric, default_attribute, evaluate_submission
+from perception3d.registry import METRICS
+from perception3d.structures.boxes3d import Boxes3D
+
+VERSION = "v1.0-trainval"
+CLASSES = NuScenesDataset.METAINFO["classes"]
+
+
+@pytest.fixture(scope="module")
+def setup(synthetic_nuscenes_root, tmp_path_factory):
+    from nuscenes import NuScenes
+
+    with open(os.path.join(synthetic_nuscenes_root, VERSION, "splits.json")) as f:
+        split = sorted(json.load(f))[-1]  # synthetic_val
+    out = tmp_path_factory.mktemp("nus_metric_index")
+    path = build_nuscenes_index(synthetic_nuscenes_root, VERSION, [split], out_dir=str(out))[split]
+    # every box the devkit keeps as GT has >= 1 lidar or radar point: predict exactly those
+    ds = NuScenesDataset(path, data_root=synthetic_nuscenes_root, test_mode=True, min_lidar_pts=0)
+    nusc = NuScenes(version=VERSION, dataroot=synthetic_nuscenes_root, verbose=False)
+    gt = []
+    for i in range(len(ds)):
+        info, ann = ds.get_data_info(i), ds.get_ann_info(i)
+        keep = (ann["num_lidar_pts"] + ann["num_radar_pts"]) > 0
+        gt.append((info, ann["gt_bboxes_3d"][keep], ann["gt_labels_3d"][keep]))
+    return dict(root=synthetic_nuscenes_root, split=split, gt=gt, nusc=nusc)
+
+
+def _metric(setup, **kw):
+    m = NuScenesMetric(data_root=setup["root"], version=VERSION, eval_set=setup["split"], **kw)
+    m._nusc = setup["nusc"]  # share the loaded devkit object between tests
+    return m
+
+
+def _samples(setup, edit=lambda b: b, score=0.9):
+    out = []
+    for info, boxes, labels in setup["gt"]:
+        b = edit(boxes.copy())
+        out.append(dict(token=info["token"], lidar2ego=info["lidar2ego"], ego2global=info["ego2global"],
+                        pred_instances_3d=dict(bboxes_3d=Boxes3D(b), scores_3d=torch.full((len(b),), score),
+                                               labels_3d=torch.as_tensor(labels[: len(b)]))))
+    return out
+
+
+def _run(setup, samples, **kw):
+    m = _metric(setup, **kw)
+    m.process(None, samples)
+    return m.evaluate(len(samples))
+
+
+def _present(setup):
+    """Classes with GT after the devkit's own filtering (range, points, bike racks)."""
+    from nuscenes.eval.common.config import config_factory
+    from nuscenes.eval.common.loaders import (add_center_dist, filter_eval_boxes, get_samples_of_custom_split,
+                                              load_gt_of_sample_tokens)
+    from nuscenes.eval.detection.data_classes import DetectionBox
+
+    nusc = setup["nusc"]
+    tokens = get_samples_of_custom_split(setup["split"], nusc)
+    gt = add_center_dist(nusc, load_gt_of_sample_tokens(nusc, tokens, DetectionBox))
+    gt = filter_eval_boxes(nusc, gt, config_factory("detection_cvpr_2019").class_range)
+    return sorted({b.detection_name for b in gt.all})
+
+
+@pytest.fixture(scope="module")
+def perfect(setup):
+    return _run(setup, _samples(setup))
+
+
+def test_registered():
+    assert METRICS.get("NuScenesMetric") is NuScenesMetric
+
+
+def test_gt_as_prediction_scores_ap_one(setup, perfect):
+    present = _present(setup)
+    assert present, "the fixture should hold evaluable GT"
+    r = perfect
+    for c in CLASSES:
+        assert r[f"nuscenes/{c}_AP"] == pytest.approx(1.0 if c in present else 0.0, abs=1e-9), c
+    assert r["nuscenes/mAP"] == pytest.approx(len(present) / 10)
+    for c in present:
+        assert r[f"nuscenes/{c}_trans_err"] < 1e-3 and r[f"nuscenes/{c}_scale_err"] < 1e-4
+        if c != "traffic_cone":
+            assert r[f"nuscenes/{c}_orient_err"] < 1e-3
+    # NDS formula from the devkit's own mAP and TP errors
+    tp = [r[f"nuscenes/{k}"] for k in ("mATE", "mASE", "mAOE", "mAVE", "mAAE")]
+    nds = (5 * r["nuscenes/mAP"] + sum(max(1 - e, 0) for e in tp)) / 10
+    assert r["nuscenes/NDS"] == pytest.approx(nds, abs=1e-9)
+    # classes without GT get TP errors 1; the means are the devkit's nanmean over the 10 classes
+    for c in CLASSES:
+        if c not in present:
+            assert r[f"nuscenes/{c}_trans_err"] == 1.0
+    for err, short in (("trans_err", "mATE"), ("scale_err", "mASE"), ("orient_err", "mAOE")):
+        assert r[f"nuscenes/{short}"] == pytest.approx(_class_mean(r, err), abs=1e-9)
+        assert r[f"nuscenes/{short}"] == pytest.approx((10 - len(present)) / 10, abs=2e-3 if err != "orient_err"
+                                                      else 1e-3 + 0.1 * ("traffic_cone" in present))
+
+
+def _class_mean(r, err):
+    return float(np.nanmean([r[f"nuscenes/{c}_{err}"] for c in CLASSES]))
+
+
+def test_centre_offset_moves_only_ate(setup, perfect):
+    d = 0.7  # beyond the 0.5 m matching threshold, within 1, 2, 4 m
+
+    def shift(b):
+        b[:, 0] += d  # lidar x; lidar is level so this is a horizontal offset of d metres
+        return b
+
+    r = _run(setup, _samples(setup, shift))
+    present = _present(setup)
+    for c in present:
+        assert r[f"nuscenes/{c}_trans_err"] == pytest.approx(d, abs=2e-3), c
+    assert r["nuscenes/mATE"] == pytest.approx(perfect["nuscenes/mATE"] + d * len(present) / 10, abs=2e-3)
+    assert r["nuscenes/mAP"] == pytest.approx(perfect["nuscenes/mAP"] * 0.75, abs=1e-6)  # 0.5 m threshold and up
+    for k in ("mASE", "mAOE", "mAVE", "mAAE"):
+        assert r[f"nuscenes/{k}"] == pytest.approx(perfect[f"nuscenes/{k}"], abs=1e-4), k
+
+
+def test_yaw_flip_moves_only_aoe(setup, perfect):
+    def flip(b):
+        b[:, 6] = np.where(b[:, 6] >= 0, b[:, 6] - np.pi, b[:, 6] + np.pi)
+        return b
+
+    r = _run(setup, _samples(setup, flip))
+    for c in _present(setup):
+        if c == "barrier":  # period pi: a flipped barrier is the same barrier
+            assert r["nuscenes/barrier_orient_err"] < 1e-3
+        elif c != "traffic_cone":
+            assert r[f"nuscenes/{c}_orient_err"] == pytest.approx(math.pi, abs=1e-3), c
+    for k in ("mAP", "mATE", "mASE", "mAVE", "mAAE"):
+        assert r[f"nuscenes/{k}"] == pytest.approx(perfect[f"nuscenes/{k}"], abs=1e-4), k
+    assert r["nuscenes/mAOE"] == pytest.approx(_class_mean(r, "orient_err"), abs=1e-9)
+    assert r["nuscenes/mAOE"] > perfect["nuscenes/mAOE"] + 0.2
+
+
+def test_scale_moves_only_ase(setup, perfect):
+    s = 1.2
+
+    def grow(b):
+        b[:, 3:6] *= s
+        return b
+
+    r = _run(setup, _samples(setup, grow))
+    present = _present(setup)
+    for c in present:
+        assert r[f"nuscenes/{c}_scale_err"] == pytest.approx(1 - 1 / s ** 3, abs=1e-4), c
+    assert r["nuscenes/mASE"] == pytest.approx(_class_mean(r, "scale_err"), abs=1e-9)
+    assert r["nuscenes/mASE"] > perfect["nuscenes/mASE"] + 0.4 * len(present) / 10
+    for k in ("mAP", "mATE", "mAOE", "mAVE", "mAAE"):
+        assert r[f"nuscenes/{k}"] == pytest.approx(perfect[f"nuscenes/{k}"], abs=1e-4), k
+
+
+def test_no_boxes_at_all_returns_zeros_with_warning(setup):
+    with pytest.warns(UserWarning, match="no predicted boxes"):
+        r = _run(setup, _samples(setup, lambda b: b[:0]))
+    assert r["nuscenes/mAP"] == 0.0 and r["nuscenes/NDS"] == 0.0 and r["nuscenes/mATE"] == 1.0
+
+
+def test_submission_format_and_evaluate_submission(setup, perfect, tmp_path):
+    from nuscenes.eval.common.loaders import get_samples_of_custom_split
+
+    m = _metric(setup, submission_prefix=str(tmp_path), format_only=True)
+    samples = _samples(setup)
+    # one sample without predictions, one with 600 boxes
+    samples[0]["pred_instances_3d"] = dict(bboxes_3d=Boxes3D(torch.zeros(0, 9)), scores_3d=torch.zeros(0),
+                                           labels_3d=torch.zeros(0, dtype=torch.long))
+    many = torch.zeros(600, 9)
+    many[:, 3:6] = 1.0
+    samples[1]["pred_instances_3d"] = dict(bboxes_3d=Boxes3D(many), scores_3d=torch.linspace(0, 1, 600),
+                                           labels_3d=torch.zeros(600, dtype=torch.long))
+    m.process(None, samples)
+    assert m.evaluate(len(samples)) == {}
+    with open(tmp_path / "results_nusc.json") as f:
+        sub = json.load(f)
+    assert set(sub["meta"]) == {"use_camera", "use_lidar", "use_radar", "use_map", "use_external"}
+    assert set(sub["results"]) == set(get_samples_of_custom_split(setup["split"], setup["nusc"]))
+    assert sub["results"][samples[0]["token"]] == []
+    recs = sub["results"][samples[1]["token"]]
+    assert len(recs) == 500 and min(r["detection_score"] for r in recs) >= 100 / 599 - 1e-6
+    for r in recs[:3]:
+        assert isinstance(r["detection_score"], float) and len(r["rotation"]) == 4 and len(r["velocity"]) == 2
+        assert r["detection_name"] == "car" and r["attribute_name"] == "vehicle.parked"
+    # evaluate_submission on the perfect submission reproduces the metric
+    m2 = _metric(setup, submission_prefix=str(tmp_path / "p"))
+    m2.process(None, _samples(setup))
+    m2.evaluate(len(setup["gt"]))
+    r = evaluate_submission(str(tmp_path / "p" / "results_nusc.json"), setup["root"], VERSION, setup["split"],
+                            str(tmp_path / "eval"))
+    assert r["nuscenes/NDS"] == pytest.approx(perfect["nuscenes/NDS"])
+    assert os.path.isfile(tmp_path / "eval" / "metrics_summary.json")
+
+
+def test_bad_inputs(setup):
+    m = _metric(setup)
+    s = _samples(setup)[:1]
+    s[0]["token"] = "not-a-token"
+    m.process(None, s)
+    with pytest.raises(KeyError, match="'not-a-token' is not in split"):
+        m.compute_metrics(m.results)
+    bad = _samples(setup)[:1]
+    del bad[0]["ego2global"]
+    with pytest.raises(KeyError, match="needs 'lidar2ego' and 'ego2global'"):
+        _metric(setup).process(None, bad)
+    lab = _samples(setup)[:1]
+    lab[0]["pred_instances_3d"]["labels_3d"] = torch.full_like(lab[0]["pred_instances_3d"]["labels_3d"], 10)
+    if len(lab[0]["pred_instances_3d"]["labels_3d"]):
+        with pytest.raises(ValueError, match="labels must be in"):
+            _metric(setup).process(None, lab)
+    with pytest.raises(ValueError, match="not nuScenes detection classes"):
+        NuScenesMetric(data_root=setup["root"], classes=["cat"])
+
+
+def test_default_attributes():
+    assert default_attribute("car", 1.0) == "vehicle.moving"
+    assert default_attribute("car", 0.1) == "vehicle.parked"
+    assert default_attribute("bus", 0.0) == "vehicle.stopped"
+    assert default_attribute("pedestrian", 0.5) == "pedestrian.moving"
+    assert default_attribute("pedestrian", 0.0) == "pedestrian.standing"
+    assert default_attribute("bicycle", 2.0) == "cycle.with_rider"
+    assert default_attribute("motorcycle", 0.0) == "cycle.without_rider"
+    assert default_attribute("barrier", 3.0) == "" and default_attribute("traffic_cone", 0.0) == ""

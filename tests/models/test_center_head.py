@@ -1,0 +1,209 @@
+"""CenterHead: box coder identity, Gaussian targets vs brute force, losses, encode->decode, overfit."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from mmengine.structures import InstanceData
+
+from perception3d.models.heads import NUSCENES_CLASSES, NUSCENES_TASKS, CenterHead, CenterPointBBoxCoder
+from perception3d.models.heads.center_head import CODE_ORDER
+from perception3d.models.heads.center_targets import draw_gaussians, gaussian_radius
+from perception3d.models.heads.losses import GaussianFocalLoss, L1Loss
+from perception3d.registry import MODELS, TASK_UTILS
+from perception3d.structures import Boxes3D
+
+PCR = [-12.8, -12.8, -5.0, 12.8, 12.8, 3.0]
+VOXEL = [0.2, 0.2, 8.0]
+
+
+def _head(**kw):
+    cfg = dict(type="CenterHead", in_channels=8, tasks=NUSCENES_TASKS, class_names=NUSCENES_CLASSES,
+               bbox_coder=dict(point_cloud_range=PCR, voxel_size=VOXEL, out_size_factor=8),
+               share_conv_channel=8, head_conv=8,
+               test_cfg=dict(score_threshold=0.5, post_center_limit_range=[-15, -15, -10, 15, 15, 10]))
+    cfg.update(kw)
+    return MODELS.build(cfg)
+
+
+def _gt(seed, n=8):
+    """Well separated boxes of mixed classes inside the 16x16 map (1.6 m cells)."""
+    g = torch.Generator().manual_seed(seed)
+    cells = torch.randperm(36, generator=g)[:n]
+    x = -12.0 + (cells % 6).double() * 4.0 + torch.rand(n, generator=g).double() * 1.5
+    y = -12.0 + (cells // 6).double() * 4.0 + torch.rand(n, generator=g).double() * 1.5
+    z = torch.rand(n, generator=g).double() * 2 - 1
+    lwh = torch.rand(n, 3, generator=g).double() * 1.5 + 0.3
+    yaw = torch.rand(n, generator=g).double() * 2 * math.pi - math.pi
+    vel = torch.randn(n, 2, generator=g).double()
+    boxes = torch.stack([x, y, z, lwh[:, 0], lwh[:, 1], lwh[:, 2], yaw, vel[:, 0], vel[:, 1]], 1).float()
+    labels = torch.randint(0, 10, (n,), generator=g)
+    return InstanceData(bboxes_3d=Boxes3D(boxes), labels_3d=labels)
+
+
+def test_box_coder_identity_float64_and_yaw_wrap():
+    coder = TASK_UTILS.build(dict(type="CenterPointBBoxCoder", point_cloud_range=[-51.2, -51.2, -5, 51.2, 51.2, 3],
+                                  voxel_size=[0.1, 0.1, 0.2], out_size_factor=8))
+    assert coder.feature_map_size == (128, 128)
+    g = torch.Generator().manual_seed(0)
+    n = 200
+    boxes = torch.cat([torch.rand(n, 2, generator=g) * 100 - 50, torch.randn(n, 1, generator=g),
+                       torch.rand(n, 3, generator=g) * 5 + 0.1, torch.rand(n, 1, generator=g) * 2 * math.pi - math.pi,
+                       torch.randn(n, 2, generator=g)], 1).double()
+    boxes[0, 6] = -math.pi
+    pix, code, inside = coder.encode(boxes)
+    assert inside.all() and code.shape == (n, 10)
+    assert ((code[:, :2] >= 0) & (code[:, :2] < 1)).all()
+    dec = coder.decode(pix, code[:, 0:2], code[:, 2:3], code[:, 3:6], code[:, 6:8], code[:, 8:10])
+    torch.testing.assert_close(dec, boxes, rtol=0, atol=1e-9)
+    assert ((dec[:, 6] >= -math.pi) & (dec[:, 6] < math.pi)).all()
+    # without velocity: 8-code, 7-dim boxes
+    coder8 = CenterPointBBoxCoder([-51.2, -51.2, -5, 51.2, 51.2, 3], [0.1, 0.1, 0.2], 8, code_size=8)
+    pix, code, _ = coder8.encode(boxes[:, :7])
+    dec = coder8.decode(pix, code[:, 0:2], code[:, 2:3], code[:, 3:6], code[:, 6:8])
+    torch.testing.assert_close(dec, boxes[:, :7], rtol=0, atol=1e-9)
+
+
+def test_gaussian_radius_values_and_draw_vs_brute_force():
+    # CenterNet formula, hand-evaluated for a 10 x 10 px box at min_overlap 0.7: min(r1, r2, r3) = r3
+    r = gaussian_radius(torch.tensor([10.0]), torch.tensor([10.0]), 0.7)
+    b3, a3, c3 = -2 * 0.7 * 20, 4 * 0.7, (0.7 - 1) * 100
+    assert r.item() == pytest.approx((b3 + math.sqrt(b3 ** 2 - 4 * a3 * c3)) / 2, rel=1e-6)
+    assert gaussian_radius(torch.tensor([2.5]), torch.tensor([1.25]), 0.1).item() > 0
+    heat = torch.zeros(2, 9, 11)
+    ch = torch.tensor([0, 0, 1, 1])
+    pix = torch.tensor([[2, 3], [4, 4], [0, 8], [10, 0]])
+    rad = torch.tensor([2, 1, 3, 0])
+    draw_gaussians(heat, ch, pix, rad)
+    ref = np.zeros((2, 9, 11))
+    for c, (px, py), rr in zip(ch.tolist(), pix.tolist(), rad.tolist()):
+        sigma = (2 * rr + 1) / 6
+        for yy in range(py - rr, py + rr + 1):
+            for xx in range(px - rr, px + rr + 1):
+                if 0 <= yy < 9 and 0 <= xx < 11:
+                    v = math.exp(-((xx - px) ** 2 + (yy - py) ** 2) / (2 * sigma ** 2))
+                    ref[c, yy, xx] = max(ref[c, yy, xx], v)
+    np.testing.assert_allclose(heat.numpy(), ref, rtol=1e-6, atol=1e-7)
+    assert heat[0, 3, 2] == 1 and heat[1, 0, 10] == 1
+
+
+def test_losses_hand_values():
+    pred = torch.tensor([0.9, 0.2, 0.5])
+    tgt = torch.tensor([1.0, 0.0, 0.5])
+    expected = (-math.log(0.9) * 0.1 ** 2) + (-math.log(0.8) * 0.2 ** 2) + (-math.log(0.5) * 0.25 * 0.5 ** 4)
+    assert GaussianFocalLoss()(pred, tgt, avg_factor=1.0).item() == pytest.approx(expected, rel=1e-5)
+    l1 = L1Loss(loss_weight=0.5)(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.5]),
+                                 avg_factor=2.0)
+    assert l1.item() == pytest.approx(0.5 * (1 + 1) / 2)
+
+
+def _targets_as_predictions(head, targets):
+    """Raw head outputs equal to the targets: +-30 logits on the heatmap, codes at centre pixels."""
+    h, w = head.bbox_coder.feature_map_size
+    preds = []
+    names = [n for n in CODE_ORDER if n in head.common_heads]
+    for tgt in targets:
+        b = tgt["heatmap"].shape[0]
+        code_map = torch.zeros(b, head.bbox_coder.code_size, h * w)
+        for i in range(b):
+            m = tgt["mask"][i] > 0
+            code_map[i][:, tgt["ind"][i][m]] = tgt["code"][i][m].t()
+        code_map = code_map.view(b, -1, h, w)
+        pred = dict(heatmap=torch.where(tgt["heatmap"] == 1, 30.0, -30.0))
+        start = 0
+        for n in names:
+            c = head.common_heads[n][0]
+            pred[n] = code_map[:, start:start + c]
+            start += c
+        preds.append(pred)
+    return preds
+
+
+def test_encode_decode_identity_through_head():
+    head = _head()
+    gts = [_gt(1), _gt(2, n=11)]
+    targets = head.get_targets(gts)
+    assert len(targets) == 6 and targets[0]["heatmap"].shape == (2, 1, 16, 16)
+    assert sum(int(t["mask"].sum()) for t in targets) == 19
+    results = head.predict_by_feat(_targets_as_predictions(head, targets), [{}, {}])
+    for gt, res in zip(gts, results):
+        assert len(res) == len(gt)
+        assert isinstance(res.bboxes_3d, Boxes3D) and res.bboxes_3d.tensor.shape[1] == 9
+        go = torch.argsort(gt.bboxes_3d.tensor[:, 0])
+        po = torch.argsort(res.bboxes_3d.tensor[:, 0])
+        torch.testing.assert_close(res.bboxes_3d.tensor[po], gt.bboxes_3d.tensor[go], rtol=0, atol=2e-5)
+        assert torch.equal(res.labels_3d[po], gt.labels_3d[go])
+        assert torch.all(res.scores_3d > 0.99)
+
+
+def test_predict_filters_range_and_nms():
+    head = _head(test_cfg=dict(score_threshold=0.5, post_center_limit_range=[-15, -15, -10, 0, 15, 10],
+                               nms_type=["rotate", "circle", "rotate", "none", "rotate", "circle"],
+                               nms_thr=[0.2, 1.0, 0.2, 0.2, 0.2, 0.5]))
+    gts = [_gt(3)]
+    res = head.predict_by_feat(_targets_as_predictions(head, head.get_targets(gts)), [{}])[0]
+    keep = gts[0].bboxes_3d.tensor[:, 0] <= 0
+    assert len(res) == int(keep.sum()) and (res.bboxes_3d.tensor[:, 0] <= 0).all()
+
+
+def test_loss_keys_and_overfit_one_sample():
+    torch.manual_seed(0)
+    head = _head()
+    feats = torch.randn(1, 8, 16, 16)
+    gts = [_gt(4)]
+    losses = head.loss([feats], gts)
+    assert sorted(losses) == sorted([f"task{t}.loss_{k}" for t in range(6) for k in ("heatmap", "bbox")])
+    assert all(torch.isfinite(v) for v in losses.values())
+    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+    first = None
+    for _ in range(25):
+        total = sum(head.loss(feats, gts).values())
+        first = first if first is not None else total.item()
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+    assert total.item() < 0.2 * first, (first, total.item())
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="not in class_names"):
+        _head(tasks=[dict(num_class=1, class_names=["spaceship"])])
+    with pytest.raises(ValueError, match="feature map"):
+        _head()(torch.randn(1, 8, 8, 8))
+
+
+def test_empty_gt_and_bad_labels():
+    head = _head()
+    empty = InstanceData(bboxes_3d=Boxes3D(torch.zeros(0, 9)), labels_3d=torch.zeros(0, dtype=torch.long))
+    feats = torch.randn(2, 8, 16, 16)
+    losses = head.loss(feats, [empty, _gt(5)])
+    assert all(torch.isfinite(v) for v in losses.values())
+    res = head.predict(feats, [{}, {}])
+    assert len(res) == 2 and res[0].bboxes_3d.tensor.shape[1] == 9
+    bad = InstanceData(bboxes_3d=Boxes3D(torch.ones(1, 9)), labels_3d=torch.tensor([10]))
+    with pytest.raises(ValueError, match="labels_3d"):
+        head.loss(feats[:1], [bad])
+
+
+def test_duplicate_centre_is_suppressed_by_nms_and_max_pool():
+    from perception3d.models.heads.center_decode import max_pool_peaks
+
+    gts = [InstanceData(bboxes_3d=Boxes3D(torch.tensor([[1.0, 1.0, 0.0, 4.0, 1.8, 1.6, 0.3, 0.0, 0.0]])),
+                        labels_3d=torch.tensor([0]))]
+    for nms_type, expected in [("rotate", 1), ("circle", 1), ("none", 2)]:
+        head = _head(test_cfg=dict(score_threshold=0.5, nms_type=nms_type, nms_thr=0.5))
+        preds = _targets_as_predictions(head, head.get_targets(gts))
+        car = preds[0]
+        iy, ix = [int(v) for v in torch.nonzero(car["heatmap"][0, 0] > 0)[0]]
+        # the pixel left of the centre predicts the very same box (offset + 1) with a lower score
+        car["heatmap"][0, 0, iy, ix - 1] = 5.0
+        for name in ("height", "dim", "rot", "vel"):
+            car[name][0, :, iy, ix - 1] = car[name][0, :, iy, ix]
+        car["reg"][0, :, iy, ix - 1] = car["reg"][0, :, iy, ix] + torch.tensor([1.0, 0.0])
+        res = head.predict_by_feat(preds, [{}])[0]
+        assert len(res) == expected, nms_type
+        torch.testing.assert_close(res.bboxes_3d.tensor[0], gts[0].bboxes_3d.tensor[0], rtol=0, atol=1e-5)
+    heat = torch.zeros(1, 1, 5, 5)
+    heat[0, 0, 2, 2], heat[0, 0, 2, 3], heat[0, 0, 0, 0] = 0.9, 0.8, 0.3
+    peaks = max_pool_peaks(heat)
+    assert peaks[0, 0, 2, 2] == 0.9 and peaks[0, 0, 2, 3] == 0 and peaks[0, 0, 0, 0] == 0.3
