@@ -20,7 +20,7 @@ model = dict(
                        voxel_size=voxel_size, point_cloud_range=point_cloud_range),
     sparse_backbone=dict(type="FlatFormer", in_channels=embed_dim, embed_dim=embed_dim, num_heads=4, num_blocks=1,
                          window_shape=[8, 8], group_size=64, sparse_shape=sparse_shape),
-    bev_scatter=dict(type="BEVScatter", point_cloud_range=point_cloud_range, voxel_size=voxel_size),
+    bev_scatter=dict(type="BEVScatter", in_channels=embed_dim, point_cloud_range=point_cloud_range, voxel_size=voxel_size),
     backbone=dict(type="SECOND", in_channels=embed_dim, out_channels=[64, 128], layer_nums=[3, 5],
                   layer_strides=[2, 2]),
     neck=dict(type="SECONDFPN", in_channels=[64, 128], out_channels=[64, 64], upsample_strides=[1, 2]),

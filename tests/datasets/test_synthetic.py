@@ -127,6 +127,8 @@ def test_annotations_categories_attributes_chains(nusc):
     allowed = {"car": "vehicle.", "truck": "vehicle.", "bus": "vehicle.", "trailer": "vehicle.",
                "construction_vehicle": "vehicle.", "pedestrian": "pedestrian.", "motorcycle": "cycle.",
                "bicycle": "cycle.", "traffic_cone": None, "barrier": None}
+    vis = Counter(a["visibility_token"] for a in nusc.sample_annotation)
+    assert vis["4"] > 0 and vis["1"] > 0  # both unoccluded and heavily occluded objects exist
     for ann in nusc.sample_annotation:
         det = category_to_detection_name(ann["category_name"])
         assert det in DETECTION_CLASSES
@@ -154,10 +156,8 @@ def test_num_lidar_pts_against_devkit_points_in_box(nusc):
         for box in boxes:
             ann = nusc.get("sample_annotation", box.token)
             inside = int(points_in_box(box, pts, wlh_factor=1.0).sum())
-            loose = int(points_in_box(box, pts, wlh_factor=1.1).sum())  # 2 cm range noise pushes some out
             ours = ann["num_lidar_pts"]
-            assert ours <= loose + 2, (ann["category_name"], ours, loose)
-            assert inside >= 0.8 * ours - 2, (ann["category_name"], ours, inside)
+            assert abs(ours - inside) <= max(1, 0.02 * inside), (ann["category_name"], ours, inside)
             if np.linalg.norm(box.center[:2]) < 15 and ann["visibility_token"] == "4":
                 assert ours > 0
             checked += ours > 0
@@ -176,6 +176,9 @@ def test_velocities_match_world_motion(nusc, synthetic_nuscenes_root):
         i = int(d.argmin())
         assert d[i] < 1e-4
         vel = nusc.box_velocity(tok)[:2]
+        if np.isnan(vel).any():  # the devkit gives NaN for an instance annotated once
+            assert ann["next"] == "" and ann["prev"] == ""
+            continue
         np.testing.assert_allclose(vel, st["velocity"][i], atol=1e-3)
         speed = np.linalg.norm(vel)
         if speed > 0.5 and world.objects[i].cls != "pedestrian":  # vehicles move along their heading
@@ -278,3 +281,38 @@ def test_bev_plot_and_corners(nusc, synthetic_nuscenes_root, tmp_path):
         assert np.abs(np.sort(c, axis=0) - np.sort(ref, axis=0)).max() < 0.05
     png = plot_nuscenes_sample(synthetic_nuscenes_root, tmp_path / "bev.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+
+
+def test_detection_eval_on_custom_split_with_gt_predictions(nusc, tmp_path):
+    """The devkit's DetectionEval runs on the custom split; GT boxes as predictions score high."""
+    from nuscenes.eval.common.config import config_factory
+    from nuscenes.eval.detection.evaluate import DetectionEval
+    from nuscenes.eval.detection.utils import category_to_detection_name
+
+    val_scene = nusc.get("scene", [s["token"] for s in nusc.scene if s["name"] == "scene-0002"][0])
+    results, tok = {}, val_scene["first_sample_token"]
+    while tok:
+        sample = nusc.get("sample", tok)
+        boxes = []
+        for at in sample["anns"]:
+            ann = nusc.get("sample_annotation", at)
+            if ann["num_lidar_pts"] == 0:  # the devkit drops such GT; predicting them would be false positives
+                continue
+            vel = nusc.box_velocity(at)[:2]
+            attrs = [nusc.get("attribute", a)["name"] for a in ann["attribute_tokens"]]
+            boxes.append({"sample_token": tok, "translation": ann["translation"], "size": ann["size"],
+                          "rotation": ann["rotation"], "velocity": [0.0, 0.0] if np.isnan(vel).any() else vel.tolist(),
+                          "detection_name": category_to_detection_name(ann["category_name"]),
+                          "detection_score": 0.9, "attribute_name": attrs[0] if attrs else ""})
+        results[tok] = boxes
+        tok = sample["next"]
+    sub = tmp_path / "results.json"
+    sub.write_text(json.dumps({"meta": {"use_camera": False, "use_lidar": True, "use_radar": False, "use_map": False,
+                                        "use_external": False}, "results": results}))
+    ev = DetectionEval(nusc, config_factory("detection_cvpr_2019"), str(sub), eval_set="synthetic_val",
+                       output_dir=str(tmp_path), verbose=False)
+    metrics, _ = ev.evaluate()
+    present = [c for c, ap in metrics.mean_dist_aps.items() if ap > 0]
+    assert len(present) >= 5
+    assert all(metrics.mean_dist_aps[c] > 0.99 for c in present), metrics.mean_dist_aps
+    assert metrics.tp_errors["trans_err"] < 1e-3

@@ -16,7 +16,7 @@ import numpy as np
 from .calibration import CAMERA_CHANNELS, LIDAR_CHANNEL, SENSOR_TO_EGO, image_size, scaled_intrinsic, sensor_to_ego, yaw_to_quat
 from .classes import CATEGORY_OF
 from .schema import name_token, visibility_token
-from .sensors import LidarModel, render_camera, simulate_lidar
+from .sensors import LidarModel, render_camera, sensor_pose, simulate_lidar
 from .world import World
 
 KEYFRAME_US = 500_000
@@ -94,8 +94,9 @@ def generate_scene(spec: SceneSpec) -> dict[str, list[dict]]:
         folder = "samples" if is_key else "sweeps"
         fname = f"{folder}/{LIDAR_CHANNEL}/{logfile}__{LIDAR_CHANNEL}__{ts}.pcd.bin"
         _write_bytes(Path(spec.root) / fname, pts.astype("<f4").tobytes())
-        if is_key:
-            key_points[k] = obj
+        if is_key:  # keyframe points in the global frame, for num_lidar_pts
+            origin, rot = sensor_pose(world, dt_us * 1e-6, lidar2ego)
+            key_points[k] = pts[:, :3].astype(np.float64) @ rot.T + origin
         chain.append(_sample_data(spec, rows, world, LIDAR_CHANNEL, ts, dt_us, sample_tokens[k], cs_token, fname,
                                   "pcd", 0, 0, is_key))
     _link(chain)
@@ -148,13 +149,22 @@ def _link(chain: list[dict]) -> None:
 
 
 def _annotations(spec, rows, world, sample_tokens, key_points, first, crossed) -> None:
+    """Annotate objects within ANNOTATION_RANGE of the ego at each keyframe.
+
+    num_lidar_pts = keyframe lidar points inside the annotated (tight) box, as in nuScenes.
+    visibility = fraction of the camera pixels whose rays cross the object where the object is the
+    first surface hit, pooled over the 6 cameras, binned into the 4 nuScenes levels.
+    """
+    from perception3d.structures.box_ops import points_in_boxes
+
     per_obj: dict[int, list[dict]] = {}
     for k, stok in enumerate(sample_tokens):
         t = k * 0.5
         st = world.object_states(t)
         ego, _ = world.ego_pose(t)
         dist = np.hypot(st["center"][:, 0] - ego[0], st["center"][:, 1] - ego[1])
-        npts = np.bincount(key_points[k][key_points[k] >= 0], minlength=len(world.objects))
+        boxes = np.concatenate([st["center"], st["lwh"], st["yaw"][:, None]], 1)
+        npts = points_in_boxes(key_points[k], boxes).sum(0) if len(boxes) else np.zeros(0, np.int64)
         for i, o in enumerate(world.objects):
             if dist[i] > ANNOTATION_RANGE:
                 continue

@@ -110,8 +110,8 @@ class World:
                 u = span[0] + rng.uniform(0, 10)
                 guaranteed = ["trailer", "bus", "truck", "motorcycle"] if (direction == -1 and i == 0) else []
                 while u < span[1]:
-                    if guaranteed and u > near[0] - 10:
-                        cls = guaranteed.pop()
+                    if guaranteed and u > near[0] - 10:  # classes every scene must show, near the ego path
+                        cls = guaranteed[-1]
                     else:
                         cls = str(rng.choice(["car", "truck", "bus", "motorcycle", "trailer"],
                                              p=[0.8, 0.08, 0.04, 0.05, 0.03]))
@@ -126,10 +126,14 @@ class World:
                         u_tr, u_tk = (u + lt[0] / 2, u + lt[0] + 0.6 + lk[0] / 2) if direction == 1 else \
                             (u + lk[0] + 0.6 + lt[0] / 2, u + lk[0] / 2)
                         if self.place("truck", u_tk, v, sp, yaw, attr, lwh=lk, margin=0.15) is not None:
-                            self.place("trailer", u_tr, v, sp, yaw, attr, lwh=lt, margin=0.15)
+                            if self.place("trailer", u_tr, v, sp, yaw, attr, lwh=lt, margin=0.15) and guaranteed \
+                                    and guaranteed[-1] == "trailer":
+                                guaranteed.pop()
                         u += lt[0] + lk[0] + rng.uniform(5, 25)
                         continue
                     ob = self.place(cls, u, v + rng.normal(0, 0.15), sp, yaw, attr)
+                    if ob is not None and guaranteed and guaranteed[-1] == cls:
+                        guaranteed.pop()
                     u += (ob.lwh[0] if ob is not None else 4.0) + rng.uniform(3, 25)
         # parked vehicles in parking lanes
         if st.park_w > 0:
