@@ -39,8 +39,8 @@ demo-data: $(DEMO_DATA)/v1.0-trainval/sample.json
 
 demo: install demo-data
 	$(VPY) tools/train.py $(DEMO_CFG) --work-dir $(DEMO_WORK)
-	$(VPY) tools/test.py $(DEMO_CFG) $(DEMO_WORK)/latest.pth --work-dir $(DEMO_WORK)
-	$(VPY) tools/visualize.py --dataset-config $(DEMO_CFG) --checkpoint $(DEMO_WORK)/latest.pth --index 0 --out-dir $(DEMO_WORK)/renders
+	$(VPY) tools/test.py $(DEMO_CFG) $(DEMO_WORK) --work-dir $(DEMO_WORK)
+	$(VPY) tools/visualize.py --dataset-config $(DEMO_CFG) --checkpoint $(DEMO_WORK) --index 0 --out-dir $(DEMO_WORK)/renders
 
 test: install
 	$(VPY) -m pytest -q $(PYTEST_ARGS)

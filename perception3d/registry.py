@@ -39,3 +39,9 @@ LOOPS = _child("loop", MMENGINE_LOOPS, "engine")
 TASK_UTILS = _child("task util", MMENGINE_TASK_UTILS, "models")
 OPTIM_WRAPPERS = _child("optim wrapper", MMENGINE_OPTIM_WRAPPERS, "engine")
 PARAM_SCHEDULERS = _child("parameter scheduler", MMENGINE_PARAM_SCHEDULERS, "engine")
+
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS  # noqa: E402
+from mmengine.registry import OPTIMIZERS as MMENGINE_OPTIMIZERS  # noqa: E402
+
+OPTIMIZERS = _child("optimizer", MMENGINE_OPTIMIZERS, "engine")
+OPTIM_WRAPPER_CONSTRUCTORS = _child("optimizer wrapper constructor", MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, "engine")

@@ -26,7 +26,7 @@ model = dict(
     neck=dict(type="SECONDFPN", in_channels=[64, 128], out_channels=[64, 64], upsample_strides=[1, 2]),
     head=dict(
         type="CenterHead", in_channels=128, tasks={{_base_.tasks}}, common_heads={{_base_.common_heads}},
-        share_conv_channel=64, head_conv=64,
+        share_conv_channel=64, head_conv=32,
         bbox_coder=dict(point_cloud_range=point_cloud_range, voxel_size=voxel_size, out_size_factor=out_size_factor),
         train_cfg=dict(max_objs=500, gaussian_overlap=0.1, min_radius=2,
                        code_weights=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2]),
@@ -36,5 +36,13 @@ model = dict(
     ),
 )
 
-max_epochs = 10
+# Schedule sized for the 20-minute demo budget on 2 CPU cores (100 training frames, batch 2).
+max_epochs = 8
+lr = 3e-3
+optim_wrapper = dict(optimizer=dict(lr=lr), clip_grad=dict(max_norm=35, norm_type=2))
+param_scheduler = [
+    dict(type="LinearLR", start_factor=0.1, by_epoch=False, begin=0, end=50),
+    dict(type="CosineAnnealingLR", by_epoch=True, begin=0, end=max_epochs, eta_min=lr * 1e-2,
+         convert_to_iter_based=True),
+]
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)

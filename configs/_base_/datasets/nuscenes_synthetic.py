@@ -6,7 +6,7 @@ version = "v1.0-trainval"
 class_names = ["car", "truck", "bus", "trailer", "construction_vehicle", "pedestrian", "motorcycle",
                "bicycle", "traffic_cone", "barrier"]
 point_cloud_range = [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]
-sweeps_num = 3
+sweeps_num = 2  # keyframe + 2 previous sweeps (0.1 s apart in the default world)
 use_dim = [0, 1, 2, 3]  # + time lag appended by the sweep loader -> 5 channels
 
 train_pipeline = [
