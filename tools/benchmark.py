@@ -200,7 +200,8 @@ def render_detector_section(results: List[Dict[str, Any]], frame: Dict[str, Any]
     """Markdown for the ``detector`` section: machine, method, the table and the equal-voxel comparison."""
     load = lambda t: "/".join(f"{v:.2f}" for v in t)  # noqa: E731
     pts = ", ".join(f"{s} sweep(s) = {n:,} points" for s, n in frame["points"].items())
-    mem = sorted({r["result"].get("memory_method", "none") for r in results if "error" not in r["result"]})
+    mem = sorted({r["result"].get("memory_method", "none") for r in results
+                  if r["spec"]["kind"] == "detector" and "error" not in r["result"]})
     out = [
         "### Lidar detector",
         "",

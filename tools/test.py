@@ -1,11 +1,18 @@
 """Evaluate a checkpoint and write the predictions in the dataset's submission format.
 
     python tools/test.py CONFIG CHECKPOINT_OR_WORK_DIR [--work-dir DIR] [--cfg-options k=v ...]
+
+Writes ``<work_dir>/test_metrics.json`` and, for metrics with a ``submission_prefix`` argument (e.g.
+NuScenesMetric), the submission files under ``<work_dir>/submission/``. Without ``--work-dir`` the work
+dir is the given training work dir (or ``work_dirs/<config name>`` when a .pth file is given).
 """
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+import math
+import os
 from pathlib import Path
 
 from _common import default_work_dir, resolve_checkpoint, setup_env
@@ -23,6 +30,26 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def _with_submission_prefix(evaluator, folder: str):
+    """Point every metric that accepts ``submission_prefix`` (and has none) at ``folder``."""
+    from perception3d.registry import METRICS
+
+    if isinstance(evaluator, (list, tuple)):
+        return [_with_submission_prefix(e, folder) for e in evaluator]
+    if not isinstance(evaluator, dict) or "type" not in evaluator or evaluator.get("submission_prefix"):
+        return evaluator
+    cls = evaluator["type"] if not isinstance(evaluator["type"], str) else METRICS.get(evaluator["type"])
+    if cls is not None and "submission_prefix" in inspect.signature(cls.__init__).parameters:
+        evaluator = dict(evaluator, submission_prefix=folder)
+    return evaluator
+
+
+def _write_json_atomic(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     setup_env()
@@ -32,13 +59,18 @@ def main(argv=None) -> dict:
     cfg = Config.fromfile(args.config)
     cfg.merge_from_dict(args.cfg_options)
     cfg.launcher = args.launcher
-    cfg.work_dir = args.work_dir or cfg.get("work_dir") or default_work_dir(args.config)
+    # default work dir: the training work dir when one is given instead of a .pth file
+    ckpt_dir = args.checkpoint if Path(args.checkpoint).is_dir() else None
+    cfg.work_dir = args.work_dir or ckpt_dir or cfg.get("work_dir") or default_work_dir(args.config)
     cfg.load_from = resolve_checkpoint(args.checkpoint)
     cfg.resume = False
+    # submission files (e.g. results_nusc.json) go to <work_dir>/submission unless the config says otherwise
+    cfg.test_evaluator = _with_submission_prefix(cfg.test_evaluator, os.path.join(cfg.work_dir, "submission"))
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
     out = Path(cfg.work_dir) / "test_metrics.json"
-    out.write_text(json.dumps({k: float(v) for k, v in metrics.items()}, indent=2))
+    # NaN (e.g. a TP error of a class without matches) is written as null: the file stays strict JSON
+    _write_json_atomic({k: (None if math.isnan(float(v)) else float(v)) for k, v in metrics.items()}, out)
     print(f"metrics written to {out}")
     return metrics
 

@@ -29,7 +29,7 @@ import resource
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 from unittest import mock
 
 import torch
@@ -199,10 +199,13 @@ def run_detector_stages(model: torch.nn.Module, points: Sequence[torch.Tensor], 
 def timed_backward(loss: torch.Tensor, boundaries: Sequence[Tuple[str, torch.Tensor]], rec: StageRecorder) -> None:
     """``loss.backward()`` with its time split by stage (see module docstring) into ``rec.backward``."""
     stamps: Dict[str, float] = {}
-    handles = []
-    for name, t in boundaries:
-        if t.requires_grad:
-            handles.append(t.register_hook(lambda g, n=name: stamps.setdefault(n, time.perf_counter())))
+
+    def stamp(name: str) -> Callable[[torch.Tensor], None]:
+        def hook(grad: torch.Tensor) -> None:
+            stamps.setdefault(name, time.perf_counter())
+        return hook
+
+    handles = [t.register_hook(stamp(name)) for name, t in boundaries if t.requires_grad]
     mem = rec.memory.span() if rec.memory is not None else contextlib.nullcontext({})
     with mem as m:
         t0 = time.perf_counter()

@@ -207,3 +207,17 @@ def test_duplicate_centre_is_suppressed_by_nms_and_max_pool():
     heat[0, 0, 2, 2], heat[0, 0, 2, 3], heat[0, 0, 0, 0] = 0.9, 0.8, 0.3
     peaks = max_pool_peaks(heat)
     assert peaks[0, 0, 2, 2] == 0.9 and peaks[0, 0, 2, 3] == 0 and peaks[0, 0, 0, 0] == 0.3
+
+
+def test_class_aware_nms_keeps_overlapping_boxes_of_other_classes():
+    from perception3d.models.heads.center_decode import filter_and_nms
+
+    boxes = torch.tensor([[10.0, 5.0, 0.0, 2.0, 1.0, 1.5, 0.1, 0.0, 0.0],
+                          [10.1, 5.0, 0.0, 2.0, 1.0, 1.5, 0.1, 0.0, 0.0],
+                          [10.05, 5.0, 0.0, 2.0, 1.0, 1.5, 0.1, 0.0, 0.0]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    labels = torch.tensor([0, 0, 3])
+    agnostic = filter_and_nms(boxes, scores, 0.1, None, "rotate", 0.2, None, None)
+    aware = filter_and_nms(boxes, scores, 0.1, None, "rotate", 0.2, None, None, labels=labels)
+    assert agnostic.tolist() == [0]
+    assert sorted(aware.tolist()) == [0, 2]

@@ -45,8 +45,13 @@ def decode_task(preds: dict[str, torch.Tensor], b: int, coder: CenterPointBBoxCo
 
 def filter_and_nms(boxes: torch.Tensor, scores: torch.Tensor, score_threshold: float,
                    post_center_range: Sequence[float] | None, nms_type: str, nms_thr: float,
-                   pre_max: int | None, post_max: int | None) -> torch.Tensor:
-    """Indices kept after the score threshold, the centre range filter and NMS ('rotate', 'circle', 'none')."""
+                   pre_max: int | None, post_max: int | None,
+                   labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Indices kept after the score threshold, the centre range filter and NMS ('rotate', 'circle', 'none').
+
+    With ``labels`` given, NMS is class-aware: boxes of different labels never suppress each other (they are
+    moved apart by a label-dependent offset (1 km) far larger than any scene before the overlap test).
+    """
     keep = scores > score_threshold
     if post_center_range is not None:
         r = torch.as_tensor(post_center_range, dtype=boxes.dtype, device=boxes.device)
@@ -54,10 +59,14 @@ def filter_and_nms(boxes: torch.Tensor, scores: torch.Tensor, score_threshold: f
     idx = torch.nonzero(keep).squeeze(1)
     if idx.numel() == 0 or nms_type == "none":
         return idx
+    cand = boxes[idx]
+    if labels is not None:
+        cand = cand.clone()
+        cand[:, 0] = cand[:, 0] + labels[idx].to(cand.dtype) * 1.0e3
     if nms_type == "rotate":
-        kept = nms_bev(boxes[idx], scores[idx], nms_thr, pre_max=pre_max, post_max=post_max)
+        kept = nms_bev(cand, scores[idx], nms_thr, pre_max=pre_max, post_max=post_max)
     elif nms_type == "circle":
-        kept = circle_nms(boxes[idx, :2], scores[idx], nms_thr, pre_max=pre_max, post_max=post_max)
+        kept = circle_nms(cand[:, :2], scores[idx], nms_thr, pre_max=pre_max, post_max=post_max)
     else:
         raise ValueError(f"CenterHead test_cfg.nms_type must be 'rotate', 'circle' or 'none', got {nms_type!r}")
     return idx[kept]

@@ -196,7 +196,8 @@ class CenterHead(nn.Module):
                 boxes, scores, cls = decode_task(pred, b, self.bbox_coder, cfg["pre_topk"], heat)
                 keep = filter_and_nms(boxes, scores, cfg["score_threshold"], cfg["post_center_limit_range"],
                                       self._per_task("nms_type", t), self._per_task("nms_thr", t),
-                                      cfg["pre_max_size"], cfg["post_max_size"])
+                                      cfg["pre_max_size"], cfg["post_max_size"],
+                                      labels=cls if cfg.get("nms_class_aware", False) else None)
                 all_boxes.append(boxes[keep])
                 all_scores.append(scores[keep])
                 all_labels.append(self.task_global_labels[t].to(cls.device)[cls[keep]])

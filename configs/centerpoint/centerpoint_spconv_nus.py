@@ -1,0 +1,45 @@
+# CenterPoint (voxel 0.1 m) on nuScenes: DynamicVFE -> spconv SECOND encoder -> SECOND/FPN -> CenterHead.
+# Grid (nz + 1, ny, nx) = (41, 1024, 1024); the encoder strides x/y by 8 and z 41 -> 21 -> 11 -> 5 -> 2,
+# giving a (B, 256, 128, 128) BEV map; heatmap 128 x 128 at 0.8 m (out_size_factor 8), 20 epochs one-cycle.
+_base_ = [
+    "../_base_/default_runtime.py",
+    "../_base_/datasets/nuscenes.py",
+    "../_base_/schedules/cyclic_20e.py",
+    "../_base_/models/centerpoint_head_nus.py",
+]
+
+point_cloud_range = [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]
+voxel_size = [0.1, 0.1, 0.2]
+sparse_shape = [41, 1024, 1024]
+out_size_factor = 8
+
+model = dict(
+    type="VoxelDetector",
+    data_preprocessor=dict(type="Det3DDataPreprocessor"),
+    voxel_encoder=dict(type="DynamicVFE", in_channels=5, feat_channels=[32, 32], voxel_size=voxel_size,
+                       point_cloud_range=point_cloud_range, mode="mean"),
+    sparse_backbone=dict(type="SparseEncoder", in_channels=32, sparse_shape=sparse_shape, base_channels=16,
+                         output_channels=128,
+                         encoder_channels=[[16, 16], [32, 32, 32], [64, 64, 64], [128, 128]],
+                         encoder_paddings=[[1, 1], [1, 1, 1], [1, 1, 1], [[0, 1, 1], 1]]),
+    backbone=dict(type="SECOND", in_channels=256, out_channels=[128, 256], layer_nums=[5, 5], layer_strides=[1, 2]),
+    neck=dict(type="SECONDFPN", in_channels=[128, 256], out_channels=[256, 256], upsample_strides=[1, 2]),
+    head=dict(
+        type="CenterHead", in_channels=512, tasks={{_base_.tasks}}, common_heads={{_base_.common_heads}},
+        share_conv_channel=64, head_conv=64,
+        bbox_coder=dict(point_cloud_range=point_cloud_range, voxel_size=voxel_size, out_size_factor=out_size_factor),
+        train_cfg=dict(max_objs=500, gaussian_overlap=0.1, min_radius=2,
+                       code_weights=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2]),
+        test_cfg=dict(post_center_limit_range=[-61.2, -61.2, -10.0, 61.2, 61.2, 10.0], score_threshold=0.1,
+                      pre_topk=500, nms_type="rotate", nms_thr=0.2, pre_max_size=1000, post_max_size=83,
+                      max_per_img=500),
+    ),
+)
+
+# One-cycle as CenterPoint: AdamW peaking at 1e-3 (the base schedule's default peak, 10 x lr, is 1e-2).
+lr = 1e-4
+optim_wrapper = dict(optimizer=dict(lr=lr))
+param_scheduler = [
+    dict(type="OneCycleLR", eta_max=1e-3, pct_start=0.4, total_steps=None, by_epoch=False,
+         convert_to_iter_based=True, div_factor=10, final_div_factor=1e4),
+]

@@ -1,0 +1,270 @@
+"""End to end: tools/train.py (2 epochs, resume from epoch 1) and tools/test.py on the generated nuScenes tree,
+plus build checks of the detector configs (demo and nuScenes-size)."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+TOOLS = REPO / "tools"
+if str(TOOLS) not in sys.path:
+    sys.path.insert(0, str(TOOLS))
+
+
+
+def _load_tool(name: str):
+    """tools/<name>.py as a module (``test`` would otherwise clash with the stdlib package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"p3d_tools_{name}", TOOLS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+train_tool, test_tool = _load_tool("train"), _load_tool("test")
+
+VERSION = "v1.0-trainval"
+DEMO_CFG = str(REPO / "configs/flatformer/flatformer_demo_synthetic.py")
+TRAIN_ITERS_PER_EPOCH = 2  # 3 training keyframes in the fixture, batch 2, drop_last False
+
+
+TINY_RANGE = [-25.6, -25.6, -5.0, 25.6, 25.6, 3.0]
+
+
+def tiny_model_options(voxel: float = 0.8) -> dict:
+    """--cfg-options shrinking the FlatFormer demo model: 51.2 m x 51.2 m range, 0.8 m pillars (64 x 64 grid,
+    32 x 32 heatmap), 16 channels."""
+    vs, pcr = f"[{voxel},{voxel},8.0]", str(TINY_RANGE).replace(" ", "")
+    n = int(round((TINY_RANGE[3] - TINY_RANGE[0]) / voxel))
+    return {
+        "model.voxel_encoder.feat_channels": "[8,16]", "model.voxel_encoder.voxel_size": vs,
+        "model.voxel_encoder.point_cloud_range": pcr,
+        "model.sparse_backbone.in_channels": 16, "model.sparse_backbone.embed_dim": 16,
+        "model.sparse_backbone.num_heads": 2, "model.sparse_backbone.sparse_shape": f"[{n},{n}]",
+        "model.sparse_backbone.window_shape": "[4,4]", "model.sparse_backbone.group_size": 16,
+        "model.bev_scatter.in_channels": 16, "model.bev_scatter.voxel_size": vs, "model.bev_scatter.point_cloud_range": pcr,
+        "model.backbone.in_channels": 16, "model.backbone.out_channels": "[16,16]", "model.backbone.layer_nums": "[1,1]",
+        "model.neck.in_channels": "[16,16]", "model.neck.out_channels": "[16,16]",
+        "model.head.in_channels": 32, "model.head.share_conv_channel": 16, "model.head.head_conv": 16,
+        "model.head.bbox_coder.voxel_size": vs, "model.head.bbox_coder.point_cloud_range": pcr,
+    }
+
+
+def range_filter_options(cfg_path: str, pcr) -> dict:
+    """--cfg-options setting the range of every Points/ObjectRangeFilter in the config's pipelines."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(cfg_path)
+    opts = {}
+    for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        for i, t in enumerate(cfg[loader]["dataset"]["pipeline"]):
+            if t["type"] in ("PointsRangeFilter", "ObjectRangeFilter"):
+                opts[f"{loader}.dataset.pipeline.{i}.point_cloud_range"] = str(list(pcr)).replace(" ", "")
+    return opts
+
+
+def data_options(root: str, index: dict) -> dict:
+    """Point the demo config's loaders and metrics at the fixture tree (no worker processes)."""
+    opts = {"train_dataloader.dataset.ann_file": index["synthetic_train"]}
+    for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        opts.update({f"{loader}.num_workers": 0, f"{loader}.persistent_workers": False,
+                     f"{loader}.dataset.data_root": root})
+        if loader != "train_dataloader":
+            opts[f"{loader}.dataset.ann_file"] = index["synthetic_val"]
+    opts.update({"val_evaluator.data_root": root, "test_evaluator.data_root": root})
+    return opts
+
+
+def as_argv(opts: dict) -> list:
+    return ["--cfg-options", *[f"{k}={v}" for k, v in opts.items()]]
+
+
+@pytest.fixture(scope="module")
+def index(synthetic_nuscenes_root, tmp_path_factory):
+    from perception3d.datasets.nuscenes_index import build_nuscenes_index
+
+    out = tmp_path_factory.mktemp("e2e_index")
+    return build_nuscenes_index(str(synthetic_nuscenes_root), VERSION, ["synthetic_train", "synthetic_val"],
+                                out_dir=str(out), max_sweeps=10)
+
+
+@pytest.fixture(scope="module")
+def base_opts(synthetic_nuscenes_root, index):
+    opts = dict(tiny_model_options(), **data_options(str(synthetic_nuscenes_root), index),
+                **range_filter_options(DEMO_CFG, TINY_RANGE))
+    opts.update({"train_cfg.max_epochs": 2, "train_cfg.val_begin": 100,  # no validation inside training
+                 "default_hooks.logger.interval": 1, "default_hooks.checkpoint.max_keep_ckpts": -1})
+    return opts
+
+
+@pytest.fixture(scope="module")
+def trained(base_opts, tmp_path_factory):
+    """Work dir of a 2-epoch run of the tiny model (checkpoint each epoch)."""
+    work = tmp_path_factory.mktemp("e2e_train")
+    train_tool.main([DEMO_CFG, "--work-dir", str(work), *as_argv(base_opts)])
+    return work
+
+
+def load_ckpt(path) -> dict:
+    from perception3d.engine.checkpoint import allow_mmengine_checkpoints
+
+    allow_mmengine_checkpoints()
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def leftovers(folder) -> list:
+    """Temp/partial files anywhere under ``folder``."""
+    return [p for p in glob.glob(os.path.join(folder, "**", "*"), recursive=True)
+            if p.endswith((".tmp", ".part")) or os.path.basename(p).startswith((".tmp", "."))]
+
+
+def test_train_writes_a_checkpoint_per_epoch(trained):
+    assert sorted(p for p in os.listdir(trained) if p.endswith(".pth")) == ["epoch_1.pth", "epoch_2.pth"]
+    assert (trained / "last_checkpoint").read_text().strip() == str(trained / "epoch_2.pth")
+    for epoch in (1, 2):
+        ck = load_ckpt(trained / f"epoch_{epoch}.pth")
+        assert ck["meta"]["epoch"] == epoch and ck["meta"]["iter"] == epoch * TRAIN_ITERS_PER_EPOCH
+        assert any(k.startswith("sparse_backbone.") for k in ck["state_dict"])
+        assert ck["state_dict"]["head.shared_conv.0.weight"].shape[0] == 16  # the cfg-options took effect
+    w1 = load_ckpt(trained / "epoch_1.pth")["state_dict"]["head.shared_conv.0.weight"]
+    w2 = load_ckpt(trained / "epoch_2.pth")["state_dict"]["head.shared_conv.0.weight"]
+    assert not torch.equal(w1, w2)  # it trained
+    assert leftovers(trained) == []
+
+
+def test_resume_from_epoch_1_continues_to_epoch_2(trained, base_opts, tmp_path):
+    work = tmp_path / "resumed"
+    train_tool.main([DEMO_CFG, "--work-dir", str(work), "--resume", str(trained / "epoch_1.pth"),
+                     *as_argv(base_opts)])
+    # only epoch 2 was run: no new epoch_1 checkpoint, and epoch_2's counters continue those of epoch 1
+    assert sorted(p for p in os.listdir(work) if p.endswith(".pth")) == ["epoch_2.pth"]
+    ck = load_ckpt(work / "epoch_2.pth")
+    assert ck["meta"]["epoch"] == 2 and ck["meta"]["iter"] == 2 * TRAIN_ITERS_PER_EPOCH
+    logs = "".join(Path(p).read_text() for p in glob.glob(str(work / "*" / "*.log")))
+    assert f"resumed epoch: 1, iter: {TRAIN_ITERS_PER_EPOCH}" in logs
+    assert "Epoch(train) [1]" not in logs and "Epoch(train) [2]" in logs
+    # the optimizer state came from the checkpoint: AdamW step count = all iterations so far
+    steps = {int(s["step"]) for s in ck["optimizer"]["state"].values()}
+    assert steps == {2 * TRAIN_ITERS_PER_EPOCH}
+
+    # --resume without a path: continue the work dir's last checkpoint (epoch 2) up to a 3rd epoch
+    opts = dict(base_opts, **{"train_cfg.max_epochs": 3})
+    train_tool.main([DEMO_CFG, "--work-dir", str(work), "--resume", *as_argv(opts)])
+    ck3 = load_ckpt(work / "epoch_3.pth")
+    assert ck3["meta"]["epoch"] == 3 and ck3["meta"]["iter"] == 3 * TRAIN_ITERS_PER_EPOCH
+    assert leftovers(work) == []
+
+
+def test_test_tool_writes_metrics_and_submission(trained, base_opts, synthetic_nuscenes_root):
+    from nuscenes import NuScenes
+
+    from perception3d.evaluation.nuscenes_submission import split_sample_tokens
+
+    metrics = test_tool.main([DEMO_CFG, str(trained), *as_argv(base_opts)])
+    for key in ("nuscenes/NDS", "nuscenes/mAP", "nuscenes/mATE", "nuscenes/car_AP"):
+        assert key in metrics
+    assert 0.0 <= metrics["nuscenes/NDS"] <= 1.0 and 0.0 <= metrics["nuscenes/mAP"] <= 1.0
+    saved = json.loads((trained / "test_metrics.json").read_text())  # strict JSON (no NaN)
+    assert saved["nuscenes/NDS"] == pytest.approx(float(metrics["nuscenes/NDS"]))
+    sub = json.loads((trained / "submission" / "results_nusc.json").read_text())
+    nusc = NuScenes(version=VERSION, dataroot=str(synthetic_nuscenes_root), verbose=False)
+    val_tokens = split_sample_tokens(nusc, "synthetic_val")
+    assert len(val_tokens) == 3 and set(sub["results"]) == set(val_tokens)
+    assert sub["meta"]["use_lidar"] is True
+    for recs in sub["results"].values():
+        for r in recs:
+            assert r["sample_token"] in val_tokens and len(r["translation"]) == 3 and 0 <= r["detection_score"] <= 1
+    assert leftovers(trained) == []
+
+
+# ------------------------------------------------------------------------------------------- configs
+def _build(cfg_path: str, overrides: dict | None = None):
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    from perception3d import register_all_modules
+    from perception3d.registry import MODELS
+
+    register_all_modules(init_default_scope=False)
+    cfg = Config.fromfile(str(REPO / cfg_path))
+    cfg.merge_from_dict(overrides or {})
+    with DefaultScope.overwrite_default_scope("perception3d"):
+        return cfg, MODELS.build(cfg.model)
+
+
+def _random_points(n: int, half: float, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    xyz = (torch.rand(n, 3, generator=g) * 2 - 1) * torch.tensor([half, half, 1.5])
+    return torch.cat([xyz, torch.rand(n, 1, generator=g) * 100, torch.rand(n, 1, generator=g) * 0.5], 1)
+
+
+def test_spconv_demo_config_trains_one_step_on_fixture(synthetic_nuscenes_root, index):
+    """The spconv demo config as written (full grid), one loss + backward on one fixture keyframe,
+    points cropped to |x|, |y| < 12 m to keep it fast on CPU."""
+    from mmengine.dataset import pseudo_collate
+
+    from perception3d.registry import DATASETS
+
+    cfg, model = _build("configs/centerpoint/centerpoint_spconv_demo_synthetic.py")
+    assert model.sparse_backbone.sparse_shape == [33, 512, 512] and model.bev_scatter is None
+    assert tuple(model.sparse_backbone.out_shape) == (1, 64, 64)
+    ds_cfg = dict(cfg.train_dataloader.dataset, data_root=str(synthetic_nuscenes_root),
+                  ann_file=index["synthetic_train"])
+    ds_cfg["pipeline"] = [dict(t, point_cloud_range=[-12, -12, -5, 12, 12, 3])
+                          if t["type"] in ("PointsRangeFilter", "ObjectRangeFilter") else t
+                          for t in ds_cfg["pipeline"]]
+    from mmengine.registry import DefaultScope
+
+    with DefaultScope.overwrite_default_scope("perception3d"):
+        sample = DATASETS.build(ds_cfg)[0]
+    assert len(sample["data_samples"].gt_instances_3d) > 0
+    model.train()
+    losses = model.loss_dict(pseudo_collate([sample]))
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    grad = model.sparse_backbone.conv_input[0].weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("cfg_path,overrides,feat_hw", [
+    # nuScenes CenterPoint 0.1 m: full size would be a (41, 1024, 1024) grid; 25.6 m x 25.6 m keeps it small
+    ("configs/centerpoint/centerpoint_spconv_nus.py", "spconv", (32, 32)),
+    ("configs/flatformer/flatformer_nus.py", "flatformer", (30, 30)),
+])
+def test_nuscenes_configs_build_and_forward(cfg_path, overrides, feat_hw):
+    from perception3d.structures import Det3DDataSample
+
+    cfg, model = _build(cfg_path)
+    assert cfg.val_evaluator.eval_set == "val" and cfg.val_evaluator.data_root == "data/nuscenes/"
+    assert cfg.train_dataloader.dataset.pipeline[1]["sweeps_num"] == 9  # keyframe + 9 sweeps
+    if overrides == "flatformer":
+        assert cfg.model.sparse_backbone.embed_dim == 128 and cfg.model.sparse_backbone.num_blocks == 2
+        assert cfg.model.sparse_backbone.window_shape == [9, 9] and cfg.model.sparse_backbone.group_size == 69
+        assert cfg.model.sparse_backbone.sparse_shape == [360, 360]
+        assert model.head.bbox_coder.feature_map_size == (180, 180)
+        pcr, half = [-9.0, -9.0, -5.0, 9.0, 9.0, 3.0], 9.0  # 60 x 60 pillars of 0.3 m
+        small = {"model.voxel_encoder.point_cloud_range": pcr, "model.bev_scatter.point_cloud_range": pcr,
+                 "model.sparse_backbone.sparse_shape": [60, 60], "model.head.bbox_coder.point_cloud_range": pcr}
+    else:
+        assert model.sparse_backbone.sparse_shape == [41, 1024, 1024]
+        assert model.head.bbox_coder.feature_map_size == (128, 128)
+        pcr, half = [-12.8, -12.8, -5.0, 12.8, 12.8, 3.0], 12.8  # (41, 256, 256) grid of 0.1 m voxels
+        small = {"model.voxel_encoder.point_cloud_range": pcr, "model.sparse_backbone.sparse_shape": [41, 256, 256],
+                 "model.head.bbox_coder.point_cloud_range": pcr}
+    cfg, model = _build(cfg_path, small)
+    model.eval()
+    pts = [_random_points(1500, half - 0.01, 0), _random_points(1000, half - 0.01, 1)]
+    with torch.no_grad():
+        feats = model.extract_feat(pts)
+        raw = model.head(feats)
+        out = model.head.predict(feats, [Det3DDataSample().metainfo] * 2)
+    assert len(raw) == 6 and tuple(raw[0]["heatmap"].shape) == (2, 1, *feat_hw)
+    assert len(out) == 2 and out[0].bboxes_3d.tensor.shape[1] == 9
