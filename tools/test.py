@@ -15,7 +15,7 @@ import math
 import os
 from pathlib import Path
 
-from _common import default_work_dir, resolve_checkpoint, setup_env
+from _common import default_work_dir, prepare_cpu_distributed, resolve_checkpoint, setup_env
 
 
 def parse_args(argv=None):
@@ -66,6 +66,7 @@ def main(argv=None) -> dict:
     cfg.resume = False
     # submission files (e.g. results_nusc.json) go to <work_dir>/submission unless the config says otherwise
     cfg.test_evaluator = _with_submission_prefix(cfg.test_evaluator, os.path.join(cfg.work_dir, "submission"))
+    prepare_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
     out = Path(cfg.work_dir) / "test_metrics.json"

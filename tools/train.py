@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from _common import default_work_dir, setup_env
+from _common import default_work_dir, prepare_cpu_distributed, setup_env
 
 
 def parse_args(argv=None):
@@ -40,6 +40,7 @@ def main(argv=None) -> None:
         cfg.resume, cfg.load_from = True, None
     elif args.resume:
         cfg.resume, cfg.load_from = True, args.resume
+    prepare_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
 

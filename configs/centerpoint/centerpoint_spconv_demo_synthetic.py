@@ -26,17 +26,19 @@ model = dict(
                          base_channels=16, output_channels=128,
                          encoder_channels=[[16], [32, 32, 32], [64, 64, 64], [64, 64, 64]],
                          encoder_paddings=[[1], [1, 1, 1], [1, 1, 1], [[0, 1, 1], 1, 1]]),
-    backbone=dict(type="SECOND", in_channels=128, out_channels=[64, 128], layer_nums=[3, 5],
+    backbone=dict(type="SECOND", in_channels=128, out_channels=[64, 128], layer_nums=[2, 4],
                   layer_strides=[1, 2]),
     neck=dict(type="SECONDFPN", in_channels=[64, 128], out_channels=[64, 64], upsample_strides=[2, 4]),
     head=dict(
-        type="CenterHead", in_channels=128, tasks={{_base_.tasks}}, common_heads={{_base_.common_heads}},
-        share_conv_channel=64, head_conv=64,
+        type="CenterHead", in_channels=128, common_heads={{_base_.common_heads}},
+        tasks=[dict(num_class=10, class_names={{_base_.class_names}})],  # one class group, as the FlatFormer demo
+        share_conv_channel=64, head_conv=32,
         bbox_coder=dict(point_cloud_range=point_cloud_range, voxel_size=voxel_size, out_size_factor=out_size_factor),
         train_cfg=dict(max_objs=500, gaussian_overlap=0.1, min_radius=2,
                        code_weights=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2]),
         test_cfg=dict(post_center_limit_range=[-61.2, -61.2, -10.0, 61.2, 61.2, 10.0], score_threshold=0.1,
-                      pre_topk=500, nms_type="rotate", nms_thr=0.2, pre_max_size=1000, post_max_size=83,
+                      pre_topk=500, nms_type="rotate", nms_thr=0.2, nms_class_aware=True, pre_max_size=1000,
+                      post_max_size=300,
                       max_per_img=500),
     ),
 )

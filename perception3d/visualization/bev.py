@@ -26,7 +26,8 @@ def box_bev_corners(boxes: np.ndarray) -> np.ndarray:
 
 def plot_bev(points: np.ndarray, boxes: np.ndarray | None, labels: Sequence[str] | None, out_png: str | Path,
              range: float | tuple[float, float, float, float] = 60.0, color_by: str = "z",
-             title: str | None = None, dpi: int = 110) -> Path:
+             title: str | None = None, dpi: int = 110, pred_boxes: np.ndarray | None = None,
+             pred_labels: Sequence[str] | None = None, pred_scores: Sequence[float] | None = None) -> Path:
     """Write a BEV PNG of ``points`` (N, >=3; column 3 = intensity if ``color_by='intensity'``) and
     ``boxes`` (M, >=7) = x, y, z, l, w, h, yaw in the same frame as the points (metres, radians).
 
@@ -50,20 +51,37 @@ def plot_bev(points: np.ndarray, boxes: np.ndarray | None, labels: Sequence[str]
     val = pts[:, 3] if color_by == "intensity" and pts.shape[1] > 3 else pts[:, 2]
     vmin, vmax = (0, 100) if color_by == "intensity" else (-2.0, 1.0)
     ax.scatter(pts[:, 0], pts[:, 1], c=val, s=0.8, cmap="plasma", vmin=vmin, vmax=vmax, linewidths=0, zorder=3)
-    if boxes is not None and len(boxes):
-        boxes = np.asarray(boxes, np.float64)
-        if boxes.ndim != 2 or boxes.shape[1] < 7:
-            raise ValueError(f"plot_bev: boxes must be (M, >=7), got {boxes.shape}")
-        corners = box_bev_corners(boxes)
-        names = list(labels) if labels is not None else ["car"] * len(boxes)
+    legend = {}
+    for kind, bxs, lbls in (("gt", boxes, labels), ("pred", pred_boxes, pred_labels)):
+        if bxs is None or not len(bxs):
+            continue
+        bxs = np.asarray(bxs, np.float64)
+        if bxs.ndim != 2 or bxs.shape[1] < 7:
+            raise ValueError(f"plot_bev: {'boxes' if kind == 'gt' else 'pred_boxes'} must be (M, >=7), got {bxs.shape}")
+        corners = box_bev_corners(bxs)
+        names = list(lbls) if lbls is not None else ["car"] * len(bxs)
         cols = [_CLASS_COLORS.get(str(n), "#ffffff") for n in names]
         segs = [np.vstack([c, c[:1]]) for c in corners]
-        ax.add_collection(LineCollection(segs, colors=cols, linewidths=1.2, zorder=2))
         front = corners[:, :2].mean(1)
-        heads = [np.stack([b[:2], f]) for b, f in zip(boxes, front)]
-        ax.add_collection(LineCollection(heads, colors=cols, linewidths=0.8, zorder=2))
+        heads = [np.stack([b[:2], f]) for b, f in zip(bxs, front)]
+        if kind == "gt":
+            ax.add_collection(LineCollection(segs, colors=cols, linewidths=1.2, zorder=2))
+            ax.add_collection(LineCollection(heads, colors=cols, linewidths=0.8, zorder=2))
+        else:
+            ax.add_collection(LineCollection(segs, colors="white", linewidths=2.0, zorder=4, alpha=0.6))
+            ax.add_collection(LineCollection(segs, colors=cols, linewidths=1.2, linestyles="--", zorder=5))
+            ax.add_collection(LineCollection(heads, colors=cols, linewidths=0.8, linestyles="--", zorder=5))
+            if pred_scores is not None and len(bxs) <= 60:  # beyond that the numbers only clutter
+                for c, sc in zip(corners, np.asarray(pred_scores, np.float64)):
+                    ax.text(c[:, 0].max(), c[:, 1].max(), f"{sc:.2f}", color="white", fontsize=6, zorder=6)
         for n in dict.fromkeys(names):
-            ax.plot([], [], color=_CLASS_COLORS.get(str(n), "#ffffff"), label=str(n))
+            legend.setdefault(str(n), _CLASS_COLORS.get(str(n), "#ffffff"))
+    if legend:
+        for n, col in legend.items():
+            ax.plot([], [], color=col, label=n)
+        if pred_boxes is not None and len(pred_boxes):
+            ax.plot([], [], color="#cccccc", label="ground truth")
+            ax.plot([], [], color="#cccccc", linestyle="--", label="prediction")
         ax.legend(loc="upper right", fontsize=7, facecolor="#333333", labelcolor="white")
     ax.set_xlim(ext[0], ext[1])
     ax.set_ylim(ext[2], ext[3])

@@ -16,8 +16,6 @@ TOOLS = REPO / "tools"
 if str(TOOLS) not in sys.path:
     sys.path.insert(0, str(TOOLS))
 
-
-
 def _load_tool(name: str):
     """tools/<name>.py as a module (``test`` would otherwise clash with the stdlib package)."""
     import importlib.util
@@ -27,82 +25,14 @@ def _load_tool(name: str):
     spec.loader.exec_module(mod)
     return mod
 
-
 train_tool, test_tool = _load_tool("train"), _load_tool("test")
 
 VERSION = "v1.0-trainval"
 DEMO_CFG = str(REPO / "configs/flatformer/flatformer_demo_synthetic.py")
 TRAIN_ITERS_PER_EPOCH = 2  # 3 training keyframes in the fixture, batch 2, drop_last False
 
-
-TINY_RANGE = [-25.6, -25.6, -5.0, 25.6, 25.6, 3.0]
-
-
-def tiny_model_options(voxel: float = 0.8) -> dict:
-    """--cfg-options shrinking the FlatFormer demo model: 51.2 m x 51.2 m range, 0.8 m pillars (64 x 64 grid,
-    32 x 32 heatmap), 16 channels."""
-    vs, pcr = f"[{voxel},{voxel},8.0]", str(TINY_RANGE).replace(" ", "")
-    n = int(round((TINY_RANGE[3] - TINY_RANGE[0]) / voxel))
-    return {
-        "model.voxel_encoder.feat_channels": "[8,16]", "model.voxel_encoder.voxel_size": vs,
-        "model.voxel_encoder.point_cloud_range": pcr,
-        "model.sparse_backbone.in_channels": 16, "model.sparse_backbone.embed_dim": 16,
-        "model.sparse_backbone.num_heads": 2, "model.sparse_backbone.sparse_shape": f"[{n},{n}]",
-        "model.sparse_backbone.window_shape": "[4,4]", "model.sparse_backbone.group_size": 16,
-        "model.bev_scatter.in_channels": 16, "model.bev_scatter.voxel_size": vs, "model.bev_scatter.point_cloud_range": pcr,
-        "model.backbone.in_channels": 16, "model.backbone.out_channels": "[16,16]", "model.backbone.layer_nums": "[1,1]",
-        "model.neck.in_channels": "[16,16]", "model.neck.out_channels": "[16,16]",
-        "model.head.in_channels": 32, "model.head.share_conv_channel": 16, "model.head.head_conv": 16,
-        "model.head.bbox_coder.voxel_size": vs, "model.head.bbox_coder.point_cloud_range": pcr,
-    }
-
-
-def range_filter_options(cfg_path: str, pcr) -> dict:
-    """--cfg-options setting the range of every Points/ObjectRangeFilter in the config's pipelines."""
-    from mmengine.config import Config
-
-    cfg = Config.fromfile(cfg_path)
-    opts = {}
-    for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
-        for i, t in enumerate(cfg[loader]["dataset"]["pipeline"]):
-            if t["type"] in ("PointsRangeFilter", "ObjectRangeFilter"):
-                opts[f"{loader}.dataset.pipeline.{i}.point_cloud_range"] = str(list(pcr)).replace(" ", "")
-    return opts
-
-
-def data_options(root: str, index: dict) -> dict:
-    """Point the demo config's loaders and metrics at the fixture tree (no worker processes)."""
-    opts = {"train_dataloader.dataset.ann_file": index["synthetic_train"]}
-    for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
-        opts.update({f"{loader}.num_workers": 0, f"{loader}.persistent_workers": False,
-                     f"{loader}.dataset.data_root": root})
-        if loader != "train_dataloader":
-            opts[f"{loader}.dataset.ann_file"] = index["synthetic_val"]
-    opts.update({"val_evaluator.data_root": root, "test_evaluator.data_root": root})
-    return opts
-
-
 def as_argv(opts: dict) -> list:
     return ["--cfg-options", *[f"{k}={v}" for k, v in opts.items()]]
-
-
-@pytest.fixture(scope="module")
-def index(synthetic_nuscenes_root, tmp_path_factory):
-    from perception3d.datasets.nuscenes_index import build_nuscenes_index
-
-    out = tmp_path_factory.mktemp("e2e_index")
-    return build_nuscenes_index(str(synthetic_nuscenes_root), VERSION, ["synthetic_train", "synthetic_val"],
-                                out_dir=str(out), max_sweeps=10)
-
-
-@pytest.fixture(scope="module")
-def base_opts(synthetic_nuscenes_root, index):
-    opts = dict(tiny_model_options(), **data_options(str(synthetic_nuscenes_root), index),
-                **range_filter_options(DEMO_CFG, TINY_RANGE))
-    opts.update({"train_cfg.max_epochs": 2, "train_cfg.val_begin": 100,  # no validation inside training
-                 "default_hooks.logger.interval": 1, "default_hooks.checkpoint.max_keep_ckpts": -1})
-    return opts
-
 
 @pytest.fixture(scope="module")
 def trained(base_opts, tmp_path_factory):
@@ -111,19 +41,16 @@ def trained(base_opts, tmp_path_factory):
     train_tool.main([DEMO_CFG, "--work-dir", str(work), *as_argv(base_opts)])
     return work
 
-
 def load_ckpt(path) -> dict:
     from perception3d.engine.checkpoint import allow_mmengine_checkpoints
 
     allow_mmengine_checkpoints()
     return torch.load(path, map_location="cpu", weights_only=True)
 
-
 def leftovers(folder) -> list:
     """Temp/partial files anywhere under ``folder``."""
     return [p for p in glob.glob(os.path.join(folder, "**", "*"), recursive=True)
             if p.endswith((".tmp", ".part")) or os.path.basename(p).startswith((".tmp", "."))]
-
 
 def test_train_writes_a_checkpoint_per_epoch(trained):
     assert sorted(p for p in os.listdir(trained) if p.endswith(".pth")) == ["epoch_1.pth", "epoch_2.pth"]
@@ -137,7 +64,6 @@ def test_train_writes_a_checkpoint_per_epoch(trained):
     w2 = load_ckpt(trained / "epoch_2.pth")["state_dict"]["head.shared_conv.0.weight"]
     assert not torch.equal(w1, w2)  # it trained
     assert leftovers(trained) == []
-
 
 def test_resume_from_epoch_1_continues_to_epoch_2(trained, base_opts, tmp_path):
     work = tmp_path / "resumed"
@@ -161,7 +87,6 @@ def test_resume_from_epoch_1_continues_to_epoch_2(trained, base_opts, tmp_path):
     assert ck3["meta"]["epoch"] == 3 and ck3["meta"]["iter"] == 3 * TRAIN_ITERS_PER_EPOCH
     assert leftovers(work) == []
 
-
 def test_test_tool_writes_metrics_and_submission(trained, base_opts, synthetic_nuscenes_root):
     from nuscenes import NuScenes
 
@@ -183,7 +108,6 @@ def test_test_tool_writes_metrics_and_submission(trained, base_opts, synthetic_n
             assert r["sample_token"] in val_tokens and len(r["translation"]) == 3 and 0 <= r["detection_score"] <= 1
     assert leftovers(trained) == []
 
-
 # ------------------------------------------------------------------------------------------- configs
 def _build(cfg_path: str, overrides: dict | None = None):
     from mmengine.config import Config
@@ -198,13 +122,12 @@ def _build(cfg_path: str, overrides: dict | None = None):
     with DefaultScope.overwrite_default_scope("perception3d"):
         return cfg, MODELS.build(cfg.model)
 
-
 def _random_points(n: int, half: float, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     xyz = (torch.rand(n, 3, generator=g) * 2 - 1) * torch.tensor([half, half, 1.5])
     return torch.cat([xyz, torch.rand(n, 1, generator=g) * 100, torch.rand(n, 1, generator=g) * 0.5], 1)
 
-
+@pytest.mark.slow  # spconv on CPU: 1-40 s depending on machine load
 def test_spconv_demo_config_trains_one_step_on_fixture(synthetic_nuscenes_root, index):
     """The spconv demo config as written (full grid), one loss + backward on one fixture keyframe,
     points cropped to |x|, |y| < 12 m to keep it fast on CPU."""
@@ -233,7 +156,7 @@ def test_spconv_demo_config_trains_one_step_on_fixture(synthetic_nuscenes_root, 
     grad = model.sparse_backbone.conv_input[0].weight.grad
     assert grad is not None and grad.abs().sum() > 0
 
-
+@pytest.mark.slow  # full-size model builds + a forward each: 5-30 s on 2 busy cores
 @pytest.mark.parametrize("cfg_path,overrides,feat_hw", [
     # nuScenes CenterPoint 0.1 m: full size would be a (41, 1024, 1024) grid; 25.6 m x 25.6 m keeps it small
     ("configs/centerpoint/centerpoint_spconv_nus.py", "spconv", (32, 32)),

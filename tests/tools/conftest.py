@@ -1,0 +1,80 @@
+"""Fixtures for the tool tests: the fixture tree's index and --cfg-options shrinking the FlatFormer demo config."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+VERSION = "v1.0-trainval"
+DEMO_CFG = str(REPO / "configs/flatformer/flatformer_demo_synthetic.py")
+
+TINY_RANGE = [-25.6, -25.6, -5.0, 25.6, 25.6, 3.0]
+
+
+def tiny_model_options(voxel: float = 0.8) -> dict:
+    """--cfg-options shrinking the FlatFormer demo model: 51.2 m x 51.2 m range, 0.8 m pillars (64 x 64 grid,
+    32 x 32 heatmap), 16 channels."""
+    vs, pcr = f"[{voxel},{voxel},8.0]", str(TINY_RANGE).replace(" ", "")
+    n = int(round((TINY_RANGE[3] - TINY_RANGE[0]) / voxel))
+    return {
+        "model.voxel_encoder.feat_channels": "[8,16]", "model.voxel_encoder.voxel_size": vs,
+        "model.voxel_encoder.point_cloud_range": pcr,
+        "model.sparse_backbone.in_channels": 16, "model.sparse_backbone.embed_dim": 16,
+        "model.sparse_backbone.num_heads": 2, "model.sparse_backbone.sparse_shape": f"[{n},{n}]",
+        "model.sparse_backbone.window_shape": "[4,4]", "model.sparse_backbone.group_size": 16,
+        "model.bev_scatter.in_channels": 16, "model.bev_scatter.voxel_size": vs, "model.bev_scatter.point_cloud_range": pcr,
+        "model.backbone.in_channels": 16, "model.backbone.out_channels": "[16,16]", "model.backbone.layer_nums": "[1,1]",
+        "model.neck.in_channels": "[16,16]", "model.neck.out_channels": "[16,16]",
+        "model.head.in_channels": 32, "model.head.share_conv_channel": 16, "model.head.head_conv": 16,
+        "model.head.bbox_coder.voxel_size": vs, "model.head.bbox_coder.point_cloud_range": pcr,
+    }
+
+
+def range_filter_options(cfg_path: str, pcr) -> dict:
+    """--cfg-options setting the range of every Points/ObjectRangeFilter in the config's pipelines."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(cfg_path)
+    opts = {}
+    for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        for i, t in enumerate(cfg[loader]["dataset"]["pipeline"]):
+            if t["type"] in ("PointsRangeFilter", "ObjectRangeFilter"):
+                opts[f"{loader}.dataset.pipeline.{i}.point_cloud_range"] = str(list(pcr)).replace(" ", "")
+    return opts
+
+
+def data_options(root: str, index: dict) -> dict:
+    """Point the demo config's loaders and metrics at the fixture tree (no worker processes)."""
+    opts = {"train_dataloader.dataset.ann_file": index["synthetic_train"]}
+    for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        opts.update({f"{loader}.num_workers": 0, f"{loader}.persistent_workers": False,
+                     f"{loader}.dataset.data_root": root})
+        if loader != "train_dataloader":
+            opts[f"{loader}.dataset.ann_file"] = index["synthetic_val"]
+    opts.update({"val_evaluator.data_root": root, "test_evaluator.data_root": root})
+    return opts
+
+
+def as_argv(opts: dict) -> list:
+    return ["--cfg-options", *[f"{k}={v}" for k, v in opts.items()]]
+
+
+@pytest.fixture(scope="session")
+def index(synthetic_nuscenes_root, tmp_path_factory):
+    from perception3d.datasets.nuscenes_index import build_nuscenes_index
+
+    out = tmp_path_factory.mktemp("tools_index")
+    return build_nuscenes_index(str(synthetic_nuscenes_root), VERSION, ["synthetic_train", "synthetic_val"],
+                                out_dir=str(out), max_sweeps=10)
+
+
+@pytest.fixture(scope="session")
+def base_opts(synthetic_nuscenes_root, index):
+    opts = dict(tiny_model_options(), **data_options(str(synthetic_nuscenes_root), index),
+                **range_filter_options(DEMO_CFG, TINY_RANGE))
+    opts.update({"train_cfg.max_epochs": 2, "train_cfg.val_begin": 100,  # no validation inside training
+                 "default_hooks.logger.interval": 1, "default_hooks.checkpoint.max_keep_ckpts": -1})
+    return opts
+
+
