@@ -103,3 +103,32 @@ def test_sparse_encoder_forward_backward_cpu():
     assert enc2.sparse_shape == [41, 64, 64] and enc2.out_shape == [2, 8, 8] and enc2.out_channels == 256
     with pytest.raises(ValueError, match="feature channels"):
         enc(torch.randn(coords.shape[0], 3), coords, 2)
+
+
+def test_spconv_cpu_is_deterministic_with_two_threads():
+    """spconv's CPU kernels race with >1 torch thread; the compat guard must make repeated calls identical."""
+    import spconv.pytorch as spconv
+
+    from perception3d.models.middle_encoders import spconv_compat
+
+    spconv_compat.apply()
+    spconv_compat.apply_single_thread()
+    assert not spconv_compat.apply_single_thread()  # idempotent
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        g = torch.Generator().manual_seed(0)
+        n = 6000
+        coords = torch.unique(torch.stack([torch.zeros(n, dtype=torch.int32),
+                                           torch.randint(0, 10, (n,), generator=g, dtype=torch.int32),
+                                           torch.randint(0, 100, (n,), generator=g, dtype=torch.int32),
+                                           torch.randint(0, 100, (n,), generator=g, dtype=torch.int32)], 1), dim=0)
+        feats = torch.randn(len(coords), 16, generator=g)
+        net = spconv.SparseSequential(spconv.SubMConv3d(16, 16, 3, indice_key="s"),
+                                      spconv.SparseConv3d(16, 32, 3, stride=2))
+        outs = [net(spconv.SparseConvTensor(feats, coords, [10, 100, 100], 1)).features for _ in range(3)]
+        assert torch.get_num_threads() == 2  # restored after each op
+    finally:
+        torch.set_num_threads(threads)
+    for o in outs[1:]:
+        assert torch.equal(o, outs[0])

@@ -17,6 +17,7 @@ from .bev_scatter import check_sparse_input, grid_shape_from_range, scatter_to_b
 import spconv.pytorch as spconv  # noqa: E402  (heavy import only when this module is used)
 
 spconv_compat.apply()
+spconv_compat.apply_single_thread()
 
 Pad = Union[int, Sequence[int]]
 
