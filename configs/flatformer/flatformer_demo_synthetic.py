@@ -32,7 +32,7 @@ model = dict(
         share_conv_channel=64, head_conv=32,
         bbox_coder=dict(point_cloud_range=point_cloud_range, voxel_size=voxel_size, out_size_factor=out_size_factor),
         train_cfg=dict(max_objs=500, gaussian_overlap=0.1, min_radius=2,
-                       code_weights=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2]),
+                       code_weights=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5]),
         test_cfg=dict(post_center_limit_range=[-61.2, -61.2, -10.0, 61.2, 61.2, 10.0], score_threshold=0.1,
                       pre_topk=500, nms_type="rotate", nms_thr=0.2, nms_class_aware=True, pre_max_size=1000, post_max_size=300,
                       max_per_img=500),
@@ -40,7 +40,7 @@ model = dict(
 )
 
 # Schedule sized for the 20-minute demo budget on 2 CPU cores (100 training frames, batch 2).
-max_epochs = 8
+max_epochs = 12
 lr = 3e-3
 optim_wrapper = dict(optimizer=dict(lr=lr), clip_grad=dict(max_norm=35, norm_type=2))
 param_scheduler = [

@@ -6,7 +6,7 @@ version = "v1.0-trainval"
 class_names = ["car", "truck", "bus", "trailer", "construction_vehicle", "pedestrian", "motorcycle",
                "bicycle", "traffic_cone", "barrier"]
 point_cloud_range = [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]
-sweeps_num = 2  # keyframe + 2 previous sweeps (0.1 s apart in the default world)
+sweeps_num = 4  # keyframe + 4 previous sweeps (0.1 s apart in the default world): motion cues for velocity
 use_dim = [0, 1, 2, 3]  # + time lag appended by the sweep loader -> 5 channels
 
 train_pipeline = [
