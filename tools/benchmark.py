@@ -247,17 +247,10 @@ def update_doc_section(path: str, name: str, text: str) -> None:
         doc = doc[: doc.index(begin)] + block + doc[doc.index(end) + len(end):]
     else:
         doc = doc.rstrip() + "\n\n" + block + "\n"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=str(p.parent))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(doc)
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    from perception3d.utils.atomic import atomic_open
+
+    with atomic_open(p, "w") as f:
+        f.write(doc)
 
 
 # ---------------------------------------------------------------------------------------- detector

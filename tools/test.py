@@ -45,9 +45,10 @@ def _with_submission_prefix(evaluator, folder: str):
 
 
 def _write_json_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    from perception3d.utils.atomic import atomic_open
+
+    with atomic_open(path, "w") as f:
+        f.write(json.dumps(obj, indent=2))
 
 
 def main(argv=None) -> dict:

@@ -25,7 +25,6 @@ import logging
 import multiprocessing as mp
 import os
 import pickle
-import tempfile
 from typing import Any, Dict, List, Optional, Sequence
 
 from .nuscenes_info import get_sample_info
@@ -116,17 +115,10 @@ def _existing_is_current(path: str, source: Dict) -> bool:
 
 def write_pickle_atomic(obj: Any, path: str) -> None:
     """Pickle ``obj`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    out_dir = os.path.dirname(os.path.abspath(path))
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_" + os.path.basename(path), dir=out_dir)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from perception3d.utils.atomic import atomic_open
+
+    with atomic_open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 # ------------------------------------------------------------------ workers

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import warnings
 from typing import Any, Dict, List, Sequence
 
@@ -94,17 +93,10 @@ def _np(x):
 
 def write_json_atomic(obj: Any, path: str) -> None:
     """Write JSON to ``path`` via a temp file in the same folder and ``os.replace``."""
-    out_dir = os.path.dirname(os.path.abspath(path))
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_" + os.path.basename(path), dir=out_dir)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from perception3d.utils.atomic import atomic_open
+
+    with atomic_open(path, "w") as f:
+        json.dump(obj, f)
 
 
 def split_sample_tokens(nusc, eval_set: str) -> List[str]:

@@ -44,10 +44,11 @@ def _clean(x):
 
 def write_json(path: Path, obj) -> None:
     """Write ``obj`` as JSON atomically (temp file in the same folder + os.replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(_clean(obj), indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    from perception3d.utils.atomic import atomic_open
+
+    text = json.dumps(_clean(obj), indent=1, sort_keys=True)
+    with atomic_open(path, "w") as f:
+        f.write(text)
 
 
 def _write_map_png(path: Path) -> None:
