@@ -1,0 +1,2 @@
+from . import optim_wrapper  # noqa: F401  (registers AutocastOptimWrapper)
+from . import hooks  # noqa: F401  (registers Det3DVisualizationHook)

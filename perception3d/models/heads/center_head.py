@@ -158,6 +158,7 @@ class CenterHead(nn.Module):
         names = [n for n in CODE_ORDER if n in self.common_heads]
         losses = {}
         for t, (pred, tgt) in enumerate(zip(preds, targets)):
+            pred = {k: v.float() for k, v in pred.items()}  # losses in float32 even under bf16 autocast
             heat = pred["heatmap"].sigmoid().clamp(1e-4, 1 - 1e-4)
             num_pos = float(tgt["heatmap"].eq(1).sum())
             losses[f"task{t}.loss_heatmap"] = self.loss_cls(heat, tgt["heatmap"], avg_factor=max(num_pos, 1.0))
@@ -185,6 +186,7 @@ class CenterHead(nn.Module):
     def predict_by_feat(self, preds: list[dict[str, torch.Tensor]],
                         batch_input_metas: Sequence[dict]) -> list[InstanceData]:
         cfg = self.test_cfg
+        preds = [{k: v.float() for k, v in p.items()} for p in preds]
         heats = [p["heatmap"].sigmoid() for p in preds]
         if cfg["max_pool_nms"]:
             heats = [max_pool_peaks(h) for h in heats]

@@ -9,12 +9,13 @@ to each point (VFE style), so the next layer's input is 2x wider. The last layer
 """
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-from perception3d.ops.voxelize import dynamic_voxelize, scatter_max, scatter_mean
+from perception3d.ops.scatter import segment_reduce_sorted, sort_by_segment
+from perception3d.ops.voxelize import dynamic_voxelize, scatter_mean
 from perception3d.registry import MODELS
 
 
@@ -68,16 +69,23 @@ class DynamicVFE(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.out_channels = int(feat_channels[-1])
 
-    def augment(self, points: torch.Tensor, vox: dict) -> torch.Tensor:
-        """Augmented features (M, C_aug) of the in-range points (rows where point2voxel >= 0)."""
+    def augment(self, points: torch.Tensor, vox: dict, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Augmented features (M, C_aug) of the in-range points (rows where point2voxel >= 0).
+
+        With ``lengths`` (V,), ``points`` are the in-range points already sorted by voxel and
+        ``vox["point2voxel"]`` their (non-decreasing) voxel indices.
+        """
         p2v = vox["point2voxel"]
         keep = p2v >= 0
         pts, idx = points[keep], p2v[keep]
         feats = [pts[:, : self.in_channels]]
         xyz = pts[:, :3]
         if self.with_cluster_center:
-            mean = scatter_mean(xyz, idx, vox["num_voxels"])
-            feats.append(xyz - mean[idx])
+            if lengths is not None:
+                mean = segment_reduce_sorted(xyz, lengths, "mean").repeat_interleave(lengths, dim=0)
+            else:
+                mean = scatter_mean(xyz, idx, vox["num_voxels"])[idx]
+            feats.append(xyz - mean)
         if self.with_voxel_center:
             zyx = vox["coords"][idx][:, 1:].to(xyz.dtype)  # (M, 3) z, y, x
             size = xyz.new_tensor(self.voxel_size)
@@ -95,14 +103,16 @@ class DynamicVFE(nn.Module):
                 f"{type(self).__name__}: `points` must be (N, >= {max(3, self.in_channels)}), got {tuple(points.shape)}"
             )
         vox = dynamic_voxelize(points, batch_idx, self.voxel_size, self.point_cloud_range)
-        idx = vox["point2voxel"][vox["point2voxel"] >= 0]
-        v = vox["num_voxels"]
-        x = self.augment(points, vox)
+        keep = vox["point2voxel"] >= 0
+        # group the in-range points by voxel once: every pooling below is then a reduction over runs
+        order, lengths = sort_by_segment(vox["point2voxel"][keep], vox["num_voxels"])
+        sorted_vox = dict(vox, point2voxel=vox["point2voxel"][keep][order])
+        x = self.augment(points[keep][order], sorted_vox, lengths)
         for i, (linear, norm) in enumerate(self.layers):
             x = torch.relu(norm(linear(x)))
             if i < len(self.layers) - 1:
-                x = torch.cat([x, scatter_max(x, idx, v)[idx]], dim=1)
-        pooled = scatter_max(x, idx, v) if self.mode == "max" else scatter_mean(x, idx, v)
+                x = torch.cat([x, segment_reduce_sorted(x, lengths, "max").repeat_interleave(lengths, dim=0)], dim=1)
+        pooled = segment_reduce_sorted(x, lengths, "max" if self.mode == "max" else "mean")
         return pooled, vox["coords"]
 
 

@@ -1,0 +1,102 @@
+"""Benchmark: scattered linear attention (SLA, reference) vs padded softmax window attention (SST-style).
+
+Both run on the same window layout of a synthetic nuScenes-scale voxel set (lidar-like radial density:
+dense near the ego, sparse far away), with the same q, k, v. Used by the lead for docs/benchmarks.md;
+never called from timed tests.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable, Dict, Sequence
+
+import torch
+
+
+def synthetic_voxels(num_voxels: int, grid: Sequence[int] = (360, 360), nz: int = 1, cell: float = 0.3,
+                     seed: int = 0) -> torch.Tensor:
+    """(num_voxels, 4) int32 unique (b=0, z, y, x) voxels with a spinning-lidar-like radial density.
+
+    Ranges r = 2 m + Exp(mean 12 m) (clipped to the grid), azimuth uniform, z uniform over nz levels.
+    """
+    g = torch.Generator().manual_seed(seed)
+    nx, ny = int(grid[0]), int(grid[1])
+    keys = torch.zeros(0, dtype=torch.int64)
+    draw = 4 * num_voxels
+    while keys.numel() < num_voxels:
+        r = 2.0 - 12.0 * torch.log(torch.rand(draw, generator=g).clamp_min(1e-12))
+        th = torch.rand(draw, generator=g) * 2 * torch.pi
+        x = (nx / 2 + r * torch.cos(th) / cell).long()
+        y = (ny / 2 + r * torch.sin(th) / cell).long()
+        z = torch.randint(0, nz, (draw,), generator=g)
+        ok = (x >= 0) & (x < nx) & (y >= 0) & (y < ny)
+        keys = torch.unique(torch.cat([keys, ((z * ny + y) * nx + x)[ok]]))
+        draw *= 2
+    keys = keys[torch.randperm(keys.numel(), generator=g)[:num_voxels]]
+    z, y, x = keys // (nx * ny), keys // nx % ny, keys % nx
+    return torch.stack([torch.zeros_like(x), z, y, x], 1).to(torch.int32)
+
+
+def _median_ms(fn: Callable[[], None], warmup: int, repeats: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(statistics.median(times))
+
+
+def benchmark_sla_vs_padded(num_voxels: int = 25000, channels: int = 128, heads: int = 8,
+                            window: Sequence[int] = (12, 12), grid: Sequence[int] = (360, 360), nz: int = 1,
+                            warmup: int = 1, repeats: int = 3, memory: bool = True, seed: int = 0) -> Dict:
+    """Latency (median ms) and peak resident memory (MiB) of SLA vs padded window attention.
+
+    Measures forward (``inference_mode``) and forward + backward (grads of q, k, v) of the attention op only
+    (no projections), on CPU tensors. Returns ``dict(num_voxels, windows, max_len, mean_len, padded_slots,
+    heads, head_dim, ms={method: {fwd, fwd_bwd}}, peak_mib={method: {fwd, fwd_bwd}}, memory_method)``.
+    """
+    from perception3d.ops.scatter_attention import bev_window_partition, scatter_linear_attention
+    from perception3d.ops.window_attention_padded import padded_window_attention
+    from perception3d.utils.benchmark import PeakMemory, return_freed_memory_to_os
+
+    coords = synthetic_voxels(num_voxels, grid, nz, seed=seed)
+    win = bev_window_partition(coords, window)
+    counts = win.offsets.diff()
+    d = channels // heads
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(num_voxels, heads, d, generator=g) for _ in range(3))
+    grad = torch.randn(num_voxels, heads, d, generator=g)
+    methods = {
+        "sla": lambda a, b, c: scatter_linear_attention(a, b, c, win.offsets, win_ids=win.win_ids, impl="reference"),
+        "padded": lambda a, b, c: padded_window_attention(a, b, c, win.offsets),
+    }
+
+    def fwd(fn):
+        with torch.inference_mode():
+            fn(q, k, v)
+
+    def fwd_bwd(fn):
+        a, b, c = (t.detach().requires_grad_() for t in (q, k, v))
+        out = fn(a, b, c)
+        torch.autograd.grad(out, (a, b, c), grad)
+
+    result = dict(num_voxels=num_voxels, windows=int(counts.numel()), max_len=int(counts.max()),
+                  mean_len=float(counts.float().mean()), padded_slots=int(counts.numel() * counts.max()),
+                  heads=heads, head_dim=d, ms={}, peak_mib={}, memory_method="none")
+    for name, fn in methods.items():
+        result["ms"][name] = {"fwd": _median_ms(lambda: fwd(fn), warmup, repeats),
+                              "fwd_bwd": _median_ms(lambda: fwd_bwd(fn), warmup, repeats)}
+    if memory:
+        ok = return_freed_memory_to_os()
+        probe = PeakMemory()
+        result["memory_method"] = probe.method + ("" if ok else " (glibc caching on)")
+        for name, fn in methods.items():
+            peaks = {}
+            for mode, run in (("fwd", fwd), ("fwd_bwd", fwd_bwd)):
+                with probe.span() as m:
+                    run(fn)
+                peaks[mode] = m["peak_mib"]
+            result["peak_mib"][name] = peaks
+    return result
