@@ -1,12 +1,23 @@
-"""Bird's-eye-view PNG of one sample: points, ground-truth boxes and (with a checkpoint) predicted boxes.
+"""Pictures of one frame: points, ground-truth boxes and predicted boxes, as PNGs, a PLY or a window.
 
-    python tools/visualize.py --dataset-config CONFIG [--checkpoint CKPT_OR_WORK_DIR] --index I --out-dir DIR
-                              [--split val|test|train] [--score-thr 0.3] [--cfg-options k=v ...]
+    python tools/visualize.py --dataset-config CONFIG --index I --out-dir DIR [--split val|test|train]
+                              [--checkpoint CKPT_OR_WORK_DIR | --predictions FRAME.json]
+                              [--views plot bev chase camera] [--cameras CAM_FRONT ...] [--ply scene.ply]
+                              [--show] [--score-thr 0.3] [--color-by height|intensity] [--cfg-options k=v ...]
+    python tools/visualize.py --points frame.pcd.bin --predictions frame.json --out-dir DIR [--views bev chase]
 
-The sample is item I of the config's ``<split>_dataloader`` dataset, loaded through that loader's
-pipeline (so the points are exactly what the model sees). Ground truth comes from the dataset's
-annotation info (lidar frame, solid boxes); predictions are dashed with their scores. Open3D rendering
-comes later; this writes ``<out-dir>/bev_<split>_<index>.png`` with matplotlib.
+Frame sources: item I of the config's ``<split>_dataloader`` dataset, loaded through that loader's pipeline
+(the points the model sees; GT from the dataset's annotation info, camera images and ``lidar2img`` from its
+camera records), or a point file (``--points``, any format of ``perception3d.datasets.io.load_points``).
+Predictions: live inference with ``--checkpoint``, or a ``perception3d.detections/v1`` JSON written by
+``tools/infer.py`` (``--predictions``). Views (default ``plot bev chase``):
+
+- ``plot``: matplotlib bird's-eye plot -> ``<out-dir>/bev_<split>_<index>.png`` (GT solid, predictions dashed)
+- ``bev`` / ``chase``: Open3D scene rendered headless -> ``o3d_bev_*.png`` / ``chase_*.png`` (GT light grey,
+  predictions in class colours, heading lines)
+- ``camera``: boxes projected into the camera images -> ``cam_<CHANNEL>_*.jpg`` (dataset samples only)
+
+``--ply PATH`` writes the scene as a PLY file; ``--show`` opens an interactive Open3D window (needs a display).
 """
 from __future__ import annotations
 
@@ -15,37 +26,56 @@ from pathlib import Path
 
 from _common import resolve_checkpoint, setup_env
 
+VIEWS = ("plot", "bev", "chase", "camera")
+
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
 
-    p = argparse.ArgumentParser(description="Write a BEV PNG of one dataset sample (and a model's predictions)")
-    p.add_argument("--dataset-config", required=True, help="config whose <split>_dataloader gives the sample")
-    p.add_argument("--checkpoint", help="a .pth file or a work dir with last_checkpoint; without it only GT")
+    p = argparse.ArgumentParser(description="Pictures of one frame with its ground truth and predictions")
+    p.add_argument("--dataset-config", help="config whose <split>_dataloader gives the sample")
+    p.add_argument("--points", help="a point file to show instead of a dataset sample")
+    p.add_argument("--checkpoint", help="a .pth file or a work dir with last_checkpoint: predict live")
+    p.add_argument("--predictions", help="a perception3d.detections/v1 JSON (tools/infer.py output)")
     p.add_argument("--index", type=int, default=0, help="sample index in the split's dataset")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--split", choices=["train", "val", "test"], default="val")
     p.add_argument("--score-thr", type=float, default=0.3, help="draw predictions scoring at least this")
+    p.add_argument("--views", nargs="+", choices=VIEWS, default=["plot", "bev", "chase"])
+    p.add_argument("--cameras", nargs="+", default=["CAM_FRONT"], help="channels for the 'camera' view")
+    p.add_argument("--camera-scale", type=float, default=0.0,
+                   help="upscale camera images before drawing (0: so that they are at least 1200 px wide)")
+    p.add_argument("--color-by", choices=["height", "intensity"], default="height")
+    p.add_argument("--width", type=int, default=1280)
+    p.add_argument("--height", type=int, default=960)
+    p.add_argument("--backend", choices=["auto", "open3d", "open3d-offscreen", "software"], default="auto",
+                   help="headless renderer of the bev/chase views (auto: first that works)")
+    p.add_argument("--ply", help="also write the scene to this .ply file")
+    p.add_argument("--show", action="store_true", help="open an interactive Open3D window (needs a display)")
     p.add_argument("--cfg-options", nargs="+", action=DictAction, default={})
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not args.dataset_config and not args.points:
+        p.error("give a frame: --dataset-config CONFIG [--index I] or --points FILE")
+    if args.checkpoint and args.predictions:
+        p.error("--checkpoint and --predictions both give predictions; choose one")
+    if args.points and args.checkpoint:
+        p.error("--checkpoint needs --dataset-config (live inference on point files: tools/infer.py)")
+    return args
 
 
 def _plot_extent(cfg) -> tuple[float, float, float, float]:
-    pcr = cfg.get("point_cloud_range") or [-60.0, -60.0, 0.0, 60.0, 60.0, 0.0]
+    pcr = (cfg.get("point_cloud_range") if cfg is not None else None) or [-60.0, -60.0, 0.0, 60.0, 60.0, 0.0]
     return float(pcr[0]), float(pcr[3]), float(pcr[1]), float(pcr[4])
 
 
-def main(argv=None) -> Path:
-    args = parse_args(argv)
-    setup_env()
+def _dataset_frame(args):
+    """(cfg, points, info, classes, model) of item ``--index`` of the config's split."""
     import numpy as np
     import torch
     from mmengine.config import Config
-    from mmengine.dataset import pseudo_collate
     from mmengine.registry import DefaultScope
 
     from perception3d.registry import DATASETS, MODELS
-    from perception3d.visualization.bev import plot_bev
 
     cfg = Config.fromfile(args.dataset_config)
     cfg.merge_from_dict(args.cfg_options)
@@ -65,34 +95,109 @@ def main(argv=None) -> Path:
             model = MODELS.build(cfg.model)
             load_checkpoint(model, resolve_checkpoint(args.checkpoint), map_location="cpu", strict=True)
             model.eval()
-
-    classes = list(dataset.metainfo["classes"])
     points = data["inputs"]["points"]
     points = points.numpy() if isinstance(points, torch.Tensor) else np.asarray(points)
-    ann = info.get("ann_info") or {}
-    gt = np.asarray(ann.get("gt_bboxes_3d", np.zeros((0, 7))), np.float64)
-    gt = gt if gt.ndim == 2 else gt.reshape(0, 7)
-    gt_names = [classes[int(i)] for i in ann.get("gt_labels_3d", [])]
+    return cfg, data, points, info, list(dataset.metainfo["classes"]), model
 
+
+def _predict(model, data, classes, score_thr):
+    import torch
+    from mmengine.dataset import pseudo_collate
+
+    with torch.no_grad():
+        inst = model.test_step(pseudo_collate([data]))[0].pred_instances_3d
+    keep = inst.scores_3d >= score_thr
+    return (inst.bboxes_3d.tensor[keep].numpy(), [classes[int(i)] for i in inst.labels_3d[keep]],
+            inst.scores_3d[keep].numpy())
+
+
+def _json_predictions(path: str, score_thr: float, token):
+    from perception3d.apis.results import DetectionResult
+
+    res = DetectionResult.load_json(path).filter(score_thr)
+    if token is not None and res.token is not None and res.token != token:
+        raise ValueError(f"--predictions {path}: token {res.token} is not the shown sample's token {token}")
+    return res.boxes.tensor.numpy(), res.class_names, res.scores
+
+
+def run(args) -> dict:
+    """Write the requested views; returns {view name: path}."""
+    import numpy as np
+
+    from perception3d.visualization import draw_boxes_on_image, export_ply, plot_bev, render_frame, show_frame
+    from perception3d.visualization.camera import ego_forward, project_points
+    from perception3d.visualization.colors import GT_COLOR, class_rgb
+    from perception3d.visualization.image_overlay import annotate_image, sample_cameras, upscale_camera
+    from perception3d.visualization.open3d_scene import write_image
+
+    cfg = info = model = data = None
+    gt, gt_names = np.zeros((0, 7)), []
+    if args.dataset_config:
+        cfg, data, points, info, classes, model = _dataset_frame(args)
+        ann = info.get("ann_info") or {}
+        gt = np.asarray(ann.get("gt_bboxes_3d", np.zeros((0, 7))), np.float64)
+        gt = gt if gt.ndim == 2 else gt.reshape(0, 7)
+        gt_names = [classes[int(i)] for i in ann.get("gt_labels_3d", [])]
+        token, stem = info.get("token", str(args.index)), f"{args.split}_{args.index}"
+    else:
+        from perception3d.datasets.io import load_points
+
+        points, token, stem = load_points(args.points), None, Path(args.points).name.split(".")[0]
     pred = pred_names = scores = None
     if model is not None:
-        with torch.no_grad():
-            sample = model.test_step(pseudo_collate([data]))[0]
-        inst = sample.pred_instances_3d
-        keep = inst.scores_3d >= args.score_thr
-        pred = inst.bboxes_3d.tensor[keep].numpy()
-        scores = inst.scores_3d[keep].numpy()
-        pred_names = [classes[int(i)] for i in inst.labels_3d[keep]]
+        pred, pred_names, scores = _predict(model, data, classes, args.score_thr)
+    elif args.predictions:
+        pred, pred_names, scores = _json_predictions(args.predictions, args.score_thr, token)
 
-    token = info.get("token", str(args.index))
-    title = f"{args.split}[{args.index}] {token[:12]}: {len(points)} points, {len(gt)} GT"
+    title = f"{stem} {str(token)[:12] if token else ''}: {len(points)} points, {len(gt)} GT"
     if pred is not None:
         title += f", {len(pred)} predictions >= {args.score_thr:g}"
-    out = Path(args.out_dir) / f"bev_{args.split}_{args.index}.png"
-    plot_bev(points, gt, gt_names, out, range=_plot_extent(cfg), title=title, pred_boxes=pred,
-             pred_labels=pred_names, pred_scores=scores)
-    print(f"wrote {out}")
-    return out
+    out_dir, outs = Path(args.out_dir), {}
+    scene = dict(gt_boxes=gt, gt_labels=gt_names, pred_boxes=pred, pred_labels=pred_names, pred_scores=scores,
+                 score_thr=args.score_thr, color_by=args.color_by)
+    for view in args.views:
+        if view == "plot":
+            outs[view] = plot_bev(points, gt, gt_names, out_dir / f"bev_{stem}.png", range=_plot_extent(cfg),
+                                  title=title, pred_boxes=pred, pred_labels=pred_names, pred_scores=scores)
+        elif view in ("bev", "chase"):
+            res = render_frame(points, out_dir / f"{'o3d_bev' if view == 'bev' else 'chase'}_{stem}.png", **scene,
+                               view=view, width=args.width, height=args.height, extent=_plot_extent(cfg),
+                               title=f"{title} [{view}]", backend=args.backend,
+                               forward=ego_forward(info.get("lidar2ego") if info else None))
+            outs[view] = res.path
+            print(f"{view}: rendered with backend '{res.backend}'")
+        elif view == "camera":
+            if info is None:
+                raise ValueError("--views camera needs a dataset sample (--dataset-config): point files have no cameras")
+            for ch, cam in sample_cameras(info, args.cameras).items():
+                scale = args.camera_scale or max(1.0, float(np.ceil(1200 / cam["width"])))
+                img, l2i = upscale_camera(cam["image"], cam["lidar2img"], scale)
+                img = draw_boxes_on_image(img, gt, l2i, color=GT_COLOR, thickness=2)
+                if pred is not None:
+                    img = draw_boxes_on_image(img, pred, l2i, pred_names, thickness=2)
+                legend = {"ground truth": np.asarray(GT_COLOR)} if len(gt) else {}
+                if pred is not None and len(pred):  # legend: the classes of predictions seen by this camera
+                    uv, depth = project_points(pred[:, :3], cam["lidar2img"])
+                    seen = (depth > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < cam["width"]) & (uv[:, 1] >= 0) & (uv[:, 1] < cam["height"])
+                    names = sorted({n for n, k in zip(pred_names, seen) if k})
+                    legend.update(zip(names, class_rgb(names)))
+                img = annotate_image(img, f"{ch} {title}", legend)
+                outs[f"camera:{ch}"] = write_image(img, out_dir / f"cam_{ch}_{stem}.jpg")
+    if args.ply:
+        outs["ply"] = export_ply(args.ply, points, **scene)
+    for name, path in outs.items():
+        print(f"wrote {path}")
+    if args.show:
+        show_frame(points, **scene)
+    return outs
+
+
+def main(argv=None) -> Path | None:
+    """Run the tool; returns the first written file (the ``plot`` PNG by default)."""
+    args = parse_args(argv)
+    setup_env()
+    outs = run(args)
+    return next(iter(outs.values()), None)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-_CLASS_COLORS = {
-    "car": "#1f77b4", "truck": "#ff7f0e", "bus": "#d62728", "trailer": "#8c564b",
-    "construction_vehicle": "#bcbd22", "pedestrian": "#e377c2", "motorcycle": "#9467bd",
-    "bicycle": "#17becf", "traffic_cone": "#ff9896", "barrier": "#7f7f7f",
-}
+from .colors import CLASS_COLORS as _CLASS_COLORS
 
 
 def box_bev_corners(boxes: np.ndarray) -> np.ndarray:

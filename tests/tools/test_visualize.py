@@ -84,3 +84,45 @@ def test_visualize_rejects_bad_index(base_opts, tmp_path):
     vis = _visualize()
     with pytest.raises(IndexError, match="--index 99"):
         vis.main(["--dataset-config", DEMO_CFG, "--index", "99", "--out-dir", str(tmp_path), *_argv(base_opts)])
+
+
+def test_visualize_open3d_views_camera_and_ply(base_opts, tiny_checkpoint, tmp_path):
+    vis = _visualize()
+    args = vis.parse_args(["--dataset-config", DEMO_CFG, "--checkpoint", str(tiny_checkpoint), "--index", "0",
+                           "--out-dir", str(tmp_path), "--score-thr", "0.0", "--views", "bev", "chase", "camera",
+                           "--width", "320", "--height", "240", "--ply", str(tmp_path / "s.ply"), *_argv(base_opts)])
+    vis.setup_env()
+    outs = vis.run(args)
+    assert set(outs) == {"bev", "chase", "camera:CAM_FRONT", "ply"}
+    for key in ("bev", "chase"):
+        img = _image(outs[key])
+        assert img.shape[:2] == (240, 320) and img.reshape(-1, 3).std(0).max() > 0.05
+    from PIL import Image
+
+    cam = np.asarray(Image.open(outs["camera:CAM_FRONT"]))
+    assert cam.ndim == 3 and cam.shape[1] >= 1200  # small fixture images are upscaled before drawing
+    assert outs["ply"].read_bytes().startswith(b"ply\nformat binary_little_endian 1.0\n")
+
+
+def test_visualize_predictions_json_on_a_point_file(tmp_path):
+    """--points + --predictions (the perception3d.detections/v1 JSON of tools/infer.py), no config needed."""
+    from perception3d.apis.results import DetectionResult
+    from perception3d.datasets.io import save_points
+    from perception3d.structures.boxes3d import Boxes3D
+
+    rng = np.random.default_rng(0)
+    pts = np.c_[rng.uniform(-20, 20, (3000, 2)), rng.uniform(-2, 0, (3000, 1)), rng.uniform(0, 255, (3000, 1))]
+    save_points(str(tmp_path / "frame.npy"), pts.astype(np.float32))
+    res = DetectionResult(Boxes3D(torch.tensor([[5.0, 2.0, -1.0, 4.0, 2.0, 1.5, 0.3],
+                                                [9.0, -3.0, -1.0, 4.0, 2.0, 1.5, 0.0]])),
+                          [0, 2], [0.9, 0.1], ["car", "truck", "bus"], source="frame.npy")
+    res.save_json(str(tmp_path / "frame.json"))
+    vis = _visualize()
+    args = vis.parse_args(["--points", str(tmp_path / "frame.npy"), "--predictions", str(tmp_path / "frame.json"),
+                           "--out-dir", str(tmp_path / "out"), "--views", "plot", "bev", "--width", "320",
+                           "--height", "240"])
+    vis.setup_env()
+    outs = vis.run(args)
+    assert sorted(p.name for p in outs.values()) == ["bev_frame.png", "o3d_bev_frame.png"]
+    with pytest.raises(SystemExit):
+        vis.parse_args(["--out-dir", str(tmp_path)])  # no frame given
