@@ -56,6 +56,7 @@ def add_synthetic_nuscenes_parser(subparsers) -> argparse.ArgumentParser:
 
 PARSERS = [add_synthetic_nuscenes_parser]
 PARSERS.append(__import__("perception3d.datasets.nuscenes_index", fromlist=["_"]).add_nuscenes_parser)
+PARSERS.append(__import__("perception3d.datasets.gt_database", fromlist=["_"]).add_gt_database_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,3 +3,4 @@ from .augment import (GlobalRotScaleTrans, ObjectNameFilter, ObjectRangeFilter, 
                       PointsRangeFilter, RandomFlip3D)
 from .formatting import Pack3DDetInputs  # noqa: F401
 from . import loading  # noqa: F401,E402
+from . import object_sample  # noqa: F401,E402
