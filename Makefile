@@ -36,6 +36,8 @@ $(DEMO_DATA)/v1.0-trainval/sample.json: | install
 
 demo-data: $(DEMO_DATA)/v1.0-trainval/sample.json
 	$(VPY) tools/create_data.py nuscenes --root $(DEMO_DATA) --version v1.0-trainval
+	# GT database for copy-paste augmentation (loading settings must match the demo train pipeline)
+	$(VPY) tools/create_data.py gt-database --root $(DEMO_DATA) --split synthetic_train --sweeps-num 4 --load-dim 5 --use-dim 0 1 2 3
 
 demo: install demo-data
 	$(VPY) tools/train.py $(DEMO_CFG) --work-dir $(DEMO_WORK)

@@ -7,6 +7,14 @@ each sets ``func`` (parsed args -> exit code). ``all`` runs every benchmark with
     python tools/benchmark.py detector [--sweeps 1 10] [--repeats 5] [--warmup 1] [--threads 2]
         [--models flatformer spconv] [--passes fwd fwd+bwd] [--out docs/benchmarks.md] [--json r.json]
 
+    python tools/benchmark.py deform_attn [--queries 1000] [--depth-bins 64 112] [--points 8] [--out docs/benchmarks.md]
+
+    python tools/benchmark.py backbones [--sweeps 1 10] [--repeats 3] [--out docs/benchmarks.md]
+
+``backbones``: FlatFormer, ScatterFormer, DSVT, padded window attention and spconv on the same voxels, plus
+reference SLA vs padded window attention (perception3d/utils/bench_backbones.py).
+``deform_attn``: DFA3D vs the materialised depth-expanded volume vs 2D deformable attention (time and peak
+memory, fwd and fwd+bwd), see perception3d/utils/bench_deform_attn.py.
 ``detector``: one synthetic nuScenes-scale frame (keyframe, and keyframe + 9 previous sweeps), per-stage
 latency and peak memory of the FlatFormer and spconv detectors (configs below), forward and forward+backward,
 each case in a fresh subprocess; plus the two sparse backbones side by side on the same 3D voxels.
@@ -351,14 +359,29 @@ def add_all_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-PARSERS: List[tuple[str, Callable]] = [("detector", add_detector_parser), ("all", add_all_parser),
+def add_deform_attn_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``deform_attn``: DFA3D vs materialised volume vs 2D (perception3d/utils/bench_deform_attn.py)."""
+    from perception3d.utils.bench_deform_attn import add_parser
+
+    return add_parser(subparsers, machine_info=machine_info, update_doc_section=update_doc_section)
+
+
+def add_backbones_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``backbones``: sparse 3D backbones side by side (perception3d/utils/bench_backbones.py)."""
+    from perception3d.utils.bench_backbones import add_parser
+
+    return add_parser(subparsers, machine_info=machine_info, update_doc_section=update_doc_section)
+
+
+PARSERS: List[tuple[str, Callable]] = [("detector", add_detector_parser), ("deform_attn", add_deform_attn_parser),
+                                       ("backbones", add_backbones_parser), ("all", add_all_parser),
                                        ("_case", add_case_parser)]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{detector,all}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{detector,deform_attn,backbones,all}")
     for _, add in PARSERS:
         add(sub)
     return parser

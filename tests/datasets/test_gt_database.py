@@ -286,9 +286,9 @@ def test_train_pipeline_with_object_sample(synthetic_nuscenes_root, index, db):
                                        "nuscenes_synthetic.py"))
     pipeline = list(cfg.train_pipeline)
     at = [p["type"] for p in pipeline].index("LoadAnnotations3D") + 1
-    assert pipeline[at]["type"] == "GlobalRotScaleTrans"
-    sample = dict(type="ObjectSample", db_sampler=_sampler_cfg(db["synthetic_val"], classes=cfg.class_names))
-    pipeline.insert(at, sample)
+    # the demo pipeline samples right after loading the annotations; point it at the fixture's database
+    assert pipeline[at]["type"] == "ObjectSample" and pipeline[at + 1]["type"] == "GlobalRotScaleTrans"
+    pipeline[at] = dict(type="ObjectSample", db_sampler=_sampler_cfg(db["synthetic_val"], classes=cfg.class_names))
     with DefaultScope.overwrite_default_scope("perception3d"):
         ds = NuScenesDataset(ann_file=index["synthetic_train"], data_root=str(synthetic_nuscenes_root),
                              pipeline=pipeline, metainfo=dict(classes=cfg.class_names))

@@ -44,9 +44,18 @@ def range_filter_options(cfg_path: str, pcr) -> dict:
     return opts
 
 
-def data_options(root: str, index: dict) -> dict:
-    """Point the demo config's loaders and metrics at the fixture tree (no worker processes)."""
+def data_options(root: str, index: dict, gt_db: str | None = None) -> dict:
+    """Point the demo config's loaders and metrics at the fixture tree (no worker processes); ``gt_db`` is
+    the fixture's GT-database info pickle for the ObjectSample step of the train pipeline."""
     opts = {"train_dataloader.dataset.ann_file": index["synthetic_train"]}
+    if gt_db is not None:
+        from mmengine.config import Config
+
+        pipeline = Config.fromfile(DEMO_CFG)["train_dataloader"]["dataset"]["pipeline"]
+        for i, t in enumerate(pipeline):
+            if t["type"] == "ObjectSample":
+                opts[f"train_dataloader.dataset.pipeline.{i}.db_sampler.data_root"] = str(Path(gt_db).parent)
+                opts[f"train_dataloader.dataset.pipeline.{i}.db_sampler.info_path"] = Path(gt_db).name
     for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
         opts.update({f"{loader}.num_workers": 0, f"{loader}.persistent_workers": False,
                      f"{loader}.dataset.data_root": root})
@@ -70,8 +79,18 @@ def index(synthetic_nuscenes_root, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def base_opts(synthetic_nuscenes_root, index):
-    opts = dict(tiny_model_options(), **data_options(str(synthetic_nuscenes_root), index),
+def gt_db(synthetic_nuscenes_root, index, tmp_path_factory) -> str:
+    """GT database of the fixture's train split, loaded like the demo config's train pipeline."""
+    from perception3d.datasets.gt_database import build_gt_database
+
+    out = tmp_path_factory.mktemp("tools_gt_db")
+    return build_gt_database(str(synthetic_nuscenes_root), index["synthetic_train"], out_dir=str(out),
+                             sweeps_num=4, load_dim=5, use_dim=[0, 1, 2, 3], progress=False)
+
+
+@pytest.fixture(scope="session")
+def base_opts(synthetic_nuscenes_root, index, gt_db):
+    opts = dict(tiny_model_options(), **data_options(str(synthetic_nuscenes_root), index, gt_db),
                 **range_filter_options(DEMO_CFG, TINY_RANGE))
     opts.update({"train_cfg.max_epochs": 2, "train_cfg.val_begin": 100,  # no validation inside training
                  "default_hooks.logger.interval": 1, "default_hooks.checkpoint.max_keep_ckpts": -1})

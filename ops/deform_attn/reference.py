@@ -1,0 +1,327 @@
+"""Pure-PyTorch multi-scale deformable attention (2D) and DFA3D (depth-weighted, 3D) — the CPU path and oracle.
+
+Conventions (shared with the Triton path, see ``__init__.py``):
+
+- value (B, S, M, Ch), S = sum_l H_l * W_l, levels flattened row-major (y, x) from ``level_start_index[l]``.
+- sampling locations are normalised (x, y[, z]) in [0, 1]; pixel coordinates follow ``align_corners=False``:
+  x_im = x * W_l - 0.5, y_im = y * H_l - 0.5, depth bin coordinate d = z * N_d - 0.5 (bin k centred at
+  (k + 0.5) / N_d). Zero padding: every corner / bin outside the grid contributes 0.
+- corner order (depth scores): raster order [0] = (y0, x0), [1] = (y0, x0 + 1), [2] = (y0 + 1, x0),
+  [3] = (y0 + 1, x0 + 1), with x0 = floor(x_im), y0 = floor(y_im).
+
+Formulation: each level of the value (and of the depth distribution) is zero-padded by 1 pixel before and 2 after
+in H and W (and the depth bins by 1 before, 2 after), and coordinates are clamped to [-1, W] (resp. [-1, H],
+[-1, N_d]); outside that box every corner is padding, so the result is exact and no per-corner validity masks
+or index clamps are needed. Per-corner tensors are corner-major (4, B, Qc, M, L, P). Every (corner, query,
+head) bag of L*P samples is one row-sum of the padded value matrix (B*S'*M, Ch) with weights
+attn * bilinear_c [* depth_score_c], computed by ``torch.nn.functional.embedding_bag(mode="sum",
+per_sample_weights=...)`` (the gathered values are never materialised). The 2D op and DFA3D share that gather;
+DFA3D only adds the depth scores: in the forward one 8-float gather per sample from a "quad" table (bins k0, k0+1
+of the 4 corners, contiguous) and a ``lerp``; in the backward per-corner gathers (no table is held).
+Work is chunked over queries. The backward (explicit formulas, per chunk) takes d out / d corner weight and the
+value gradient from ``embedding_bag``'s backward, scatters the depth gradient with a 1-D ``scatter_add_`` and
+reduces the rest per sample.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+#: upper bound on (batch * queries * heads * levels * points * 4) corner terms processed at once (forward);
+#: the backward uses half of it.
+DEFAULT_CORNER_BUDGET = 1 << 18
+
+Shapes = Sequence[Tuple[int, int]]
+_PAD_LO, _PAD_HI = 1, 2
+
+
+def _pad_levels(t: torch.Tensor, shapes: Shapes, starts: Sequence[int]) -> torch.Tensor:
+    """(B, S, R) -> (B, S', R): every level zero-padded by 1 before and 2 after in H and W."""
+    B, _, R = t.shape
+    parts = []
+    for (H, W), s0 in zip(shapes, starts):
+        lvl = t[:, s0:s0 + H * W].reshape(B, H, W, R)
+        parts.append(F.pad(lvl, (0, 0, _PAD_LO, _PAD_HI, _PAD_LO, _PAD_HI)).reshape(B, -1, R))
+    return torch.cat(parts, 1)
+
+
+def _unpad_levels(t: torch.Tensor, shapes: Shapes) -> torch.Tensor:
+    """Inverse of :func:`_pad_levels` (drops the padding)."""
+    B, _, R = t.shape
+    parts, s0 = [], 0
+    for H, W in shapes:
+        hp, wp = H + _PAD_LO + _PAD_HI, W + _PAD_LO + _PAD_HI
+        lvl = t[:, s0:s0 + hp * wp].reshape(B, hp, wp, R)[:, _PAD_LO:_PAD_LO + H, _PAD_LO:_PAD_LO + W]
+        parts.append(lvl.reshape(B, H * W, R))
+        s0 += hp * wp
+    return torch.cat(parts, 1)
+
+
+class _Layout:
+    """Per-level constants of the padded layout as tensors broadcastable over (..., L, P)."""
+
+    def __init__(self, shapes: Shapes, device: torch.device, dtype: torch.dtype, index_dtype: torch.dtype):
+        L = len(shapes)
+        hw = torch.tensor(shapes, dtype=torch.float64)
+        self.H = hw[:, 0].to(device=device, dtype=dtype).view(L, 1)
+        self.W = hw[:, 1].to(device=device, dtype=dtype).view(L, 1)
+        wp = [w + _PAD_LO + _PAD_HI for _, w in shapes]
+        sizes = [(h + _PAD_LO + _PAD_HI) * w for (h, _), w in zip(shapes, wp)]
+        self.num_keys = sum(sizes)  # S'
+        self.Wp = torch.tensor(wp, device=device, dtype=index_dtype).view(L, 1)
+        self.start = torch.tensor([sum(sizes[:i]) for i in range(L)], device=device, dtype=index_dtype).view(L, 1)
+        # key offsets of the 4 corners (raster order) from corner (y0, x0): (4, 1, 1, 1, L, 1)
+        self.corner_offsets = torch.stack([torch.zeros_like(self.Wp), torch.ones_like(self.Wp), self.Wp,
+                                           self.Wp + 1]).view(4, 1, 1, 1, L, 1)
+
+
+def _clamped_split(coord: torch.Tensor, size, masks: bool):
+    """Clamp a pixel coordinate to [-1, size]; return (floor as float, fraction, in-range mask or None)."""
+    inside = ((coord > -1) & (coord < size)) if masks else None
+    c = coord.clamp(min=-1.0)
+    c = torch.minimum(c, size) if isinstance(size, torch.Tensor) else c.clamp(max=size)
+    low = torch.floor(c)
+    return low, c - low, inside
+
+
+def _gather(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """table (R,) [idx] for an integer tensor of any shape (1-D ``index_select``: the fastest CPU gather here)."""
+    return table.index_select(0, idx.reshape(-1)).view(idx.shape)
+
+
+def _geometry(loc: torch.Tensor, lay: _Layout, num_heads: int, index_dtype: torch.dtype,
+              depth_bins: int, masks: bool = False) -> Dict[str, torch.Tensor]:
+    """Corner indices and 1-D interpolation weights for loc (B, Qc, M, L, P, 2|3) (autograd-friendly).
+
+    Corner tensors are corner-major, (4, B, Qc, M, L, P) in raster order, so every elementwise op runs over long
+    contiguous rows. ``rows``: the corners' rows of the padded value matrix (B*S'*M, Ch); ``qidx`` (B, Qc, M, L, P):
+    the sample's (key of corner (y0, x0), bin k0) row of the depth quad table (see :func:`_quad_table`).
+    """
+    B, M = loc.shape[0], num_heads
+    x0, fx, in_x = _clamped_split(loc[..., 0] * lay.W - 0.5, lay.W, masks)
+    y0, fy, in_y = _clamped_split(loc[..., 1] * lay.H - 0.5, lay.H, masks)
+    b = torch.arange(B, device=loc.device, dtype=index_dtype).view(B, 1, 1, 1, 1) * lay.num_keys
+    key0 = b + lay.start + (y0.to(index_dtype) + _PAD_LO) * lay.Wp + (x0.to(index_dtype) + _PAD_LO)
+    m = torch.arange(M, device=loc.device, dtype=index_dtype).view(1, 1, M, 1, 1)
+    geo = dict(fx=fx, fy=fy, gx=1.0 - fx, gy=1.0 - fy, in_x=in_x, in_y=in_y,
+               rows=(key0 * M + m).unsqueeze(0) + lay.corner_offsets * M)
+    if depth_bins:
+        nd = float(depth_bins)
+        k0, lam, in_z = _clamped_split(loc[..., 2] * nd - 0.5, nd, masks)
+        nb = depth_bins + _PAD_LO + _PAD_HI  # padded bins per pixel
+        geo.update(lam=lam, in_z=in_z, qidx=key0 * nb + k0.to(index_dtype) + _PAD_LO)
+    return geo
+
+
+def _bilinear(geo: Dict[str, torch.Tensor], scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Corner weights (4, ...) in raster order, optionally times a per-sample ``scale`` (...)."""
+    wy = torch.stack([geo["gy"], geo["fy"]])
+    if scale is not None:
+        wy = wy * scale
+    wx = torch.stack([geo["gx"], geo["fx"]])
+    return (wy.unsqueeze(1) * wx.unsqueeze(0)).flatten(0, 1)
+
+
+def _quad_table(depth_p: torch.Tensor, shapes: Shapes) -> torch.Tensor:
+    """(B, S', nb) padded depth -> (B, S', nb, 4): entry (key, k) = depth at bin k of the 4 corners (raster order)
+    of a sample whose corner (y0, x0) is ``key``. A sample's 8 depth values (bins k0, k0 + 1) are then 32
+    contiguous bytes: one cache line instead of 4 scattered ones."""
+    B, _, nb = depth_p.shape
+    parts, s0 = [], 0
+    for H, W in shapes:
+        hp, wp = H + _PAD_LO + _PAD_HI, W + _PAD_LO + _PAD_HI
+        d = depth_p[:, s0:s0 + hp * wp].view(B, hp, wp, nb)
+        dx = F.pad(d[:, :, 1:], (0, 0, 0, 1))  # D[y, x + 1]
+        dy = F.pad(d[:, 1:], (0, 0, 0, 0, 0, 1))  # D[y + 1, x]
+        dxy = F.pad(dx[:, 1:], (0, 0, 0, 0, 0, 1))  # D[y + 1, x + 1]
+        parts.append(torch.stack([d, dx, dy, dxy], -1).view(B, hp * wp, nb, 4))
+        s0 += hp * wp
+    return torch.cat(parts, 1)
+
+
+def _quad_gather(quads_flat: torch.Tensor, qidx: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Depth of the 4 corners at bins k0 and k0 + 1: two (4, ...) tensors, from one 8-float row per sample."""
+    rows = quads_flat.as_strided((quads_flat.numel() // 4 - 1, 8), (4, 1))  # overlapping rows (k0, k0 + 1)
+    d = rows.index_select(0, qidx.reshape(-1)).t().reshape(8, *qidx.shape)
+    return d[:4], d[4:]
+
+
+def _pad_depth(depth: torch.Tensor, shapes: Shapes, starts: Sequence[int]) -> torch.Tensor:
+    """(B, S, N_d) -> (B, S', N_d + 3): levels padded in H, W and bins padded 1 before, 2 after."""
+    return F.pad(_pad_levels(depth, shapes, starts), (_PAD_LO, _PAD_HI))
+
+
+def _index_dtype(B: int, num_keys: int, M: int, depth_bins: int) -> torch.dtype:
+    n = B * num_keys * max(M, depth_bins + _PAD_LO + _PAD_HI)
+    return torch.int32 if n < 2**31 - 1 else torch.int64
+
+
+def depth_score_sample_reference(depth_dist: torch.Tensor, spatial_shapes: Shapes, level_start: Sequence[int],
+                                 sampling_locations_3d: torch.Tensor) -> torch.Tensor:
+    """Depth scores (B, Q, M, L, P, 4), raster corner order (autograd w.r.t. depth_dist and z)."""
+    B, _, nd = depth_dist.shape
+    depth_p = _pad_depth(depth_dist, spatial_shapes, level_start)
+    idt = _index_dtype(B, depth_p.shape[1], 1, nd)
+    lay = _Layout(spatial_shapes, depth_dist.device, depth_dist.dtype, idt)
+    geo = _geometry(sampling_locations_3d, lay, sampling_locations_3d.shape[2], idt, nd, masks=True)
+    didx = geo["qidx"].unsqueeze(0) + lay.corner_offsets * depth_p.shape[-1]  # (4, ...) bin k0 of each corner
+    d0, d1 = _gather(depth_p.reshape(-1), didx), _gather(depth_p.reshape(-1), didx + 1)
+    # clamped x / y outside the level reference real border pixels (with bilinear weight 0): mask them
+    scores = (d0 + geo["lam"] * (d1 - d0)) * (geo["in_x"] & geo["in_y"])
+    return scores.movedim(0, -1).contiguous()
+
+
+class _Ctx:
+    """Padded tensors and layout shared by the forward and backward chunks."""
+
+    def __init__(self, value, depth, shapes, starts, quads: bool = True):
+        B, _, M, ch = value.shape
+        self.B, self.M, self.ch = B, M, ch
+        self.nd = depth.shape[-1] if depth is not None else 0
+        self.value_p = _pad_levels(value.reshape(B, -1, M * ch), shapes, starts)  # (B, S', M*Ch)
+        self.value_rows = self.value_p.view(-1, ch)
+        self.depth_p = _pad_depth(depth, shapes, starts) if depth is not None else None  # (B, S', N_d + 3)
+        # forward: the quad table (4x the depth, one cache line per sample); backward: per-corner gathers, so
+        # neither the table nor its gradient has to be held
+        self.quads = _quad_table(self.depth_p, shapes) if (depth is not None and quads) else None
+        self.idt = _index_dtype(B, self.value_p.shape[1], M, self.nd)
+        self.lay = _Layout(shapes, value.device, value.dtype, self.idt)
+
+    def chunk(self, loc: torch.Tensor, attn: torch.Tensor, masks: bool = False):
+        """Geometry and corner weights (4, B, Qc, M, L, P) = attn * bilinear [* depth score]."""
+        geo = _geometry(loc, self.lay, self.M, self.idt, self.nd, masks)
+        w = _bilinear(geo, attn)
+        if self.depth_p is not None:
+            if self.quads is not None:
+                d0, d1 = _quad_gather(self.quads.view(-1), geo["qidx"])
+            else:
+                didx = geo["qidx"].unsqueeze(0) + self.lay.corner_offsets * self.depth_p.shape[-1]
+                d0, d1 = _gather(self.depth_p.view(-1), didx), _gather(self.depth_p.view(-1), didx + 1)
+                geo["didx"] = didx
+            geo.update(d0=d0, d1=d1, s=torch.lerp(d0, d1, geo["lam"]))
+            w = w * geo["s"]
+        return geo, w
+
+    def bags(self, geo, w, loc):
+        """embedding_bag inputs: one bag per (corner, output row (b, q, m)) over its L*P samples."""
+        n4 = 4 * loc.shape[0] * loc.shape[1] * self.M
+        return geo["rows"].reshape(n4, -1), w.reshape(n4, -1)
+
+    def forward_chunk(self, loc, attn):
+        geo, w = self.chunk(loc, attn)
+        rows, ws = self.bags(geo, w, loc)
+        out = F.embedding_bag(rows, self.value_rows, per_sample_weights=ws, mode="sum")
+        return out.view(4, *loc.shape[:2], self.M * self.ch).sum(0)
+
+
+def _chunks(Q: int, loc: torch.Tensor, budget: int):
+    B, _, M, L, P = loc.shape[:5]
+    step = max(1, int(budget) // max(1, B * M * L * P * 4))
+    return [(q0, min(Q, q0 + step)) for q0 in range(0, Q, step)]
+
+
+def _forward(ctx: _Ctx, loc, attn, budget):
+    B, Q = loc.shape[:2]
+    out = ctx.value_p.new_empty(B, Q, ctx.M * ctx.ch)
+    for q0, q1 in _chunks(Q, loc, budget):
+        out[:, q0:q1] = ctx.forward_chunk(loc[:, q0:q1], attn[:, q0:q1])
+    return out
+
+
+def _backward_chunk(ctx: _Ctx, loc, attn, g, need_value, g_depth_flat, need_loc, need_attn):
+    """Explicit gradients of one query chunk: (value-row gradient (B*S'*M, Ch) or None, loc grad, attn grad);
+    the padded depth gradient is accumulated into ``g_depth_flat`` in place."""
+    geo, w = ctx.chunk(loc, attn, masks=True)
+    rows, ws = ctx.bags(geo, w, loc)
+    g4 = g.reshape(1, -1, ctx.ch).expand(4, -1, -1).reshape(-1, ctx.ch)
+    # embedding_bag's own backward gives d out / d corner weight (per-corner dot products) and the value
+    # gradient without materialising the (corners, Ch) gathered values
+    with torch.enable_grad():
+        vr = ctx.value_rows.detach().requires_grad_(need_value)
+        wl = ws.detach().requires_grad_()
+        out = F.embedding_bag(rows, vr, per_sample_weights=wl, mode="sum")
+        grads = torch.autograd.grad(out, [vr, wl] if need_value else [wl], g4)
+    gv = grads[-1].view(w.shape)  # (4, ...)
+    g_value_rows = grads[0] if need_value else None
+    s = geo.get("s")
+    gvs = gv * s if s is not None else gv  # d out / d (attn * bilinear weight)
+    g_attn = (_bilinear(geo) * gvs).sum(0) if need_attn else None
+    g_loc = None
+    if need_loc or g_depth_flat is not None:
+        g_b = (gvs * attn).unflatten(0, (2, 2))  # d out / d bilinear weight, [y corner, x corner, ...]
+        gx, gy, fx, fy = geo["gx"], geo["gy"], geo["fx"], geo["fy"]
+        g_wy = g_b[:, 0] * gx + g_b[:, 1] * fx  # bil[i, j] = wy[i] * wx[j]
+        g_wx = g_b[0] * gy + g_b[1] * fy
+        comps = [(g_wx[1] - g_wx[0]) * ctx.lay.W * geo["in_x"], (g_wy[1] - g_wy[0]) * ctx.lay.H * geo["in_y"]]
+        if s is not None:
+            g_s = _bilinear(geo, attn) * gv  # d out / d depth score
+            lam = geo["lam"]
+            comps.append((g_s * (geo["d1"] - geo["d0"])).sum(0) * float(ctx.nd) * geo["in_z"])
+            if g_depth_flat is not None:  # 1-D scatter_add_ (fast on CPU)
+                didx = geo["didx"].reshape(-1).long()
+                g_depth_flat.scatter_add_(0, didx, (g_s * (1.0 - lam)).reshape(-1))
+                g_depth_flat.scatter_add_(0, didx + 1, (g_s * lam).reshape(-1))
+        g_loc = torch.stack(comps, -1) if need_loc else None
+    return g_value_rows, g_loc, g_attn
+
+
+class _DeformAttnFn(torch.autograd.Function):
+    """Chunked forward and explicit chunked backward (first-order gradients)."""
+
+    @staticmethod
+    def forward(fctx, value, depth, loc, attn, shapes, starts, budget):  # type: ignore[override]
+        fctx.shapes, fctx.starts, fctx.budget = shapes, starts, budget
+        fctx.has_depth = depth is not None
+        fctx.save_for_backward(value, depth if depth is not None else value.new_empty(0), loc, attn)
+        return _forward(_Ctx(value, depth, shapes, starts), loc, attn, budget)
+
+    @staticmethod
+    def backward(fctx, grad_out):  # type: ignore[override]
+        value, depth, loc, attn = fctx.saved_tensors
+        depth = depth if fctx.has_depth else None
+        need_v, need_d, need_loc, need_a = fctx.needs_input_grad[:4]
+        ctx = _Ctx(value, depth, fctx.shapes, fctx.starts, quads=False)
+        g_value_rows = None  # the first chunk's dense value-row gradient becomes the accumulator
+        g_depth_p = torch.zeros_like(ctx.depth_p) if (need_d and depth is not None) else None
+        g_loc = torch.zeros_like(loc) if need_loc else None
+        g_attn = torch.zeros_like(attn) if need_a else None
+        grad_out = grad_out.contiguous()
+        for q0, q1 in _chunks(loc.shape[1], loc, max(1, fctx.budget // 2)):
+            gv, gl, ga = _backward_chunk(ctx, loc[:, q0:q1], attn[:, q0:q1], grad_out[:, q0:q1], need_v,
+                                         g_depth_p.view(-1) if g_depth_p is not None else None, need_loc, need_a)
+            if gv is not None:
+                g_value_rows = gv if g_value_rows is None else g_value_rows.add_(gv)
+            del gv
+            if need_loc:
+                g_loc[:, q0:q1] = gl
+            if need_a:
+                g_attn[:, q0:q1] = ga
+        g_value = None
+        if need_v:
+            g_value_p = (g_value_rows.view(ctx.value_p.shape) if g_value_rows is not None
+                         else torch.zeros_like(ctx.value_p))
+            g_value = _unpad_levels(g_value_p, fctx.shapes).view(value.shape)
+        g_depth = None
+        if g_depth_p is not None:
+            g_depth = _unpad_levels(g_depth_p[..., _PAD_LO:_PAD_LO + ctx.nd], fctx.shapes)
+        return g_value, g_depth, g_loc, g_attn, None, None, None
+
+
+def deform_attn_reference(value: torch.Tensor, spatial_shapes: Shapes, level_start: Sequence[int],
+                          sampling_locations: torch.Tensor, attention_weights: torch.Tensor,
+                          depth_dist: Optional[torch.Tensor] = None,
+                          corner_budget: int = DEFAULT_CORNER_BUDGET) -> torch.Tensor:
+    """2D (``depth_dist`` None, loc (..., 2)) or DFA3D (loc (..., 3)) deformable attention -> (B, Q, M*Ch).
+
+    ``spatial_shapes`` / ``level_start`` are Python ints (validated by the public functions).
+    """
+    shapes = tuple((int(h), int(w)) for h, w in spatial_shapes)
+    starts = tuple(int(s) for s in level_start)
+    tensors = (value, depth_dist, sampling_locations, attention_weights)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        return _DeformAttnFn.apply(value, depth_dist, sampling_locations, attention_weights, shapes, starts,
+                                   corner_budget)
+    ctx = _Ctx(value, depth_dist, shapes, starts)
+    return _forward(ctx, sampling_locations, attention_weights, corner_budget)

@@ -1,0 +1,424 @@
+"""``tools/benchmark.py backbones``: the sparse 3D backbones side by side on the same voxels of one frame.
+
+One synthetic nuScenes-scale frame (``build_frame``: keyframe and keyframe + 9 sweeps) is voxelized once per
+sweep count by the spconv model's DynamicVFE (0.2 x 0.2 x 0.25 m 3D voxels, as the ``detector`` equal-voxel
+comparison), and every backbone gets exactly those voxel features and coordinates:
+
+    flatformer     FlatFormer from the FlatFormer demo config (BEV windows over all z)
+    scatterformer  ScatterFormer from its demo config (SLA reference path + CWI)
+    dsvt           DSVT from the 3D-voxel DSVT config (rotated sets, hybrid windows, attention z pooling)
+    padded         PaddedWindowAttention: SST-style padded softmax window attention with ScatterFormer's window
+                   layout (window shape, shifts, blocks, width, heads)
+    spconv         the spconv SparseEncoder of the CenterPoint demo config (incl. its height compression)
+
+Backbones run interleaved in one process (forward under ``inference_mode`` in eval mode; forward + backward
+of ``out.square().mean()`` in train mode, gradients of the parameters and the input features), median over the
+repeats; then one peak-memory pass per backbone and pass (``PeakMemory``). The op-level comparison runs
+``ops/scatter_attention/benchmark.py::benchmark_sla_vs_padded`` on the frame's own voxels (same BEV window layout).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Tuple
+from unittest import mock
+
+import torch
+
+SECTION = "backbones"
+BACKBONES = ("flatformer", "scatterformer", "dsvt", "padded", "spconv")
+PASSES = ("fwd", "fwd+bwd")
+CONFIGS = {"flatformer": "configs/flatformer/flatformer_demo_synthetic.py",
+           "scatterformer": "configs/scatterformer/scatterformer_demo_synthetic.py",
+           "dsvt": "configs/dsvt/dsvt_voxel_demo_synthetic.py",
+           "spconv": "configs/centerpoint/centerpoint_spconv_demo_synthetic.py"}
+REPO = Path(__file__).resolve().parents[2]
+
+
+def build_backbones(cfg_paths: Dict[str, str], names: Tuple[str, ...]) -> Tuple[torch.nn.Module, Dict[str, Any],
+                                                                                 Dict[str, Any]]:
+    """(voxel encoder of the spconv config, {name: backbone}, info) with every backbone sized for its voxels."""
+    from mmengine.config import Config
+
+    from perception3d import register_all_modules
+    from perception3d.ops.voxelize import grid_shape_from
+    from perception3d.registry import MODELS
+
+    register_all_modules()
+    torch.manual_seed(0)
+    sp = MODELS.build(Config.fromfile(cfg_paths["spconv"]).model)
+    enc = sp.voxel_encoder
+    nz, ny, nx = grid_shape_from(enc.voxel_size, enc.point_cloud_range)
+    need = set(names) | ({"scatterformer"} if "padded" in names else set())
+    cfgs = {k: dict(Config.fromfile(cfg_paths[k]).model.sparse_backbone)
+            for k in ("flatformer", "scatterformer", "dsvt") if k in need}
+    for c in cfgs.values():
+        c.update(in_channels=enc.out_channels, sparse_shape=[nx, ny, nz])
+    if "padded" in names:
+        s = cfgs["scatterformer"]
+        cfgs["padded"] = dict(type="PaddedWindowAttention", in_channels=enc.out_channels, embed_dim=s["embed_dim"],
+                              num_heads=s["num_heads"], num_blocks=s["num_blocks"], window_shape=s["window_shape"],
+                              sparse_shape=[nx, ny, nz])
+    nets: Dict[str, Any] = {}
+    for name in names:
+        nets[name] = sp.sparse_backbone if name == "spconv" else MODELS.build(cfgs[name])
+    info = dict(voxel_size=list(enc.voxel_size), grid=[nz, ny, nx], channels=enc.out_channels,
+                layers={n: _describe(n, cfgs.get(n)) for n in names})
+    return enc, nets, info
+
+
+def _describe(name: str, cfg: Any) -> str:
+    if name == "spconv":
+        return "spconv SparseEncoder (submanifold + strided 3D convs)"
+    c = cfg
+    if name == "flatformer":
+        return (f"{4 * c['num_blocks']} attention layers, window {c['window_shape'][0]}x{c['window_shape'][1]}, "
+                f"group {c['group_size']}, C={c['embed_dim']}")
+    if name in ("scatterformer", "padded"):
+        return (f"{c['num_blocks']} attention layers, window {c['window_shape'][0]}x{c['window_shape'][1]} "
+                f"(all z, half-shift on odd blocks), C={c['embed_dim']}, {c['num_heads']} heads")
+    blocks = c["num_blocks"] if isinstance(c["num_blocks"], (list, tuple)) else [c["num_blocks"]]
+    return (f"{2 * sum(blocks)} attention layers in {len(blocks)} stage(s), windows {c['window_shape']}, "
+            f"tau={c['set_size']}, z pools {list(c.get('z_pool', []))}"
+            f"{' + to BEV' if c.get('pool_to_bev') else ''}, C={c['embed_dim']}")
+
+
+def _loss(out: Any) -> torch.Tensor:
+    x = out[0] if isinstance(out, tuple) else out
+    return x.float().square().mean()
+
+
+def measure_backbones(encoder: torch.nn.Module, nets: Dict[str, torch.nn.Module], points: torch.Tensor,
+                      passes: Tuple[str, ...], warmup: int, repeats: int, memory: bool) -> Dict[str, Any]:
+    """Median ms and peak MiB per (backbone, pass) on the encoder's voxels of ``points`` (batch size 1)."""
+    encoder.eval()
+    with torch.inference_mode():
+        feats, coords = encoder(points, torch.zeros(len(points), dtype=torch.long))
+    feats, coords = feats.clone(), coords.clone()
+
+    def run(net: torch.nn.Module, mode: str) -> None:
+        if mode == "fwd":
+            net.eval()
+            with torch.inference_mode():
+                net(feats, coords, 1)
+            return
+        net.train()
+        net.zero_grad(set_to_none=True)
+        x = feats.detach().requires_grad_(True)
+        _loss(net(x, coords, 1)).backward()
+
+    times: Dict[str, Dict[str, List[float]]] = {n: {p: [] for p in passes} for n in nets}
+    for i in range(warmup + repeats):
+        for name, net in nets.items():
+            for mode in passes:
+                t0 = time.perf_counter()
+                run(net, mode)
+                if i >= warmup:
+                    times[name][mode].append((time.perf_counter() - t0) * 1e3)
+    out: Dict[str, Any] = dict(num_voxels=int(feats.shape[0]), num_points=int(len(points)),
+                               ms={n: {p: float(statistics.median(v)) for p, v in d.items()} for n, d in times.items()},
+                               peak_mib={}, memory_method="none")
+    if memory:
+        out["memory_method"] = "VmHWM, fresh interpreter per backbone and pass"
+    out["feats"], out["coords"] = feats, coords
+    return out
+
+
+def _child_main(spec_path: str, out_path: str) -> int:
+    """Fresh-interpreter case: ``memory`` = peak MiB of one pass of one backbone; ``op`` = SLA vs padded."""
+    import json
+
+    from perception3d.utils.benchmark import PeakMemory, return_freed_memory_to_os
+
+    with open(spec_path) as f:
+        spec = json.load(f)
+    torch.set_num_threads(int(spec["threads"]))
+    data = torch.load(spec["data"])
+    feats, coords = data["feats"], data["coords"]
+    if spec["kind"] == "op":
+        res = sla_vs_padded_on(coords, spec["channels"], spec["heads"], tuple(spec["window"]), spec["repeats"], False)
+    elif spec["kind"] == "op_memory":
+        res = _op_peak(coords, spec["channels"], spec["heads"], tuple(spec["window"]), spec["method"], spec["pass"])
+    else:
+        _, nets, _ = build_backbones(spec["configs"], (spec["name"],))
+        net, mode = nets[spec["name"]], spec["pass"]
+        return_freed_memory_to_os()
+
+        def run(f: torch.Tensor, c: torch.Tensor) -> None:
+            if mode == "fwd":
+                net.eval()
+                with torch.inference_mode():
+                    net(f, c, 1)
+            else:
+                net.train()
+                net.zero_grad(set_to_none=True)
+                _loss(net(f.detach().requires_grad_(True), c, 1)).backward()
+
+        run(feats[:64], coords[:64])  # library initialisation, no large buffers
+        net.zero_grad(set_to_none=True)
+        probe = PeakMemory()
+        with probe.span() as m:
+            run(feats, coords)
+        res = dict(peak_mib=m["peak_mib"], method=probe.method)
+    with open(out_path, "w") as f:
+        json.dump(res, f)
+    return 0
+
+
+def _op_peak(coords: torch.Tensor, channels: int, heads: int, window: Tuple[int, int], method: str, mode: str
+             ) -> Dict[str, Any]:
+    """Peak MiB of one SLA or padded attention pass (as ``benchmark_sla_vs_padded`` runs it) from a fresh state.
+
+    ``benchmark_sla_vs_padded`` measures both methods in one process after its timing passes, where buffers
+    kept from earlier passes hide the later peaks; here each (method, pass) runs alone in a fresh interpreter.
+    """
+    from perception3d.ops.scatter_attention import bev_window_partition, scatter_linear_attention
+    from perception3d.ops.window_attention_padded import padded_window_attention
+    from perception3d.utils.benchmark import PeakMemory, return_freed_memory_to_os
+
+    return_freed_memory_to_os()
+    win = bev_window_partition(coords, window)
+    n, d = coords.shape[0], channels // heads
+    g = torch.Generator().manual_seed(0)
+    q, k, v, grad = (torch.randn(n, heads, d, generator=g) for _ in range(4))
+    fn = ((lambda a, b, c: scatter_linear_attention(a, b, c, win.offsets, win_ids=win.win_ids, impl="reference"))
+          if method == "sla" else (lambda a, b, c: padded_window_attention(a, b, c, win.offsets)))
+
+    def one(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, gr: torch.Tensor) -> None:
+        if mode == "fwd":
+            with torch.inference_mode():
+                fn(a, b, c)
+        else:
+            a, b, c = (t.detach().requires_grad_() for t in (a, b, c))
+            torch.autograd.grad(fn(a, b, c), (a, b, c), gr)
+
+    probe = PeakMemory()
+    with probe.span() as m:
+        one(q, k, v, grad)
+    return dict(peak_mib=m["peak_mib"], method=probe.method)
+
+
+def run_in_child(spec: Dict[str, Any], workdir: str) -> Dict[str, Any]:
+    """Run :func:`_child_main` in a fresh interpreter; failures become ``{'error': ...}``."""
+    import json
+    import os
+    import subprocess
+
+    spec_path, out_path = os.path.join(workdir, "spec.json"), os.path.join(workdir, "out.json")
+    with open(spec_path, "w") as f:
+        json.dump(spec, f)
+    env = dict(os.environ, OMP_NUM_THREADS=str(spec["threads"]), MKL_NUM_THREADS=str(spec["threads"]))
+    proc = subprocess.run([sys.executable, "-m", "perception3d.utils.bench_backbones", spec_path, out_path],
+                          env=env, capture_output=True, text=True)
+    if proc.returncode != 0 or not os.path.isfile(out_path):
+        lines = (proc.stderr or "no output").strip().splitlines()
+        return dict(error=lines[-1][:200] if lines else "no output")
+    with open(out_path) as f:
+        res = json.load(f)
+    os.remove(out_path)
+    return res
+
+
+def sla_vs_padded_on(coords: torch.Tensor, channels: int, heads: int, window: Tuple[int, int], repeats: int,
+                     memory: bool) -> Dict[str, Any]:
+    """``benchmark_sla_vs_padded`` on these voxels (its synthetic voxel generator is swapped for ``coords``)."""
+    from perception3d.ops.scatter_attention import benchmark as sla_bench
+
+    with mock.patch.object(sla_bench, "synthetic_voxels", lambda *a, **k: coords):
+        return sla_bench.benchmark_sla_vs_padded(num_voxels=int(coords.shape[0]), channels=channels, heads=heads,
+                                                 window=window, warmup=1, repeats=repeats, memory=memory)
+
+
+def run_benchmark(args: argparse.Namespace) -> Dict[str, Any]:
+    """Build the frame and the backbones, measure every sweep count; returns the raw results."""
+    import os
+    import tempfile
+
+    import numpy as np
+
+    from perception3d.utils.benchmark import build_frame
+
+    torch.set_num_threads(args.threads)
+    paths = {k: str(REPO / v) if not os.path.isabs(v) else v for k, v in args.configs.items()}
+    names = tuple(n for n in BACKBONES if n in args.backbones)
+    enc, nets, info = build_backbones(paths, names)
+    with tempfile.TemporaryDirectory(prefix="p3d-bench-") as tmp:
+        fpath = os.path.join(tmp, "frame.npz")
+        frame = build_frame(fpath, args.sweeps, seed=args.seed, data_root=args.data_root, max_points=args.max_points)
+        arrays = np.load(fpath)
+        points = {s: torch.from_numpy(arrays[f"points_{s}"]) for s in args.sweeps}
+        frame["points"] = {s: int(len(p)) for s, p in points.items()}
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="p3d-bench-") as tmp:
+        for s in args.sweeps:
+            t0 = time.perf_counter()
+            pts = points[s]
+            res = measure_backbones(enc, nets, pts, tuple(args.passes), args.warmup, args.repeats,
+                                    not args.no_memory)
+            data = os.path.join(tmp, "voxels.pt")
+            torch.save(dict(feats=res.pop("feats"), coords=res.pop("coords")), data)
+            base = dict(data=data, threads=args.threads, configs=paths)
+            if not args.no_memory:
+                for name in nets:
+                    res["peak_mib"][name] = {}
+                    for mode in args.passes:
+                        r = run_in_child(dict(base, kind="memory", name=name, **{"pass": mode}), tmp)
+                        res["peak_mib"][name][mode] = r.get("peak_mib", float("nan"))
+                        if "error" in r:
+                            print(f"benchmark backbones: memory {name}/{mode} failed: {r['error']}", file=sys.stderr)
+            if "scatterformer" in nets and not args.skip_op:
+                sf = nets["scatterformer"]
+                res["op"] = run_in_child(dict(base, kind="op", channels=sf.embed_dim, heads=sf.blocks[0].attn.num_heads,
+                                              window=list(sf.window_shape), repeats=args.repeats), tmp)
+                if "error" in res["op"]:
+                    print(f"benchmark backbones: op level failed: {res['op']['error']}", file=sys.stderr)
+                    res.pop("op")
+                elif not args.no_memory:  # each (method, pass) in a fresh interpreter, see _op_peak
+                    res["op"]["peak_mib"] = {m: {} for m in ("sla", "padded")}
+                    for m in ("sla", "padded"):
+                        for mode, key in (("fwd", "fwd"), ("fwd+bwd", "fwd_bwd")):
+                            r = run_in_child(dict(base, kind="op_memory", channels=sf.embed_dim,
+                                                  heads=sf.blocks[0].attn.num_heads, window=list(sf.window_shape),
+                                                  method=m, **{"pass": mode}), tmp)
+                            res["op"]["peak_mib"][m][key] = r.get("peak_mib", float("nan"))
+                    res["op"]["memory_method"] = "VmHWM, fresh interpreter per method and pass"
+            res["sweeps"] = s
+            runs.append(res)
+            print(f"[{time.perf_counter() - t0:6.1f} s] backbones / {s} sweep(s) / {res['num_voxels']:,} voxels",
+                  file=sys.stderr, flush=True)
+    return dict(frame=frame, info=info, runs=runs)
+
+
+def _fmt(v: float) -> str:
+    return "–" if v is None or v != v else f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+
+
+def _verdict(ratio: float, target: float) -> str:
+    return f"**{ratio:.2f}x** (target >= {target:g}x: {'met' if ratio >= target else 'NOT met'})"
+
+
+def target_lines(runs: List[Dict[str, Any]]) -> List[str]:
+    """The issue's targets per sweep count and pass: SLA >= 2x faster and >= 4x lighter than padded (op level),
+    FlatFormer >= 3x faster than the padded backbone."""
+    lines = []
+    for r in runs:
+        op = r.get("op")
+        for p, key in (("fwd", "fwd"), ("fwd+bwd", "fwd_bwd")):
+            parts = []
+            if op:
+                speed = op["ms"]["padded"][key] / op["ms"]["sla"][key]
+                parts.append(f"SLA vs padded speed {_verdict(speed, 2)}")
+                if op["peak_mib"]:
+                    mem = op["peak_mib"]["padded"][key] / max(op["peak_mib"]["sla"][key], 1e-3)
+                    parts.append(f"memory {_verdict(mem, 4)}")
+            ms = r["ms"]
+            if "flatformer" in ms and "padded" in ms and p in ms["flatformer"]:
+                parts.append(f"FlatFormer vs padded backbone speed "
+                             f"{_verdict(ms['padded'][p] / ms['flatformer'][p], 3)}")
+            if parts:
+                lines.append(f"- {r['sweeps']} sweep(s), {p}: " + "; ".join(parts) + ".")
+    return lines
+
+
+def render_section(res: Dict[str, Any], args: argparse.Namespace, machine: Dict[str, Any], command: str) -> str:
+    """Markdown of the ``backbones`` section: machine and load, method, the backbone table, op level, targets."""
+    load = lambda t: "/".join(f"{v:.2f}" for v in t)  # noqa: E731
+    info, frame = res["info"], res["frame"]
+    vs = " x ".join(f"{v:g}" for v in info["voxel_size"])
+    out = ["### Sparse 3D backbones", "",
+           f"`{command}` — {machine['date']}, wall time {machine['wall_s']:.0f} s.", "",
+           f"- Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, spconv "
+           f"{machine['spconv']}, {machine['threads']} torch threads. Load average (1/5/15 min) at start "
+           f"{load(machine['load_start'])}, at end {load(machine['load_end'])} (`uptime`: {machine['uptime']}).",
+           f"- Frame: {frame['source']}, keyframe `{frame['token']}`; every backbone sees the same 3D voxels "
+           f"({vs} m, grid (nz, ny, nx) = {tuple(info['grid'])}, {info['channels']} channels from the spconv "
+           "config's DynamicVFE), batch size 1, untrained weights (seed 0).",
+           f"- Method: backbones interleaved in one process, median of {args.repeats} after {args.warmup} warm-up; "
+           "`fwd` = eval mode under `inference_mode`; `fwd+bwd` = train mode, forward + backward of "
+           "`out.square().mean()` (parameter and input-feature gradients, no optimizer). Peak memory: each "
+           "backbone and pass in a fresh interpreter (same voxels, after a 64-voxel initialisation pass), "
+           "resident-set high-water mark above the RSS at the start of the pass, glibc mmap threshold 64 KiB "
+           "(in one process, buffers kept by earlier passes hide later peaks). The op-level timing runs in its "
+           "own fresh interpreter, its peak memory in one fresh interpreter per method and pass.",
+           "- Backbones: " + "; ".join(f"{n}: {d}" for n, d in info["layers"].items()) + ".", ""]
+    passes = list(args.passes)
+    head = ["backbone", "sweeps", "points", "voxels"] + [f"{p} ms" for p in passes] + [f"{p} peak MiB" for p in passes]
+    out += ["| " + " | ".join(head) + " |", "|---|---:|---:|---:|" + "---:|" * (2 * len(passes))]
+    for r in res["runs"]:
+        for name in r["ms"]:
+            cells = [name, str(r["sweeps"]), f"{r['num_points']:,}", f"{r['num_voxels']:,}"]
+            cells += [_fmt(r["ms"][name].get(p)) for p in passes]
+            cells += [_fmt(r["peak_mib"].get(name, {}).get(p, float("nan"))) for p in passes]
+            out.append("| " + " | ".join(cells) + " |")
+    ops = [r for r in res["runs"] if r.get("op")]
+    if ops:
+        out += ["", "Op level (`benchmark_sla_vs_padded` of ops/scatter_attention/benchmark.py on the frame's "
+                "voxels): reference SLA (`scatter_linear_attention(impl='reference')`) vs padded softmax window "
+                "attention, same BEV windows (ScatterFormer's window, all z), same q, k, v; attention op only:", "",
+                "| sweeps | voxels | windows | max / mean len | padded slots | method | fwd ms | fwd+bwd ms | "
+                "fwd MiB | fwd+bwd MiB |", "|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+        for r in ops:
+            o = r["op"]
+            for m in ("sla", "padded"):
+                pk = o["peak_mib"].get(m, {})
+                out.append(f"| {r['sweeps']} | {o['num_voxels']:,} | {o['windows']:,} | {o['max_len']} / "
+                           f"{o['mean_len']:.1f} | {o['padded_slots']:,} | {m} | {_fmt(o['ms'][m]['fwd'])} | "
+                           f"{_fmt(o['ms'][m]['fwd_bwd'])} | {_fmt(pk.get('fwd', float('nan')))} | "
+                           f"{_fmt(pk.get('fwd_bwd', float('nan')))} |")
+    out += ["", "Targets (issue 4):", "", *(target_lines(res["runs"]) or ["- not evaluated (backbones missing)"])]
+    return "\n".join(out) + "\n"
+
+
+def run(args: argparse.Namespace, machine_info: Callable[[int], Dict[str, Any]],
+        update_doc_section: Callable[[str, str, str], None]) -> int:
+    """The ``backbones`` subcommand: measure, print the section, optionally write it into ``--out``."""
+    import json
+    import os
+
+    args.configs = dict(CONFIGS, **{k: getattr(args, f"{k}_config") for k in CONFIGS})
+    t0 = time.time()
+    machine = machine_info(args.threads)
+    res = run_benchmark(args)
+    machine["load_end"] = os.getloadavg()
+    machine["wall_s"] = time.time() - t0
+    section = render_section(res, args, machine, "python tools/benchmark.py " + " ".join(args.argv))
+    print(section)
+    if args.out:
+        update_doc_section(args.out, SECTION, section)
+        print(f"updated {args.out}", file=sys.stderr)
+    if args.json:
+        from perception3d.utils.atomic import atomic_open
+
+        with atomic_open(Path(args.json), "w") as f:
+            json.dump(dict(machine=machine, **res), f, indent=1, default=str)
+    return 0
+
+
+def add_parser(subparsers, machine_info: Callable, update_doc_section: Callable) -> argparse.ArgumentParser:
+    """Register ``backbones`` on ``subparsers`` (``tools/benchmark.py`` passes its report helpers)."""
+    p = subparsers.add_parser(SECTION, help="sparse 3D backbones on the same voxels: latency and peak memory",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sweeps", type=int, nargs="+", default=[1, 10], help="accumulated sweeps per frame (>= 1)")
+    p.add_argument("--backbones", nargs="+", choices=BACKBONES, default=list(BACKBONES))
+    p.add_argument("--passes", nargs="+", choices=PASSES, default=list(PASSES))
+    p.add_argument("--repeats", type=int, default=3, help="timed passes (median reported)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
+    for name, path in CONFIGS.items():
+        p.add_argument(f"--{name}-config", default=path)
+    p.add_argument("--data-root", default=None, help="use this nuScenes tree instead of a fresh synthetic one")
+    p.add_argument("--max-points", type=int, default=None, help="random subset of the frame (smoke tests)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-op", action="store_true", help="skip the op-level SLA vs padded comparison")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory passes")
+    p.add_argument("--out", default=None, help="markdown file whose 'backbones' section is replaced (atomic)")
+    p.add_argument("--json", default=None, help="also write raw results as JSON")
+    p.set_defaults(func=lambda a: run(a, machine_info, update_doc_section))
+    return p
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1], sys.argv[2]))

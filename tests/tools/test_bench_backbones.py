@@ -1,0 +1,73 @@
+"""``tools/benchmark.py backbones`` on a tiny frame (smoke: structure of the report, no timing assertions)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import torch
+
+from perception3d.utils import bench_backbones as bb
+
+REPO = Path(__file__).resolve().parents[2]
+
+_RANGE = "[-12.8, -12.8, -5.0, 12.8, 12.8, 3.0]"  # 0.2 m voxels: 128 x 128 x 32
+_CONFIGS = {
+    "spconv": f"""_base_ = ["{REPO}/configs/centerpoint/centerpoint_spconv_demo_synthetic.py"]
+model = dict(voxel_encoder=dict(point_cloud_range={_RANGE}, feat_channels=[8, 8]),
+             sparse_backbone=dict(in_channels=8, sparse_shape=[33, 128, 128], base_channels=8, output_channels=16,
+                                  encoder_channels=[[8], [8, 8, 8], [16, 16, 16], [16, 16, 16]]))
+""",
+    "scatterformer": f"""_base_ = ["{REPO}/configs/scatterformer/scatterformer_demo_synthetic.py"]
+model = dict(sparse_backbone=dict(embed_dim=16, num_heads=1, window_shape=[6, 6]))
+""",
+    "dsvt": f"""_base_ = ["{REPO}/configs/dsvt/dsvt_voxel_demo_synthetic.py"]
+model = dict(sparse_backbone=dict(embed_dim=16, num_heads=2, set_size=8, window_shape=[[6, 6, 16], [6, 6, 4]]))
+""",
+}
+
+
+def _load_benchmark_tool():
+    spec = importlib.util.spec_from_file_location("p3d_tools_benchmark_bb", REPO / "tools" / "benchmark.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_backbones_cli_smoke(synthetic_nuscenes_root, tmp_path, capsys):
+    paths = {}
+    for name, text in _CONFIGS.items():
+        paths[name] = tmp_path / f"{name}.py"
+        paths[name].write_text(text)
+    md, js = tmp_path / "bench.md", tmp_path / "r.json"
+    code = _load_benchmark_tool().main(
+        ["backbones", "--data-root", str(synthetic_nuscenes_root), "--sweeps", "2", "--threads", "1",
+         "--max-points", "2000", "--repeats", "1", "--warmup", "0", "--no-memory",
+         "--backbones", "scatterformer", "dsvt", "padded", "spconv",
+         *[a for n, p in paths.items() for a in (f"--{n}-config", str(p))], "--out", str(md), "--json", str(js)])
+    assert code == 0, capsys.readouterr().err[-2000:]
+    raw = json.loads(js.read_text())
+    (run,) = raw["runs"]
+    assert run["num_voxels"] > 0 and set(run["ms"]) == {"scatterformer", "dsvt", "padded", "spconv"}
+    assert all(v["fwd"] > 0 and v["fwd+bwd"] > 0 for v in run["ms"].values())
+    op = run["op"]  # SLA vs padded on the same voxels, ScatterFormer's 6 x 6 windows (fresh interpreter)
+    assert op["num_voxels"] == run["num_voxels"] and set(op["ms"]) == {"sla", "padded"}
+    text = md.read_text()
+    assert "<!-- benchmark:backbones:begin -->" in text and "| backbone | sweeps |" in text
+    assert "SLA vs padded speed" in text and "failed" not in text
+
+
+def test_memory_child_measures_one_backbone(tmp_path):
+    coords = torch.tensor([[0, z, y, x] for z in range(2) for y in range(5) for x in range(6)], dtype=torch.int32)
+    cfg = tmp_path / "sf.py"
+    cfg.write_text(_CONFIGS["scatterformer"])
+    paths = {k: str(REPO / v) for k, v in bb.CONFIGS.items()}
+    paths["scatterformer"] = str(cfg)
+    data = tmp_path / "vox.pt"
+    torch.save(dict(feats=torch.randn(len(coords), 32), coords=coords), data)
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(dict(kind="memory", name="padded", data=str(data), threads=1, configs=paths,
+                                    **{"pass": "fwd+bwd"})))
+    assert bb._child_main(str(spec), str(tmp_path / "out.json")) == 0
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert out["peak_mib"] >= 0 and out["method"] in ("VmHWM", "ru_maxrss")
