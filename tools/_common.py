@@ -9,6 +9,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(REPO))
 
+from perception3d.apis.checkpoint import resolve_checkpoint  # noqa: E402,F401  (re-exported for the tools)
+
 
 def setup_env() -> None:
     from perception3d import register_all_modules
@@ -16,19 +18,6 @@ def setup_env() -> None:
 
     register_all_modules(init_default_scope=False)
     allow_mmengine_checkpoints()
-
-
-def resolve_checkpoint(path: str) -> str:
-    """A checkpoint file, or a work dir whose ``last_checkpoint`` names one."""
-    p = Path(path)
-    if p.is_dir():
-        marker = p / "last_checkpoint"
-        if not marker.exists():
-            raise FileNotFoundError(f"{p} is a directory without a 'last_checkpoint' file; pass a .pth file")
-        p = Path(marker.read_text().strip())
-    if not p.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {p}")
-    return str(p)
 
 
 def parse_cfg_options(items):

@@ -282,6 +282,19 @@ def measure_detector(model: torch.nn.Module, points: Sequence[torch.Tensor], tra
     return result
 
 
+class AutocastModule(torch.nn.Module):
+    """Runs ``module`` under ``torch.autocast(device of its inputs, dtype)`` (benchmarks of mixed precision)."""
+
+    def __init__(self, module: torch.nn.Module, dtype: torch.dtype = torch.bfloat16) -> None:
+        super().__init__()
+        self.module, self.dtype = module, dtype
+
+    def forward(self, *args, **kwargs):
+        device = next((a.device.type for a in args if isinstance(a, torch.Tensor)), "cpu")
+        with torch.autocast(device, dtype=self.dtype):
+            return self.module(*args, **kwargs)
+
+
 def measure_backbones_equal_voxels(encoder: torch.nn.Module, backbones: Dict[str, torch.nn.Module],
                                    points: torch.Tensor, warmup: int, repeats: int, memory: bool = True) -> dict:
     """Forward latency of several sparse backbones on the SAME voxels (``encoder`` output of ``points``).

@@ -1,0 +1,363 @@
+"""``Inferencer``: a config and a checkpoint -> 3D detections on point cloud files, folders, arrays or a
+dataset split.
+
+Points are fed straight into the config's **test pipeline** (``test_dataloader.dataset.pipeline``) after its
+loading steps: the Inferencer reads the file itself (any reader registered in
+:mod:`perception3d.datasets.io.points`) and maps the input columns onto the columns the model was trained
+with (``LoadPointsFromFile.use_dim``, plus ``time_lag`` when the pipeline has ``LoadPointsFromMultiSweeps``).
+A single file or array has no previous sweeps, so ``time_lag`` is 0 for every point. Model columns the
+input lacks (other than ``time_lag``) are filled with 0 and a warning; ``x``, ``y``, ``z`` are required.
+Intensity is passed on unscaled (nuScenes-trained models expect 0..255; KITTI stores 0..1).
+"""
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from .checkpoint import resolve_checkpoint
+from .inputs import check_device, map_columns
+from .results import DetectionResult
+
+PointsInput = Union[str, os.PathLike, np.ndarray, torch.Tensor]
+_LOAD_TYPES = ("LoadPointsFromFile", "LoadPointsFromMultiSweeps", "LoadAnnotations3D")
+
+
+@dataclass
+class SplitPredictions:
+    """Result of :meth:`Inferencer.predict_split`: per-sample results and the submission file (or None)."""
+
+    results: List[DetectionResult]
+    submission: Optional[str]
+
+
+class Inferencer:
+    """Run a trained 3D detector on point clouds.
+
+    Args:
+        config: config file path or an mmengine ``Config`` (its ``model`` and test pipeline are used).
+        checkpoint: ``.pth`` file, or a training work dir with a ``last_checkpoint`` file.
+        device: ``"cpu"`` (default) or ``"cuda"`` (``RuntimeError`` when CUDA is unavailable).
+        score_thr: default minimum score of returned boxes (``predict(score_thr=...)`` overrides).
+        cfg_options: dict merged into the config (``Config.merge_from_dict``).
+
+    ``predict`` returns :class:`DetectionResult` per frame; see the module docstring for the column mapping.
+    """
+
+    def __init__(self, config: Any, checkpoint: str, device: str = "cpu", score_thr: float = 0.0,
+                 cfg_options: Optional[dict] = None) -> None:
+        from mmengine.config import Config
+        from mmengine.registry import DefaultScope
+        from mmengine.runner import load_checkpoint
+
+        from perception3d import register_all_modules
+        from perception3d.engine.checkpoint import allow_mmengine_checkpoints
+        from perception3d.registry import MODELS
+
+        self.device = check_device(device)
+        if not isinstance(config, Config):
+            if not os.path.isfile(os.fspath(config)):
+                raise FileNotFoundError(f"config not found: {config}")
+            config = Config.fromfile(os.fspath(config))
+        if cfg_options:
+            config.merge_from_dict(cfg_options)
+        self.cfg = config
+        self.checkpoint = resolve_checkpoint(checkpoint)
+        self.score_thr = float(score_thr)
+        register_all_modules(init_default_scope=False)
+        allow_mmengine_checkpoints()
+        self._scope = config.get("default_scope", "perception3d")
+        with DefaultScope.overwrite_default_scope(self._scope):
+            self.model = MODELS.build(config.model)
+            ckpt = load_checkpoint(self.model, self.checkpoint, map_location="cpu", strict=True, logger="silent")
+        self.model.to(self.device).eval()
+        self.classes = self._classes(ckpt)
+        self._setup_pipeline()
+
+    # ---------------------------------------------------------------------------------------- set-up
+    def _classes(self, ckpt: dict) -> List[str]:
+        meta = (ckpt or {}).get("meta", {}) if isinstance(ckpt, dict) else {}
+        classes = (meta.get("dataset_meta") or {}).get("classes")
+        ds = self.cfg.get("test_dataloader", {}).get("dataset", {})
+        classes = classes or (ds.get("metainfo") or {}).get("classes") or self.cfg.get("class_names")
+        if not classes:
+            raise ValueError("Inferencer: no class names in the checkpoint meta, test_dataloader.dataset.metainfo "
+                             "or class_names of the config")
+        return [str(c) for c in classes]
+
+    def _setup_pipeline(self) -> None:
+        from mmengine.dataset import Compose
+        from mmengine.registry import DefaultScope
+
+        from perception3d.datasets.transforms.loading import _column_names, _dims
+
+        try:
+            pipeline = list(self.cfg.test_dataloader.dataset.pipeline)
+        except (AttributeError, KeyError):
+            raise ValueError("Inferencer: the config has no test_dataloader.dataset.pipeline") from None
+        types = [t.get("type") for t in pipeline]
+        if "LoadPointsFromFile" not in types:
+            raise ValueError(f"Inferencer: the test pipeline {types} has no LoadPointsFromFile; cannot tell which "
+                             "point columns the model expects")
+        load = pipeline[types.index("LoadPointsFromFile")]
+        self.load_dim = int(load.get("load_dim", 5))
+        self.point_columns = _column_names(_dims(load.get("use_dim", (0, 1, 2, 3)), self.load_dim, "Inferencer"))
+        if "LoadPointsFromMultiSweeps" in types:
+            self.point_columns = self.point_columns + ["time_lag"]
+        with DefaultScope.overwrite_default_scope(self._scope):
+            self.pipeline = Compose([t for t in pipeline if t.get("type") not in _LOAD_TYPES])
+
+    # ---------------------------------------------------------------------------------------- inputs
+    def read_file(self, path: str, columns: Optional[Sequence[str]] = None) -> np.ndarray:
+        """Read ``path`` with its registered reader and map it onto :attr:`point_columns` (N, C) float32.
+
+        ``columns`` names the stored columns of headerless layouts (``.bin``, ``.pcd.bin``, ``.npy``); ``.pcd``
+        and ``.ply`` name their fields themselves (x, y, z, intensity are found by name) and take no ``columns``.
+        """
+        from perception3d.datasets.io import points as io
+
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"point cloud file not found: {path}")
+        reader = io.get_point_reader(path)
+        if columns is not None:
+            if reader in (io.load_pcd_points, io.load_ply_points):
+                raise ValueError(f"{path}: columns= is for headerless layouts (.bin, .pcd.bin, .npy, arrays); "
+                                 ".pcd/.ply files name their fields (x, y, z, intensity are read by name)")
+            if reader is io.load_npy_points:
+                width = np.load(path, mmap_mode="r").shape[-1]
+                if width != len(columns):
+                    raise ValueError(f"{path}: columns {list(columns)} name {len(columns)} columns but the "
+                                     f"array has {width}")
+            return map_columns(reader(path, num_features=len(columns)), columns, self.point_columns, path)
+        if reader is io.load_nuscenes_points:
+            from perception3d.datasets.transforms.loading import _column_names
+
+            pts = reader(path, num_features=self.load_dim)
+            default = _column_names(range(self.load_dim))
+        else:
+            pts = reader(path)
+            default = list(io.STANDARD_COLUMNS) + [f"f{i}" for i in range(4, pts.shape[1])]
+        return map_columns(pts, default[: pts.shape[1]], self.point_columns, path)
+
+    def _expand(self, inputs: Any) -> Tuple[List[Any], bool]:
+        from perception3d.datasets.io.points import get_point_reader
+
+        if isinstance(inputs, (list, tuple)):
+            return [x for item in inputs for x in self._expand(item)[0]], False
+        if isinstance(inputs, (np.ndarray, torch.Tensor)):
+            return [inputs], True
+        path = Path(os.fspath(inputs))
+        if path.is_dir():
+            files = []
+            for f in sorted(path.iterdir()):
+                try:
+                    if f.is_file():
+                        get_point_reader(str(f))
+                        files.append(str(f))
+                except ValueError:
+                    continue
+            if not files:
+                raise FileNotFoundError(f"{path}: no point cloud files with a registered suffix in this folder")
+            return files, False
+        if not path.is_file():
+            raise FileNotFoundError(f"point cloud file not found: {path}")
+        return [str(path)], True
+
+    def check_cameras(self, images: Any = None, calib: Optional[str] = None) -> Dict[str, Any]:
+        """Validate a calibration JSON and camera images (dict name -> path, or a list in calibration order).
+
+        Returns ``{camera: CameraCalibration}`` (with ``image`` set from ``images``). Images must exist and
+        have the calibrated ``img_shape``. Lidar-only models ignore cameras (a warning says so).
+        """
+        if images is None and calib is None:
+            return {}
+        if calib is None:
+            raise ValueError("Inferencer: images need a calibration JSON (calib=...) giving intrinsics and lidar2cam")
+        import dataclasses
+
+        from perception3d.datasets.io.calibration import load_calibration
+
+        cams = load_calibration(calib)
+        if isinstance(images, (list, tuple)):
+            if len(images) != len(cams):
+                raise ValueError(f"Inferencer: {len(images)} images for the {len(cams)} cameras of {calib} "
+                                 f"({list(cams)}); pass a dict {{camera: path}} for a subset")
+            images = dict(zip(cams, images))
+        for name, img in (images or {}).items():
+            if name not in cams:
+                raise ValueError(f"Inferencer: image for camera {name!r} but {calib} calibrates {list(cams)}")
+            if not os.path.isfile(os.fspath(img)):
+                raise FileNotFoundError(f"image of camera {name} not found: {img}")
+            cams[name] = dataclasses.replace(cams[name], image=os.fspath(img))
+        for cam in cams.values():
+            if cam.image is not None:
+                from PIL import Image
+
+                with Image.open(cam.image) as im:
+                    w, h = im.size
+                if (h, w) != tuple(cam.img_shape):
+                    raise ValueError(f"{cam.image}: image is {h}x{w} (HxW) but {calib} says "
+                                     f"cameras.{cam.name}.img_shape {list(cam.img_shape)}")
+        if not getattr(self.model, "uses_images", False):
+            warnings.warn(f"Inferencer: {type(self.model).__name__} is a lidar-only model; the camera images and "
+                          "calibration were validated but are not used", stacklevel=3)
+        return cams
+
+    # ---------------------------------------------------------------------------------------- running
+    def _pack(self, points: np.ndarray, source: str) -> dict:
+        results = dict(points=points, point_columns=list(self.point_columns), lidar_path=source,
+                       sample_idx=source)
+        return self.pipeline(results)
+
+    def _run(self, batch: List[dict]) -> Tuple[List[Any], Dict[str, float]]:
+        """Packed samples -> (per-sample InstanceData, batch stage times in ms)."""
+        from perception3d.utils.benchmark import StageRecorder, run_detector_stages
+
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            data = self.model.data_preprocessor(batch, False)
+            t_pre = time.perf_counter() - t0
+            points, samples = data["inputs"]["points"], data["data_samples"]
+            # per-stage clocks via the benchmark's stage runner (same outputs as the model's predict; tested)
+            enc = getattr(self.model, "voxel_encoder", None)
+            staged = (self.device.type == "cpu" and enc is not None and hasattr(self.model.head, "predict_by_feat")
+                      and "dynamic_voxelize" in type(enc).forward.__globals__)
+            if staged:
+                rec = StageRecorder()
+                out = run_detector_stages(self.model, points, rec, metas=[s.metainfo for s in samples])
+                preds = out["results"]
+                f = {k: v * 1e3 for k, v in rec.forward.items()}
+                times = {"preprocess": t_pre * 1e3 + f.pop("voxelize"), "decode": f.pop("decode")}
+                times["forward"] = sum(f.values())
+                times.update({f"forward.{k}": v for k, v in f.items()})
+            else:  # generic path: forward and decode are timed together
+                t1 = time.perf_counter()
+                preds = [s.pred_instances_3d for s in self.model(**data, mode="predict")]
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                times = {"preprocess": t_pre * 1e3, "forward": (time.perf_counter() - t1) * 1e3}
+        return preds, times
+
+    def _results(self, batch: List[dict], sources: List[str], load_ms: List[float], pipe_ms: List[float],
+                 score_thr: float, tokens: Optional[List[Optional[str]]] = None) -> Tuple[List[DetectionResult], list]:
+        preds, times = self._run(batch)
+        out = []
+        for i, (pred, data) in enumerate(zip(preds, batch)):
+            t = {"load": load_ms[i], **{k: v / len(batch) for k, v in times.items()}}
+            t["preprocess"] = t["preprocess"] + pipe_ms[i]
+            t["total"] = sum(v for k, v in t.items() if "." not in k)
+            res = DetectionResult(pred.bboxes_3d.to("cpu"), pred.labels_3d.cpu().numpy(),
+                                  pred.scores_3d.float().cpu().numpy(), self.classes, sources[i],
+                                  int(len(data["inputs"]["points"])), t, tokens[i] if tokens else None)
+            out.append(res.filter(score_thr) if score_thr > 0 else res)
+        return out, preds
+
+    def predict(self, inputs: Union[PointsInput, Sequence[PointsInput]], columns: Optional[Sequence[str]] = None,
+                images: Any = None, calib: Optional[str] = None, score_thr: Optional[float] = None,
+                batch_size: int = 1, progress: Optional[bool] = None
+                ) -> Union[DetectionResult, List[DetectionResult]]:
+        """Detect boxes in one input (-> :class:`DetectionResult`) or several (-> list).
+
+        Args:
+            inputs: a point cloud file (``.pcd.bin``, ``.bin``, ``.pcd``, ``.ply``, ``.npy``), a folder (every
+                file with a registered suffix, sorted by name), an array/tensor (N, C), or a list of these.
+            columns: names of the input columns, e.g. ``("x", "y", "z", "intensity")``; required for arrays,
+                optional for files (default: the reader's layout, see :mod:`perception3d.datasets.io.points`).
+            images, calib: optional camera images and calibration JSON (validated; lidar models ignore them).
+            score_thr: keep boxes with ``score >= score_thr`` (default: the Inferencer's ``score_thr``).
+            batch_size: frames per forward pass (timings of a batch are split evenly over its frames).
+            progress: tqdm progress bar (default: on for more than one frame).
+        """
+        items, single = self._expand(inputs)
+        self.check_cameras(images, calib)
+        thr = self.score_thr if score_thr is None else float(score_thr)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(items), unit="frame", disable=not (progress if progress is not None else len(items) > 1))
+        results: List[DetectionResult] = []
+        for start in range(0, len(items), batch_size):
+            batch, sources, load_ms, pipe_ms = [], [], [], []
+            for item in items[start: start + batch_size]:
+                t0 = time.perf_counter()
+                if isinstance(item, (np.ndarray, torch.Tensor)):
+                    if columns is None:
+                        raise ValueError(f"Inferencer.predict: an array input needs columns=..., e.g. "
+                                         f"{tuple(self.point_columns)} (what this model uses)")
+                    arr = item.detach().cpu().numpy() if isinstance(item, torch.Tensor) else item
+                    source = "<array>"
+                    pts = map_columns(arr, columns, self.point_columns, source)
+                else:
+                    source = item
+                    pts = self.read_file(item, columns)
+                t1 = time.perf_counter()
+                batch.append(self._pack(pts, source))
+                load_ms.append((t1 - t0) * 1e3)
+                pipe_ms.append((time.perf_counter() - t1) * 1e3)
+                sources.append(source)
+            results.extend(self._results(batch, sources, load_ms, pipe_ms, thr)[0])
+            bar.update(len(batch))
+        bar.close()
+        return results[0] if single else results
+
+    def predict_split(self, split: str = "val", out_dir: Optional[str] = None, score_thr: Optional[float] = None,
+                      max_samples: Optional[int] = None, progress: bool = True) -> SplitPredictions:
+        """Run on the config's ``<split>_dataloader`` dataset (its full test pipeline, multi-sweep included).
+
+        With ``out_dir`` and a ``<split>_evaluator`` that writes submissions (``NuScenesMetric``), the official
+        submission ``out_dir/results_nusc.json`` is written from all predictions (no score threshold; the
+        metric's own conversion and 500-box limit). ``score_thr`` applies to the returned results only.
+        """
+        from mmengine.registry import DefaultScope
+        from tqdm import tqdm
+
+        from perception3d.registry import DATASETS
+
+        key = f"{split}_dataloader"
+        if not self.cfg.get(key):
+            known = [k[: -len("_dataloader")] for k in self.cfg.keys() if k.endswith("_dataloader") and self.cfg[k]]
+            raise KeyError(f"Inferencer.predict_split: the config has no {key!r} (splits: {known})")
+        with DefaultScope.overwrite_default_scope(self._scope):
+            dataset = DATASETS.build(self.cfg[key]["dataset"])
+        n = len(dataset) if max_samples is None else min(len(dataset), int(max_samples))
+        thr = self.score_thr if score_thr is None else float(score_thr)
+        results, samples = [], []
+        for i in tqdm(range(n), unit="frame", disable=not progress):
+            t0 = time.perf_counter()
+            data = dataset[i]
+            load = (time.perf_counter() - t0) * 1e3
+            sample = data["data_samples"]
+            meta = sample.metainfo
+            res, preds = self._results([data], [str(meta.get("lidar_path", i))], [load], [0.0], thr,
+                                       [meta.get("token")])
+            sample.pred_instances_3d = preds[0]
+            results.extend(res)
+            samples.append(sample)
+        submission = self._write_submission(split, samples, out_dir) if out_dir else None
+        return SplitPredictions(results, submission)
+
+    def _write_submission(self, split: str, samples: list, out_dir: str) -> Optional[str]:
+        from mmengine.registry import DefaultScope
+
+        from perception3d.evaluation import NuScenesMetric
+        from perception3d.registry import METRICS
+
+        ev = self.cfg.get(f"{split}_evaluator")
+        if not isinstance(ev, dict) or ev.get("type") not in ("NuScenesMetric", NuScenesMetric):
+            warnings.warn(f"Inferencer.predict_split: no NuScenesMetric {split}_evaluator in the config; "
+                          "no submission file written")
+            return None
+        ev = dict(ev, format_only=True, submission_prefix=os.fspath(out_dir), classes=self.classes)
+        with DefaultScope.overwrite_default_scope(self._scope):
+            metric = METRICS.build(ev)
+        metric.process(None, samples)
+        metric.compute_metrics(metric.results)
+        return os.path.join(os.fspath(out_dir), "results_nusc.json")

@@ -1,0 +1,144 @@
+"""Run a trained detector on point cloud files, a folder, or a dataset split; write JSON predictions.
+
+    python tools/infer.py CONFIG CHECKPOINT_OR_WORK_DIR INPUT [--columns x,y,z,intensity] [--out-dir DIR]
+                          [--score-thr 0.3] [--device cpu] [--calib calib.json [--images CAM=img ...]] [--render]
+    python tools/infer.py CONFIG CHECKPOINT_OR_WORK_DIR --dataset-split val [--max-samples N] ...
+
+INPUT is a file (.pcd.bin, .bin, .pcd, .ply, .npy) or a folder of them. Writes ``<out-dir>/<name>.json`` per
+frame (schema: docs/inference.md), for a dataset split also ``<out-dir>/results_nusc.json`` (official nuScenes
+submission), with ``--render`` a bird's-eye PNG per frame, and prints the mean time per stage (ms).
+``--repeat K`` runs the input K times (the first pass is reported separately as warm-up).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from _common import default_work_dir, resolve_checkpoint, setup_env
+
+STAGES = ("load", "preprocess", "forward", "decode", "total")
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+
+    p = argparse.ArgumentParser(description="3D detection inference on lidar frames")
+    p.add_argument("config")
+    p.add_argument("checkpoint", help="a .pth file, or a work dir with a last_checkpoint file")
+    p.add_argument("input", nargs="?", help="point cloud file or folder (omit with --dataset-split)")
+    p.add_argument("--dataset-split", help="run on the config's <split>_dataloader dataset instead (e.g. val)")
+    p.add_argument("--max-samples", type=int, help="with --dataset-split: only the first N samples")
+    p.add_argument("--columns", help="input column names, comma separated (default: the file format's layout)")
+    p.add_argument("--out-dir", help="output folder (default work_dirs/<config>/infer)")
+    p.add_argument("--score-thr", type=float, default=0.3, help="minimum score of written boxes (default 0.3)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--calib", help="camera calibration JSON (docs/inference.md); validated, unused by lidar models")
+    p.add_argument("--images", nargs="+", default=None, metavar="CAM=PATH", help="camera images for --calib")
+    p.add_argument("--render", action="store_true", help="also write a bird's-eye PNG per frame")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--repeat", type=int, default=1, help="run the input this many times (timing)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--cfg-options", nargs="+", action=DictAction, default={})
+    args = p.parse_args(argv)
+    if (args.input is None) == (args.dataset_split is None):
+        p.error("give exactly one of INPUT or --dataset-split")
+    if args.repeat < 1:
+        p.error("--repeat must be >= 1")
+    return args
+
+
+def _frame_name(source: str, token) -> str:
+    from perception3d.datasets.io.points import _READERS
+
+    if token:
+        return str(token)
+    name = os.path.basename(source)
+    suffix = max((s for s in _READERS if name.lower().endswith(s)), key=len, default="")
+    return name[: len(name) - len(suffix)] if suffix else name
+
+
+def _render(inf, res, out_png: Path, score_thr: float) -> str:
+    """Bird's-eye PNG of the frame with its predictions: Open3D ``render_frame``, else matplotlib ``plot_bev``."""
+    if not os.path.isfile(res.source):
+        raise FileNotFoundError(f"--render: cannot re-read the points of {res.source}")
+    points = inf.read_file(res.source)
+    boxes, names = res.boxes.tensor.numpy(), res.class_names
+    try:
+        from perception3d.visualization import render_frame
+
+        render_frame(points, out_png, pred_boxes=boxes, pred_labels=names, pred_scores=res.scores,
+                     score_thr=score_thr, view="bev", class_names=res.classes)
+        return "open3d"
+    except Exception as exc:  # headless Open3D unavailable: the matplotlib plot still works
+        from perception3d.visualization.bev import plot_bev
+
+        print(f"render_frame failed ({type(exc).__name__}: {exc}); falling back to the matplotlib BEV plot",
+              file=sys.stderr)
+        keep = res.scores >= score_thr
+        plot_bev(points, None, None, out_png, pred_boxes=boxes[keep], pred_labels=[n for n, k in zip(names, keep) if k],
+                 pred_scores=res.scores[keep])
+        return "matplotlib"
+
+
+def format_timings(results, warmup: bool) -> str:
+    from perception3d.apis.results import mean_timings
+
+    lines = []
+    if warmup and len(results) > 1:
+        first = results[0].timings
+        lines.append("first frame (warm-up): " + "  ".join(f"{k} {first.get(k, 0.0):.1f}" for k in STAGES) + " ms")
+    mean = mean_timings(results, skip_first=warmup)
+    n = len(results) - (1 if warmup and len(results) > 1 else 0)
+    lines.append(f"mean over {n} frame(s), ms: " + "  ".join(f"{k} {mean.get(k, 0.0):.1f}" for k in STAGES))
+    detail = {k: v for k, v in mean.items() if k.startswith("forward.")}
+    if detail:
+        lines.append("  forward stages, ms: " + "  ".join(f"{k[8:]} {v:.1f}" for k, v in detail.items()))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    resolve_checkpoint(args.checkpoint)  # fail fast, before the heavy imports
+    setup_env()
+    import torch
+
+    from perception3d.apis import Inferencer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    inf = Inferencer(args.config, args.checkpoint, device=args.device, score_thr=args.score_thr,
+                     cfg_options=args.cfg_options)
+    out_dir = Path(args.out_dir or os.path.join(default_work_dir(args.config), "infer"))
+    images = dict(kv.split("=", 1) for kv in args.images) if args.images else None
+    if images and any(not k or not v for k, v in images.items()):
+        raise SystemExit(f"--images expects CAM=PATH items, got {args.images}")
+    submission = None
+    if args.dataset_split:
+        if args.calib or images:
+            raise SystemExit("--calib/--images apply to INPUT files, not to --dataset-split (the dataset has its own)")
+        split = inf.predict_split(args.dataset_split, out_dir=str(out_dir), max_samples=args.max_samples)
+        results, submission = split.results, split.submission
+    else:
+        columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
+        inputs = [args.input] * args.repeat
+        results = inf.predict(inputs, columns=columns, images=images, calib=args.calib,
+                              batch_size=args.batch_size)
+    written = []
+    once = results if args.dataset_split else results[len(results) - len(results) // args.repeat:]
+    for res in once:  # with --repeat, each input is written once (its last run)
+        name = _frame_name(res.source, res.token)
+        written.append(res.save_json(str(out_dir / f"{name}.json")))
+        if args.render:
+            backend = _render(inf, res, out_dir / f"{name}.png", args.score_thr)
+            written.append(f"{out_dir / (name + '.png')} ({backend})")
+    print(f"{len(results)} frame(s); wrote {len(written)} file(s) to {out_dir}")
+    if submission:
+        print(f"nuScenes submission: {submission}")
+    print(format_timings(results, warmup=len(results) > 1))
+    return dict(results=results, out_dir=str(out_dir), submission=submission, written=written)
+
+
+if __name__ == "__main__":
+    main()
