@@ -32,17 +32,20 @@ model = dict(
         share_conv_channel=64, head_conv=32,
         bbox_coder=dict(point_cloud_range=point_cloud_range, voxel_size=voxel_size, out_size_factor=out_size_factor),
         train_cfg=dict(max_objs=500, gaussian_overlap=0.1, min_radius=2,
-                       code_weights=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5]),
+                       code_weights=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]),
         test_cfg=dict(post_center_limit_range=[-61.2, -61.2, -10.0, 61.2, 61.2, 10.0], score_threshold=0.1,
                       pre_topk=500, nms_type="rotate", nms_thr=0.2, nms_class_aware=True, pre_max_size=1000, post_max_size=300,
                       max_per_img=500),
     ),
 )
 
-# Schedule sized for the 20-minute demo budget on 2 CPU cores (100 training frames, batch 2).
-max_epochs = 12
+# Schedule sized for the 20-minute demo budget on 2 CPU cores (100 training frames, batch 2, GT-database
+# sampling in the train pipeline). Forward under bfloat16 autocast (fp32 weights, optimizer and losses): the
+# dense BEV convolutions run ~1.7x faster on a CPU with AVX512-BF16, which buys the extra epochs.
+max_epochs = 16
 lr = 3e-3
-optim_wrapper = dict(optimizer=dict(lr=lr), clip_grad=dict(max_norm=35, norm_type=2))
+optim_wrapper = dict(type="AutocastOptimWrapper", dtype="bfloat16", optimizer=dict(lr=lr),
+                     clip_grad=dict(max_norm=35, norm_type=2))
 param_scheduler = [
     dict(type="LinearLR", start_factor=0.1, by_epoch=False, begin=0, end=50),
     dict(type="CosineAnnealingLR", by_epoch=True, begin=0, end=max_epochs, eta_min=lr * 1e-2,

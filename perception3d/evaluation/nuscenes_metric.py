@@ -11,7 +11,7 @@ from mmengine.evaluator import BaseMetric
 
 from perception3d.registry import METRICS
 
-from .nuscenes_submission import (DETECTION_CLASSES, MAX_BOXES_PER_SAMPLE, boxes_to_records,
+from .nuscenes_submission import (DETECTION_CLASSES, MAX_BOXES_PER_SAMPLE, attribute_prior_from_index, boxes_to_records,
                                   evaluate_submission, split_sample_tokens, write_json_atomic)
 
 
@@ -45,6 +45,9 @@ class NuScenesMetric(BaseMetric):
             (default: a temporary folder, removed afterwards).
         format_only: only write the submission (e.g. for the test server); returns ``{}``.
         modality: submission ``meta`` flags, e.g. ``dict(use_lidar=True, use_camera=False)``.
+        attribute_prior: optional training index (``nuscenes_infos_<split>.pkl``, absolute or relative to
+            ``data_root``); predicted boxes then get the most frequent static / moving attribute of their
+            class in it (:func:`attribute_prior_from_index`) instead of the fixed nuScenes defaults.
     """
 
     default_prefix = "nuscenes"
@@ -53,7 +56,8 @@ class NuScenesMetric(BaseMetric):
                  classes: Optional[Sequence[str]] = None, submission_prefix: Optional[str] = None,
                  format_only: bool = False, modality: Optional[Dict[str, bool]] = None,
                  max_boxes_per_sample: int = MAX_BOXES_PER_SAMPLE, config_name: str = "detection_cvpr_2019",
-                 collect_device: str = "cpu", prefix: Optional[str] = None, verbose: bool = False) -> None:
+                 collect_device: str = "cpu", prefix: Optional[str] = None, verbose: bool = False,
+                 attribute_prior: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.data_root, self.version, self.eval_set = data_root, version, eval_set
         self.classes = tuple(classes or DETECTION_CLASSES)
@@ -65,6 +69,17 @@ class NuScenesMetric(BaseMetric):
         self.meta.update(modality or {})
         self.max_boxes_per_sample, self.config_name, self.verbose = max_boxes_per_sample, config_name, verbose
         self._nusc = None
+        self.attribute_prior_file = attribute_prior
+        self._attribute_prior = None
+
+    @property
+    def attribute_prior(self):
+        """(static, moving) attribute per class from ``attribute_prior`` (None: fixed defaults)."""
+        if self.attribute_prior_file and self._attribute_prior is None:
+            path = self.attribute_prior_file
+            path = path if os.path.isabs(path) else os.path.join(self.data_root, path)
+            self._attribute_prior = attribute_prior_from_index(path)
+        return self._attribute_prior
 
     @property
     def nusc(self):
@@ -89,7 +104,8 @@ class NuScenesMetric(BaseMetric):
                 raise KeyError(f"NuScenesMetric.process: sample {token} metainfo needs 'lidar2ego' and 'ego2global'")
             records = boxes_to_records(token, _get(pred, "bboxes_3d"), _get(pred, "scores_3d"),
                                        _get(pred, "labels_3d"), self.classes, np.asarray(lidar2ego),
-                                       np.asarray(ego2global), self.max_boxes_per_sample)
+                                       np.asarray(ego2global), self.max_boxes_per_sample,
+                                       attribute_prior=self.attribute_prior)
             self.results.append((token, records))
 
     def build_submission(self, results: List[Any]) -> Dict[str, Any]:

@@ -13,7 +13,7 @@ import json
 import math
 import os
 import warnings
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -27,14 +27,21 @@ MOVING_SPEED = 0.2  # m/s: above this a box gets the "moving" attribute of its c
 _VEHICLES = ("car", "truck", "bus", "trailer", "construction_vehicle")
 
 
-def default_attribute(name: str, speed: float) -> str:
+AttributePrior = Dict[str, Tuple[str, str]]  # class -> (attribute when static, attribute when moving)
+
+
+def default_attribute(name: str, speed: float, prior: Optional[AttributePrior] = None) -> str:
     """Attribute for a predicted box of class ``name`` with ground speed ``speed`` (m/s).
 
-    Vehicles: ``vehicle.moving`` above 0.2 m/s, else ``vehicle.stopped`` for bus and
-    ``vehicle.parked`` for the others; pedestrian: ``pedestrian.moving`` / ``pedestrian.standing``;
-    bicycle, motorcycle: ``cycle.with_rider`` / ``cycle.without_rider``; cone, barrier: ``''``.
+    Without ``prior`` (the convention of mmdetection3d's nuScenes output): vehicles ``vehicle.moving``
+    above 0.2 m/s, else ``vehicle.stopped`` for bus and ``vehicle.parked`` for the others; pedestrian:
+    ``pedestrian.moving`` / ``pedestrian.standing``; bicycle, motorcycle: ``cycle.with_rider`` /
+    ``cycle.without_rider``; cone, barrier: ``''``. With ``prior`` (see :func:`attribute_prior_from_index`)
+    the class's (static, moving) attributes come from the prior when it has the class.
     """
     moving = bool(speed > MOVING_SPEED)
+    if prior is not None and name in prior:
+        return prior[name][1] if moving else prior[name][0]
     if name in _VEHICLES:
         return "vehicle.moving" if moving else ("vehicle.stopped" if name == "bus" else "vehicle.parked")
     if name == "pedestrian":
@@ -44,8 +51,47 @@ def default_attribute(name: str, speed: float) -> str:
     return ""
 
 
+def attribute_prior_from_index(index_path: str) -> AttributePrior:
+    """Most frequent attribute per class among static and among moving GT boxes of a (training) index.
+
+    ``index_path``: a ``nuscenes_infos_<split>.pkl`` (``tools/create_data.py nuscenes``). A box is moving
+    when its annotated ground speed exceeds 0.2 m/s (boxes with invalid velocity are skipped). A class
+    without static (moving) boxes keeps :func:`default_attribute`'s choice for that case. This is the
+    Bayes choice of the attribute given class and moving/static, estimated on the training annotations —
+    the rule the default hard-codes from real nuScenes statistics.
+    """
+    import pickle
+    from collections import Counter
+
+    if not os.path.isfile(index_path):
+        raise FileNotFoundError(f"attribute prior: index file not found: {index_path}")
+    with open(index_path, "rb") as f:
+        infos = pickle.load(f)
+    infos = infos.get("data_list", infos) if isinstance(infos, dict) else infos
+    counts: Dict[Tuple[str, bool], Counter] = {}
+    for info in infos:
+        gt = info.get("gt") if isinstance(info, dict) else None
+        if gt is None:
+            raise ValueError(f"attribute prior: {index_path} entries need a 'gt' dict (index schema of "
+                             "tools/create_data.py nuscenes)")
+        valid = gt.get("velocity_valid", np.ones(len(gt["names"]), bool))
+        for name, attr, box, ok in zip(gt["names"], gt["attribute_names"], gt["boxes"], valid):
+            if not ok or not attr:
+                continue
+            moving = bool(math.hypot(box[7], box[8]) > MOVING_SPEED)
+            counts.setdefault((str(name), moving), Counter())[str(attr)] += 1
+    prior: AttributePrior = {}
+    for name in DETECTION_CLASSES:
+        static = counts.get((name, False))
+        moving = counts.get((name, True))
+        prior[name] = (static.most_common(1)[0][0] if static else default_attribute(name, 0.0),
+                       moving.most_common(1)[0][0] if moving else default_attribute(name, 10.0))
+    return prior
+
+
 def boxes_to_records(token: str, boxes, scores, labels, classes: Sequence[str], lidar2ego, ego2global,
-                     max_boxes: int = MAX_BOXES_PER_SAMPLE) -> List[Dict[str, Any]]:
+                     max_boxes: int = MAX_BOXES_PER_SAMPLE,
+                     attribute_prior: Optional[AttributePrior] = None) -> List[Dict[str, Any]]:
     """Lidar-frame predictions of one sample -> submission records (global frame).
 
     Args:
@@ -54,6 +100,7 @@ def boxes_to_records(token: str, boxes, scores, labels, classes: Sequence[str], 
         scores: (N,) float; labels: (N,) int indexing ``classes``.
         lidar2ego, ego2global: 4x4 transforms of the sample's keyframe lidar.
         max_boxes: keep the highest-scoring ``max_boxes`` (devkit limit 500).
+        attribute_prior: per-class (static, moving) attributes, see :func:`default_attribute`.
     Boxes with non-finite values or scores are dropped with a warning; labels outside ``classes`` or
     naming a non-detection class raise ``ValueError``.
     """
@@ -83,7 +130,8 @@ def boxes_to_records(token: str, boxes, scores, labels, classes: Sequence[str], 
                         rotation=[float(v) for v in glob["rotation"][j]],
                         velocity=[float(v) for v in vel], detection_name=name,
                         detection_score=float(scores[i]),
-                        attribute_name=default_attribute(name, float(math.hypot(vel[0], vel[1])))))
+                        attribute_name=default_attribute(name, float(math.hypot(vel[0], vel[1])),
+                                                         attribute_prior)))
     return out
 
 

@@ -2,3 +2,4 @@
 from . import data_preprocessors, detectors  # noqa: F401
 from . import backbones, middle_encoders, voxel_encoders  # noqa: F401
 from . import heads, necks  # noqa: F401
+from . import lifting  # noqa: F401,E402

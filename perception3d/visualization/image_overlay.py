@@ -1,10 +1,11 @@
 """3D boxes drawn onto camera images, and the camera images + calibration of a dataset sample."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from perception3d.datasets.cameras import sample_cameras  # noqa: F401  (moved; re-exported for callers)
 
 from .camera import clip_segments_to_front, project_points
 from .colors import class_rgb, label_names
@@ -98,30 +99,6 @@ def upscale_camera(image: np.ndarray, lidar2img: np.ndarray, scale: float) -> tu
     a[0, 0] = a[1, 1] = scale
     a[0, 2] = a[1, 2] = (scale - 1) / 2
     return big, a @ np.asarray(lidar2img, np.float64)
-
-
-def sample_cameras(info: dict, channels: Sequence[str] | None = None) -> dict:
-    """The camera images and calibration of a dataset sample (a ``NuScenesDataset.get_data_info`` dict).
-
-    Returns ``{channel: dict(image=(H, W, 3) uint8 RGB, lidar2img=(4, 4), width, height, img_path)}`` for
-    ``channels`` (default: all in ``info['cams']``)."""
-    from PIL import Image
-
-    cams = info.get("cams") or {}
-    if not cams:
-        raise KeyError(f"sample {info.get('token', '?')}: the info has no 'cams' (camera paths and calibration)")
-    out = {}
-    for ch in channels or list(cams):
-        if ch not in cams:
-            raise KeyError(f"sample {info.get('token', '?')}: no camera {ch!r}; available: {sorted(cams)}")
-        c = cams[ch]
-        path = Path(c["img_path"])
-        if not path.is_file():
-            raise FileNotFoundError(f"camera image {ch} of sample {info.get('token', '?')} not found: {path}")
-        img = np.asarray(Image.open(path).convert("RGB"))
-        out[ch] = dict(image=img, lidar2img=np.asarray(c["lidar2img"], np.float64), width=img.shape[1],
-                       height=img.shape[0], img_path=str(path))
-    return out
 
 
 def annotate_image(img: np.ndarray, title: str | None, legend: dict) -> np.ndarray:

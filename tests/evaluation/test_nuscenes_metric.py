@@ -33,7 +33,7 @@ def setup(synthetic_nuscenes_root, tmp_path_factory):
         info, ann = ds.get_data_info(i), ds.get_ann_info(i)
         keep = (ann["num_lidar_pts"] + ann["num_radar_pts"]) > 0
         gt.append((info, ann["gt_bboxes_3d"][keep], ann["gt_labels_3d"][keep]))
-    return dict(root=synthetic_nuscenes_root, split=split, gt=gt, nusc=nusc)
+    return dict(root=synthetic_nuscenes_root, split=split, gt=gt, nusc=nusc, index=path)
 
 
 def _metric(setup, **kw):
@@ -230,3 +230,42 @@ def test_default_attributes():
     assert default_attribute("bicycle", 2.0) == "cycle.with_rider"
     assert default_attribute("motorcycle", 0.0) == "cycle.without_rider"
     assert default_attribute("barrier", 3.0) == "" and default_attribute("traffic_cone", 0.0) == ""
+
+
+def test_attribute_prior_from_index_counts(setup):
+    """The prior is the most frequent attribute of each class among static / moving GT (brute-force count)."""
+    import collections
+    import pickle
+
+    from perception3d.evaluation.nuscenes_submission import attribute_prior_from_index, default_attribute
+
+    prior = attribute_prior_from_index(setup["index"])
+    with open(setup["index"], "rb") as f:
+        infos = pickle.load(f)["data_list"]
+    counts = collections.defaultdict(collections.Counter)
+    for info in infos:
+        g = info["gt"]
+        for n, a, b, ok in zip(g["names"], g["attribute_names"], g["boxes"], g["velocity_valid"]):
+            if ok and a:
+                counts[(n, float(np.hypot(b[7], b[8])) > 0.2)][a] += 1
+    assert counts, "fixture has no attributed boxes"
+    for (name, moving), c in counts.items():
+        best = max(c.values())
+        assert c[prior[name][int(moving)]] == best
+        assert default_attribute(name, 5.0 if moving else 0.0, prior) == prior[name][int(moving)]
+    # classes the index does not have keep the fixed defaults
+    absent = [n for n in prior if (n, False) not in counts]
+    for n in absent:
+        assert prior[n][0] == default_attribute(n, 0.0)
+    with pytest.raises(FileNotFoundError, match="no_such_index"):
+        attribute_prior_from_index(os.path.join(str(setup["root"]), "no_such_index.pkl"))
+
+
+def test_metric_uses_attribute_prior(setup):
+    """With a prior that maps every static car to 'vehicle.stopped', the submission says so."""
+    m = _metric(setup, attribute_prior=setup["index"])
+    m._attribute_prior = {"car": ("vehicle.stopped", "vehicle.moving")}
+    samples = _samples(setup, edit=lambda b: np.concatenate([b[:, :7], np.zeros((len(b), 2))], 1))
+    m.process(None, samples)
+    attrs = {r["attribute_name"] for _, recs in m.results for r in recs if r["detection_name"] == "car"}
+    assert attrs == {"vehicle.stopped"}

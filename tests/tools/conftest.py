@@ -61,7 +61,9 @@ def data_options(root: str, index: dict, gt_db: str | None = None) -> dict:
                      f"{loader}.dataset.data_root": root})
         if loader != "train_dataloader":
             opts[f"{loader}.dataset.ann_file"] = index["synthetic_val"]
-    opts.update({"val_evaluator.data_root": root, "test_evaluator.data_root": root})
+    opts.update({"val_evaluator.data_root": root, "test_evaluator.data_root": root,
+                 "val_evaluator.attribute_prior": index["synthetic_train"],
+                 "test_evaluator.attribute_prior": index["synthetic_train"]})
     return opts
 
 

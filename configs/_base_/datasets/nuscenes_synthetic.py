@@ -53,5 +53,7 @@ val_dataloader = dict(
                  pipeline=test_pipeline, metainfo=dict(classes=class_names), test_mode=True),
 )
 test_dataloader = val_dataloader
-val_evaluator = dict(type="NuScenesMetric", data_root=data_root, version=version, eval_set="synthetic_val")
+# attributes of predicted boxes: the most frequent static / moving attribute of each class in the train split
+val_evaluator = dict(type="NuScenesMetric", data_root=data_root, version=version, eval_set="synthetic_val",
+                     attribute_prior="nuscenes_infos_synthetic_train.pkl")
 test_evaluator = val_evaluator

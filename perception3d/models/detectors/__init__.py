@@ -1,1 +1,2 @@
 from .voxel_detector import VoxelDetector  # noqa: F401
+from .camera_detector import CameraDetector  # noqa: F401

@@ -1,2 +1,3 @@
 """Necks: fuse multi-stride BEV maps."""
 from .second_fpn import SECONDFPN  # noqa: F401
+from .image_fpn import ImageFPN  # noqa: F401

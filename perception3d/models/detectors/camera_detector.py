@@ -1,0 +1,127 @@
+"""A multi-camera BEV detector read top to bottom: images -> ResNet -> FPN -> depth head -> BEV queries lifted by
+spatial cross-attention (DFA3D, or DFA2D) -> optional BEV backbone/neck -> CenterPoint head.
+
+Inputs (from the data preprocessor): ``inputs['img']`` (B, N_cam, 3, H, W) normalised; per data sample metainfo
+``lidar2img`` (N_cam, 4, 4) (lidar frame of the sample -> pixels of the H x W input) and, for training the depth
+head or ``depth_source="lidar_gt"``, the field ``gt_depth`` (N_cam, h0, w0) metres at the first FPN level's size.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from mmengine.model import BaseModel
+from mmengine.structures import InstanceData
+
+from ...registry import MODELS
+from ...structures import Det3DDataSample
+from ..lifting.depth_head import lidar_depth_distribution, pool_depth_targets
+
+DEPTH_SOURCES = ("pred", "lidar_gt")
+
+
+@MODELS.register_module()
+class CameraDetector(BaseModel):
+    """Camera-only 3D detector with a CenterPoint head (``loss`` / ``predict`` as :class:`VoxelDetector`).
+
+    Args:
+        img_backbone: image backbone (e.g. ``ResNet``); img_neck: image FPN (L levels, C channels).
+        bev_encoder: ``BEVLiftingEncoder`` (attn_type "dfa3d" | "dfa2d").
+        head: ``CenterHead`` on the BEV map.
+        depth_head: ``DepthHead`` (required for "dfa3d"; optional for "dfa2d", where it only adds the depth loss).
+        backbone, neck: optional BEV 2D backbone / neck (e.g. SECOND / SECONDFPN).
+        depth_source: "pred" (predicted distributions) or "lidar_gt" (one-hot of the projected lidar depth where
+            a point hits, predicted elsewhere — needs ``gt_depth`` at test time too).
+    """
+
+    def __init__(self, img_backbone: dict, img_neck: dict, bev_encoder: dict, head: dict,
+                 depth_head: Optional[dict] = None, backbone: Optional[dict] = None, neck: Optional[dict] = None,
+                 depth_source: str = "pred", data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(data_preprocessor=data_preprocessor or dict(type="Det3DDataPreprocessor"),
+                         init_cfg=init_cfg)
+        if depth_source not in DEPTH_SOURCES:
+            raise ValueError(f"CameraDetector: depth_source must be one of {DEPTH_SOURCES}, got {depth_source!r}")
+        self.img_backbone = MODELS.build(img_backbone)
+        self.img_neck = MODELS.build(img_neck)
+        self.depth_head = MODELS.build(depth_head) if depth_head else None
+        self.bev_encoder = MODELS.build(bev_encoder)
+        self.backbone = MODELS.build(backbone) if backbone else None
+        self.neck = MODELS.build(neck) if neck else None
+        self.head = MODELS.build(head)
+        self.depth_source = depth_source
+        if self.bev_encoder.attn_type == "dfa3d" and self.depth_head is None:
+            raise ValueError("CameraDetector: bev_encoder.attn_type='dfa3d' needs a depth_head")
+        if depth_source == "lidar_gt" and self.bev_encoder.attn_type != "dfa3d":
+            raise ValueError("CameraDetector: depth_source='lidar_gt' only matters with attn_type='dfa3d'")
+
+    # -------------------------------------------------------------- features
+    @staticmethod
+    def camera_meta(data_samples: List[Det3DDataSample], img: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(B, N, 4, 4) lidar2img from the metainfo and the stacked ``gt_depth`` (B, N, h0, w0) or None."""
+        B, N = img.shape[:2]
+        mats = []
+        for i, s in enumerate(data_samples):
+            m = s.metainfo.get("lidar2img")
+            if m is None:
+                raise KeyError(f"CameraDetector: data sample {i} has no metainfo 'lidar2img' (use LoadMultiViewImages "
+                               "and keep 'lidar2img' in the packer's meta_keys)")
+            m = torch.as_tensor(m, dtype=torch.float32)
+            if m.shape != (N, 4, 4):
+                raise ValueError(f"CameraDetector: sample {i} lidar2img must be ({N}, 4, 4), got {tuple(m.shape)}")
+            mats.append(m)
+        gts = [s.get("gt_depth") for s in data_samples]
+        gt = torch.stack([g.float() for g in gts]).to(img.device) if all(g is not None for g in gts) else None
+        return torch.stack(mats).to(img.device), gt
+
+    def extract_feat(self, img: torch.Tensor, lidar2img: torch.Tensor,
+                     gt_depth: Optional[torch.Tensor] = None) -> Tuple[List[torch.Tensor], Optional[List[torch.Tensor]]]:
+        """Images (B, N, 3, H, W) -> (BEV feature maps for the head, depth logits per level (B*N, N_d, H_l, W_l))."""
+        B, N, _, H, W = img.shape
+        feats = self.img_neck(self.img_backbone(img.flatten(0, 1)))
+        logits = dists = None
+        if self.depth_head is not None:
+            logits = self.depth_head(feats)
+            dists = [lg.softmax(1) for lg in logits]
+            if self.depth_source == "lidar_gt":
+                if gt_depth is None:
+                    raise ValueError("CameraDetector: depth_source='lidar_gt' needs data_samples[i].gt_depth "
+                                     "(add MultiViewDepthMap + PackMultiViewInputs to the pipeline)")
+                g = gt_depth.flatten(0, 1)
+                dists = [lidar_depth_distribution(pool_depth_targets(g, tuple(d.shape[-2:])), d,
+                                                  self.depth_head.depth_bins) for d in dists]
+            dists = [d.unflatten(0, (B, N)) for d in dists]
+        bev = self.bev_encoder([f.unflatten(0, (B, N)) for f in feats], dists, lidar2img, (H, W))
+        x = self.backbone(bev) if self.backbone is not None else bev
+        x = self.neck(x) if self.neck is not None else x
+        return (list(x) if isinstance(x, (list, tuple)) else [x]), logits
+
+    # --------------------------------------------------------------- forward
+    def forward(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None, mode: str = "tensor"):
+        img = inputs["img"]
+        if img.dim() != 5:
+            raise ValueError(f"CameraDetector: inputs['img'] must be (B, N_cam, 3, H, W), got {tuple(img.shape)}")
+        if data_samples is None:
+            raise ValueError("CameraDetector: data_samples with 'lidar2img' metainfo are required")
+        lidar2img, gt_depth = self.camera_meta(data_samples, img)
+        feats, logits = self.extract_feat(img, lidar2img, gt_depth)
+        if mode == "tensor":
+            return self.head(feats)
+        if mode == "loss":
+            losses = self.head.loss(feats, [s.gt_instances_3d for s in data_samples])
+            if logits is not None and self.depth_head.loss_weight > 0:
+                if gt_depth is None:
+                    raise ValueError("CameraDetector: the depth loss needs data_samples[i].gt_depth "
+                                     "(MultiViewDepthMap in the train pipeline) or depth_head.loss_weight=0")
+                losses["loss_depth"] = self.depth_head.loss(logits, gt_depth.flatten(0, 1))
+            return losses
+        if mode == "predict":
+            results: List[InstanceData] = self.head.predict(feats, [s.metainfo for s in data_samples])
+            for sample, res in zip(data_samples, results):
+                sample.pred_instances_3d = res
+            return data_samples
+        raise ValueError(f"CameraDetector.forward: unknown mode {mode!r} (expected 'loss', 'predict' or 'tensor')")
+
+    def loss_dict(self, batch: Dict) -> Dict[str, torch.Tensor]:  # convenience for tests
+        data = self.data_preprocessor(batch, True)
+        return self(**data, mode="loss")

@@ -1,0 +1,122 @@
+"""BEV encoder: learned BEV queries lifted from multi-camera image features by spatial cross-attention."""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from ...registry import MODELS
+from .spatial_cross_attn import SpatialCrossAttention
+
+
+def bev_anchors(bev_h: int, bev_w: int, point_cloud_range: Sequence[float], num_z: int,
+                device=None, dtype=torch.float32) -> torch.Tensor:
+    """Pillar anchors of the BEV grid, (bev_h * bev_w, num_z, 3) lidar metres.
+
+    Query q = iy * bev_w + ix sits at the centre of BEV cell (ix along x, iy along y) of ``point_cloud_range``
+    (the CenterHead's layout: feature map (H = y cells, W = x cells)); its anchors are at the centres of
+    ``num_z`` equal slices of [z_min, z_max)."""
+    x0, y0, z0, x1, y1, z1 = (float(v) for v in point_cloud_range)
+    xs = x0 + (torch.arange(bev_w, device=device, dtype=dtype) + 0.5) * (x1 - x0) / bev_w
+    ys = y0 + (torch.arange(bev_h, device=device, dtype=dtype) + 0.5) * (y1 - y0) / bev_h
+    zs = z0 + (torch.arange(num_z, device=device, dtype=dtype) + 0.5) * (z1 - z0) / num_z
+    gy, gx, gz = torch.meshgrid(ys, xs, zs, indexing="ij")
+    return torch.stack([gx, gy, gz], -1).reshape(bev_h * bev_w, num_z, 3)
+
+
+class EncoderLayer(nn.Module):
+    """Spatial cross-attention -> LayerNorm -> FFN (residual) -> LayerNorm."""
+
+    def __init__(self, embed_dims: int, ffn_channels: int, attn_cfg: dict, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.attn = SpatialCrossAttention(embed_dims=embed_dims, dropout=dropout, **attn_cfg)
+        self.norm1 = nn.LayerNorm(embed_dims)
+        self.ffn = nn.Sequential(nn.Linear(embed_dims, ffn_channels), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                                 nn.Linear(ffn_channels, embed_dims))
+        self.norm2 = nn.LayerNorm(embed_dims)
+
+    def forward(self, query, query_pos, *args) -> torch.Tensor:
+        x = self.norm1(self.attn(query, query_pos, *args))
+        return self.norm2(x + self.ffn(x))
+
+
+@MODELS.register_module()
+class BEVLiftingEncoder(nn.Module):
+    """Learned BEV queries (+ learned row/column positional embedding) refined by ``num_layers`` encoder layers of
+    spatial cross-attention (DFA3D or DFA2D) into the cameras.
+
+    Args:
+        bev_h, bev_w: BEV grid (rows along y, columns along x) covering ``point_cloud_range``.
+        point_cloud_range: [x0, y0, z0, x1, y1, z1] lidar metres; z range holds the pillar anchors.
+        embed_dims: C (= the image FPN channels). num_layers: encoder layers. ffn_channels: FFN hidden size.
+        num_z_anchors, num_heads, num_levels, num_points, attn_type, depth_bins, impl: see
+            :class:`SpatialCrossAttention`.
+        feat_strides: pixel stride of each feature level: level l cell j covers pixels [j s_l, (j + 1) s_l), so a
+            map of ceil(H / s_l) rows reaches past the image and sampling is scaled accordingly; None = each level
+            spans exactly the image.
+    """
+
+    def __init__(self, bev_h: int, bev_w: int, point_cloud_range: Sequence[float], embed_dims: int = 64,
+                 num_layers: int = 1, ffn_channels: int = 128, num_z_anchors: int = 4, num_heads: int = 4,
+                 num_levels: int = 4, num_points: int = 2, attn_type: str = "dfa3d",
+                 depth_bins: Sequence[float] = (1.0, 60.0, 0.5),
+                 feat_strides: Optional[Sequence[int]] = (8, 16, 32, 64), dropout: float = 0.0,
+                 impl: str = "auto") -> None:
+        super().__init__()
+        if embed_dims % 2:
+            raise ValueError(f"BEVLiftingEncoder: embed_dims must be even (row/column embeddings), got {embed_dims}")
+        self.bev_h, self.bev_w, self.embed_dims = int(bev_h), int(bev_w), int(embed_dims)
+        self.point_cloud_range = [float(v) for v in point_cloud_range]
+        self.num_z = int(num_z_anchors)
+        self.attn_type = attn_type
+        self.feat_strides = None if feat_strides is None else [int(v) for v in feat_strides]
+        if self.feat_strides is not None and len(self.feat_strides) != num_levels:
+            raise ValueError(f"BEVLiftingEncoder: feat_strides {self.feat_strides} needs one stride per level "
+                             f"(num_levels={num_levels})")
+        self.bev_embedding = nn.Embedding(self.bev_h * self.bev_w, embed_dims)
+        self.row_embed = nn.Embedding(self.bev_h, embed_dims // 2)
+        self.col_embed = nn.Embedding(self.bev_w, embed_dims // 2)
+        attn_cfg = dict(num_heads=num_heads, num_levels=num_levels, num_z_anchors=num_z_anchors,
+                        num_points=num_points, attn_type=attn_type, depth_bins=depth_bins, impl=impl)
+        self.layers = nn.ModuleList(EncoderLayer(embed_dims, ffn_channels, attn_cfg, dropout)
+                                    for _ in range(num_layers))
+        self.register_buffer("anchors", bev_anchors(self.bev_h, self.bev_w, self.point_cloud_range, self.num_z),
+                             persistent=False)
+
+    def positional_embedding(self) -> torch.Tensor:
+        """(bev_h * bev_w, C): [column (x) embedding, row (y) embedding] per query."""
+        col = self.col_embed.weight[None].expand(self.bev_h, -1, -1)
+        row = self.row_embed.weight[:, None].expand(-1, self.bev_w, -1)
+        return torch.cat([col, row], -1).reshape(self.bev_h * self.bev_w, self.embed_dims)
+
+    def forward(self, mlvl_feats: List[torch.Tensor], depth_dists: Optional[List[torch.Tensor]],
+                lidar2img: torch.Tensor, img_shape: Tuple[int, int]) -> torch.Tensor:
+        """
+        Args:
+            mlvl_feats: L maps (B, N, C, H_l, W_l) (image FPN output per camera).
+            depth_dists: L maps (B, N, N_d, H_l, W_l) softmax depth distributions (None for "dfa2d").
+            lidar2img: (B, N, 4, 4) lidar frame -> pixels of the (H, W) = ``img_shape`` input images.
+        Returns: BEV features (B, C, bev_h, bev_w).
+        """
+        B, N, C = mlvl_feats[0].shape[:3]
+        if C != self.embed_dims:
+            raise ValueError(f"BEVLiftingEncoder: image features have {C} channels, embed_dims is {self.embed_dims}")
+        shapes = torch.as_tensor([f.shape[-2:] for f in mlvl_feats], dtype=torch.long, device=lidar2img.device)
+        starts = torch.cat([shapes.new_zeros(1), (shapes[:, 0] * shapes[:, 1]).cumsum(0)[:-1]])
+        value = torch.cat([f.flatten(3) for f in mlvl_feats], -1).transpose(2, 3)  # (B, N, S, C)
+        scale = None
+        if self.feat_strides is not None:
+            cover = shapes.to(torch.float64) * torch.as_tensor(self.feat_strides, dtype=torch.float64,
+                                                               device=shapes.device)[:, None]  # (L, 2) H, W
+            scale = (torch.as_tensor(img_shape, dtype=torch.float64, device=shapes.device) / cover).flip(-1).float()
+        depth = None
+        if depth_dists is not None and self.attn_type == "dfa3d":
+            depth = torch.cat([d.flatten(3) for d in depth_dists], -1).transpose(2, 3)  # (B, N, S, N_d)
+        query = self.bev_embedding.weight[None].expand(B, -1, -1).to(value.dtype)
+        pos = self.positional_embedding()[None].expand(B, -1, -1).to(value.dtype)
+        anchors = self.anchors[None].expand(B, -1, -1, -1).to(value.dtype)
+        for layer in self.layers:
+            query = layer(query, pos, anchors, value, depth, shapes, starts, lidar2img.to(value.dtype), img_shape,
+                          scale)
+        return query.transpose(1, 2).reshape(B, C, self.bev_h, self.bev_w)

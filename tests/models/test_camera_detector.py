@@ -1,0 +1,302 @@
+"""Camera BEV detector: query rebatching into the cameras hit, the DFA3D / DFA2D and depth-source switches, shapes
+and gradients of the whole model on the fixture's cameras, and tools/train.py + tools/test.py end to end."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from perception3d.models.lifting import (SpatialCrossAttention, lidar_depth_distribution, project_anchors,
+                                         rebatch_indices)
+
+REPO = Path(__file__).resolve().parents[2]
+CFG = str(REPO / "configs/dfa3d/dfa3d_demo_synthetic.py")
+RANGE = [-25.6, -25.6, -5.0, 25.6, 25.6, 3.0]
+BINS = (2.0, 58.0, 0.5)  # 112 bins
+
+
+def _cam(yaw: float, f: float = 15.0, w: int = 40, h: int = 20) -> torch.Tensor:
+    """lidar2img of a camera at the origin looking along lidar direction ``yaw`` (horizontal)."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    fwd, left = np.array([c, s, 0.0]), np.array([-s, c, 0.0])
+    r = np.stack([-left, [0, 0, -1.0], fwd])  # cam x right, y down, z forward
+    ext = np.eye(4)
+    ext[:3, :3] = r
+    k = np.eye(4)
+    k[:3, :3] = [[f, 0, w / 2], [0, f, h / 2], [0, 0, 1]]
+    return torch.tensor(k @ ext, dtype=torch.float32)
+
+
+def _hand_case():
+    """Camera 0 looks along +x, camera 1 along +y (106 deg horizontal FOV each, overlapping around the diagonal).
+    Queries: +x ahead (cam 0), +y (cam 1), the x=y diagonal (both), -x behind (none)."""
+    lidar2img = torch.stack([_cam(0.0), _cam(np.pi / 2)])[None]  # (1, 2, 4, 4)
+    xy = torch.tensor([[20.0, 1.0], [1.0, 20.0], [15.0, 15.2], [-20.0, 0.0]])
+    anchors = torch.cat([xy, torch.zeros(4, 1)], 1)[None, :, None]  # (1, 4, Z=1, 3)
+    return lidar2img, anchors
+
+
+def test_projection_and_rebatching_hand_case():
+    lidar2img, anchors = _hand_case()
+    loc, valid = project_anchors(anchors, lidar2img, (20, 40), BINS)
+    assert valid[0, :, :, 0].tolist() == [[True, False, True, False], [False, True, True, False]]
+    # the query 20 m ahead of camera 0, 1 m left: u = 20 - 15 * 1 / 20 = 19.25 px -> x = 19.25 / 40, y = 1/2
+    assert loc[0, 0, 0, 0].tolist() == pytest.approx([19.25 / 40, 0.5, (20.0 - 2.0) / 56.0], abs=1e-6)
+    b, n, q, slot, max_len = rebatch_indices(valid.any(-1))
+    assert max_len == 2
+    per_cam = {cam: sorted(q[n == cam].tolist()) for cam in (0, 1)}
+    assert per_cam == {0: [0, 2], 1: [1, 2]}
+    assert sorted(slot[n == 0].tolist()) == [0, 1] and sorted(slot[n == 1].tolist()) == [0, 1]
+
+
+def _sca(attn_type: str, C: int = 8) -> SpatialCrossAttention:
+    torch.manual_seed(0)
+    m = SpatialCrossAttention(embed_dims=C, num_heads=2, num_levels=2, num_z_anchors=1, num_points=2,
+                              attn_type=attn_type, depth_bins=BINS, impl="reference")
+    with torch.no_grad():
+        for lin in (m.value_proj, m.output_proj):
+            lin.weight.copy_(torch.eye(C))
+            lin.bias.zero_()
+    return m
+
+
+def _levels():
+    shapes = torch.tensor([[10, 20], [5, 10]])
+    return shapes, torch.tensor([0, 200]), 250
+
+
+def test_sca_averages_over_the_cameras_hit():
+    """Constant features c_n per camera, samples at the reference points: a query gets the mean of c_n over the
+    cameras it hits, and nothing from the others (a query that hits no camera keeps its input)."""
+    lidar2img, anchors = _hand_case()
+    shapes, starts, S = _levels()
+    C = 8
+    m = _sca("dfa3d", C)
+    with torch.no_grad():
+        m.sampling_offsets.bias.zero_()
+    value = torch.stack([torch.full((S, C), 1.0), torch.full((S, C), 3.0)])[None]  # (1, 2, S, C)
+    depth = torch.ones(1, 2, S, 112)  # depth scores 1 inside the bins: pure 2D sampling
+    query = torch.zeros(1, 4, C)
+    out = m(query, torch.zeros_like(query), anchors, value, depth, shapes, starts, lidar2img, (20, 40))
+    assert out[0, :, 0].tolist() == pytest.approx([1.0, 3.0, 2.0, 0.0], abs=1e-5)
+
+
+def test_level_scale_maps_pixels_to_their_feature_cells():
+    """A stride-16 level of a 40 x 20 image has ceil sizes 3 x 2 (48 x 32 px): with the level scale, the sample at
+    pixel u reads the feature at column u / 16 - 0.5 (value = column index, bilinear), not u / 40 * 3 - 0.5."""
+    lidar2img, anchors = _hand_case()
+    C = 8
+    m = SpatialCrossAttention(embed_dims=C, num_heads=2, num_levels=1, num_z_anchors=1, num_points=1,
+                              attn_type="dfa2d", depth_bins=BINS, impl="reference")
+    with torch.no_grad():
+        m.sampling_offsets.bias.zero_()
+        for lin in (m.value_proj, m.output_proj):
+            lin.weight.copy_(torch.eye(C))
+            lin.bias.zero_()
+    shapes, starts = torch.tensor([[2, 3]]), torch.tensor([0])
+    cols = torch.arange(3.0).repeat(2)[:, None].expand(6, C)  # row-major (y, x): value = x index
+    value = cols[None, None].expand(1, 2, 6, C).contiguous()
+    scale = torch.tensor([[40 / 48, 20 / 32]])
+    q = torch.zeros(1, 4, C)
+    out = m(q, q, anchors, value, None, shapes, starts, lidar2img, (20, 40), scale)
+    assert float(out[0, 0, 0]) == pytest.approx(19.25 / 16 - 0.5, abs=1e-5)
+
+
+def test_dfa3d_with_unit_depth_equals_dfa2d_and_depth_gates_it():
+    """Invariant: a depth distribution of ones (score 1 at every depth inside the bins) turns DFA3D into DFA2D
+    (same weights, learned offsets included); a one-hot at a bin far from every sample zeroes the attention."""
+    lidar2img, anchors = _hand_case()
+    shapes, starts, S = _levels()
+    C = 8
+    m3, m2 = _sca("dfa3d", C), _sca("dfa2d", C)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for m in (m3, m2):
+            m.sampling_offsets.weight.normal_(0, 0.3)
+            m.attention_weights.weight.normal_(0, 0.3)
+    missing = m2.load_state_dict(m3.state_dict(), strict=False)
+    assert missing.unexpected_keys == ["sampling_offsets_depth.weight", "sampling_offsets_depth.bias"]
+    value = torch.randn(1, 2, S, C)
+    query = torch.randn(1, 4, C)
+    args = (anchors, value)
+    rest = (shapes, starts, lidar2img, (20, 40))
+    out2 = m2(query, query, *args, None, *rest)
+    out3 = m3(query, query, *args, torch.ones(1, 2, S, 112), *rest)
+    torch.testing.assert_close(out3, out2, rtol=1e-5, atol=1e-5)
+    far = torch.zeros(1, 2, S, 112)
+    far[..., 111] = 1.0  # every reference depth (15-28 m) is far from 57.75 m
+    out_far = m3(query, query, *args, far, *rest)
+    base = query + m3.output_proj.bias
+    torch.testing.assert_close(out_far, base)
+    assert not torch.allclose(out2, base)
+
+
+def test_lidar_depth_distribution_switch():
+    pred = torch.softmax(torch.randn(2, 112, 3, 4), 1)
+    gt = torch.zeros(2, 3, 4)
+    gt[0, 1, 2] = 10.2  # bin 16
+    gt[1, 0, 0] = 70.0  # beyond the bins: keep the prediction
+    out = lidar_depth_distribution(gt, pred, BINS)
+    assert out[0, :, 1, 2].argmax() == 16 and out[0, 16, 1, 2] == 1 and out[0, :, 1, 2].sum() == 1
+    keep = torch.ones(2, 3, 4, dtype=torch.bool)
+    keep[0, 1, 2] = False
+    torch.testing.assert_close(out.movedim(1, -1)[keep], pred.movedim(1, -1)[keep])
+
+
+# ----------------------------------------------------------------- whole model on the fixture
+def tiny_model_options() -> dict:
+    vs, pcr = "[1.6,1.6,8.0]", str(RANGE).replace(" ", "")
+    return {
+        "model.img_backbone.widths": "[8,8,16,16]", "model.img_neck.in_channels": "[8,16,16]",
+        "model.img_neck.out_channels": 16, "model.depth_head.in_channels": 16, "model.depth_head.mid_channels": 16,
+        "model.bev_encoder.bev_h": 16, "model.bev_encoder.bev_w": 16, "model.bev_encoder.point_cloud_range": pcr,
+        "model.bev_encoder.embed_dims": 16, "model.bev_encoder.ffn_channels": 16, "model.bev_encoder.num_heads": 2,
+        "model.bev_encoder.num_z_anchors": 2, "model.bev_encoder.num_points": 1,
+        "model.backbone.in_channels": 16, "model.backbone.out_channels": "[16,16]", "model.backbone.layer_nums": "[1,1]",
+        "model.neck.in_channels": "[16,16]", "model.neck.out_channels": "[16,16]",
+        "model.head.in_channels": 32, "model.head.share_conv_channel": 16, "model.head.head_conv": 16,
+        "model.head.bbox_coder.voxel_size": vs, "model.head.bbox_coder.point_cloud_range": pcr,
+    }
+
+
+def _cfg(path: str = CFG, extra: dict | None = None):
+    from mmengine.config import Config, DictAction
+
+    cfg = Config.fromfile(path)
+    opts = dict(tiny_model_options(), **(extra or {}))
+    parsed = {k: DictAction._parse_iterable(v) if isinstance(v, str) else v for k, v in opts.items()}
+    cfg.merge_from_dict(parsed)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def index(synthetic_nuscenes_root, tmp_path_factory):
+    from perception3d.datasets.nuscenes_index import build_nuscenes_index
+
+    return build_nuscenes_index(str(synthetic_nuscenes_root), "v1.0-trainval", ["synthetic_train", "synthetic_val"],
+                                out_dir=str(tmp_path_factory.mktemp("cam_index")), max_sweeps=0)
+
+
+@pytest.fixture(scope="module")
+def batch(synthetic_nuscenes_root, index):
+    from mmengine.registry import init_default_scope
+
+    from perception3d.registry import DATASETS
+
+    init_default_scope("perception3d")
+    cfg = _cfg()
+    ds = DATASETS.build(dict(cfg.train_dataloader.dataset, data_root=str(synthetic_nuscenes_root),
+                             ann_file=index["synthetic_train"]))
+    np.random.seed(0)
+    return [ds[0], ds[1]]
+
+
+def _model(cfg):
+    from perception3d.registry import MODELS
+
+    torch.manual_seed(0)
+    return MODELS.build(cfg.model)
+
+
+def test_camera_detector_shapes_and_gradients(batch):
+    model = _model(_cfg())
+    data = model.data_preprocessor(batch, True)
+    assert tuple(data["inputs"]["img"].shape) == (2, 6, 3, 45, 80)
+    assert tuple(data["data_samples"][0].gt_depth.shape) == (6, 6, 10)
+    losses = model(**data, mode="loss")
+    assert set(losses) == {"task0.loss_heatmap", "task0.loss_bbox", "loss_depth"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    for name in ("img_backbone.stem.0.weight", "depth_head.net.3.weight",
+                 "bev_encoder.layers.0.attn.sampling_offsets.weight",
+                 "bev_encoder.layers.0.attn.sampling_offsets_depth.weight",
+                 "bev_encoder.layers.0.attn.value_proj.weight", "bev_encoder.bev_embedding.weight",
+                 "head.shared_conv.0.weight"):
+        g = dict(model.named_parameters())[name].grad
+        assert g is not None and g.abs().sum() > 0, name
+    model.eval()
+    with torch.no_grad():
+        preds = model(**model.data_preprocessor(batch, False), mode="tensor")
+        assert preds[0]["heatmap"].shape == (2, 10, 16, 16)
+        out = model(**model.data_preprocessor(batch, False), mode="predict")
+    assert out[0].pred_instances_3d.bboxes_3d.tensor.shape[1] == 9
+
+
+def test_switches_change_the_path(batch):
+    base = _cfg()
+    m3 = _model(base)
+    m2 = _model(_cfg(extra={"model.bev_encoder.attn_type": "dfa2d"}))
+    mg = _model(_cfg(extra={"model.depth_source": "lidar_gt"}))
+    assert m2.bev_encoder.layers[0].attn.sampling_offsets_depth is None
+    mg.load_state_dict(m3.state_dict())
+    for m in (m3, mg):
+        m.eval()
+    data = m3.data_preprocessor(batch, False)
+    with torch.no_grad():
+        h3 = m3(**data, mode="tensor")[0]["heatmap"]
+        hg = mg(**data, mode="tensor")[0]["heatmap"]
+        assert not torch.allclose(h3, hg)  # lidar depth replaced the predicted distribution
+        for s in data["data_samples"]:
+            s.gt_depth = torch.zeros_like(s.gt_depth)  # no lidar anywhere: falls back to the prediction
+        torch.testing.assert_close(mg(**data, mode="tensor")[0]["heatmap"], h3)
+    with pytest.raises(ValueError, match="needs a depth_head"):
+        _model(_cfg(extra={"model.depth_head": None}))
+
+
+# ----------------------------------------------------------------- tools end to end
+def _load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(f"p3d_tools_{name}_cam", REPO / "tools" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    import sys
+
+    sys.path.insert(0, str(REPO / "tools"))
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_train_and_test_tools_end_to_end(synthetic_nuscenes_root, index, tmp_path):
+    from mmengine.config import Config
+
+    root = str(synthetic_nuscenes_root)
+    opts = dict(tiny_model_options())
+    opts.update({"train_dataloader.dataset.ann_file": index["synthetic_train"], "train_cfg.max_epochs": 1,
+                 "default_hooks.logger.interval": 1, "train_dataloader.batch_size": 2,
+                 "val_evaluator.data_root": root, "test_evaluator.data_root": root,
+                 "val_evaluator.attribute_prior": index["synthetic_train"],
+                 "test_evaluator.attribute_prior": index["synthetic_train"]})
+    for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        opts.update({f"{loader}.num_workers": 0, f"{loader}.persistent_workers": False,
+                     f"{loader}.dataset.data_root": root})
+        if loader != "train_dataloader":
+            opts[f"{loader}.dataset.ann_file"] = index["synthetic_val"]
+    for i, t in enumerate(Config.fromfile(CFG)["train_dataloader"]["dataset"]["pipeline"]):
+        if t["type"] == "ObjectRangeFilter":
+            opts[f"train_dataloader.dataset.pipeline.{i}.point_cloud_range"] = str(RANGE).replace(" ", "")
+    argv = ["--cfg-options", *[f"{k}={v}" for k, v in opts.items()]]
+    work = tmp_path / "work"
+    _load_tool("train").main([CFG, "--work-dir", str(work), *argv])  # 3 frames, batch 2: 2 iterations
+    assert (work / "epoch_1.pth").is_file()
+    metrics = _load_tool("test").main([CFG, str(work), *argv])
+    assert 0.0 <= metrics["nuscenes/mAP"] <= 1.0 and 0.0 <= metrics["nuscenes/NDS"] <= 1.0
+    assert (work / "test_metrics.json").is_file()
+
+
+@pytest.mark.parametrize("name, attn_type, depth_source, has_depth_head", [
+    ("dfa3d_demo_synthetic", "dfa3d", "pred", True), ("dfa2d_demo_synthetic", "dfa2d", "pred", False),
+    ("dfa3d_gtdepth_demo_synthetic", "dfa3d", "lidar_gt", True), ("dfa3d_nus", "dfa3d", "pred", True)])
+def test_configs_build(name, attn_type, depth_source, has_depth_head):
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    init_default_scope("perception3d")
+    cfg = Config.fromfile(str(REPO / f"configs/dfa3d/{name}.py"))
+    model = _model(cfg)
+    assert model.bev_encoder.attn_type == attn_type and model.depth_source == depth_source
+    assert (model.depth_head is not None) == has_depth_head
+    h, w = model.head.bbox_coder.feature_map_size
+    assert (h, w) == (model.bev_encoder.bev_h, model.bev_encoder.bev_w)  # BEV map = heatmap grid (stride-1 neck)
+    test_keys = [t["type"] for t in cfg.test_dataloader.dataset.pipeline]
+    assert ("MultiViewDepthMap" in test_keys) == (depth_source == "lidar_gt")
