@@ -68,9 +68,9 @@ def _render(inf, res, out_png: Path, score_thr: float) -> str:
     try:
         from perception3d.visualization import render_frame
 
-        render_frame(points, out_png, pred_boxes=boxes, pred_labels=names, pred_scores=res.scores,
-                     score_thr=score_thr, view="bev", class_names=res.classes)
-        return "open3d"
+        result = render_frame(points, out_png, pred_boxes=boxes, pred_labels=names, pred_scores=res.scores,
+                              score_thr=score_thr, view="bev", class_names=res.classes)
+        return str(getattr(result, "backend", "open3d"))
     except Exception as exc:  # headless Open3D unavailable: the matplotlib plot still works
         from perception3d.visualization.bev import plot_bev
 

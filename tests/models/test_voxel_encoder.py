@@ -73,3 +73,21 @@ def test_pillars_single_z_and_gradients():
         assert p.grad is not None and bool(p.grad.abs().sum() > 0), name
     assert pts.grad is not None and bool(pts.grad[inside].abs().sum() > 0)
     assert bool((pts.grad[~inside] == 0).all())
+
+
+def test_training_and_inference_pooling_paths_agree():
+    """Training pools over voxel-sorted runs (segment_reduce), inference uses scatter reductions: same output."""
+    import torch
+
+    from perception3d.models.voxel_encoders.dynamic_vfe import DynamicPillarFeatureNet
+
+    g = torch.Generator().manual_seed(0)
+    enc = DynamicPillarFeatureNet(in_channels=5, feat_channels=[8, 16], voxel_size=[0.8, 0.8, 8],
+                                  point_cloud_range=[-10, -10, -5, 10, 10, 3]).double().eval()
+    pts = torch.randn(3000, 5, generator=g, dtype=torch.float64) * 6
+    b = torch.randint(0, 2, (3000,), generator=g).sort().values
+    train_out, coords = enc(pts, b)
+    with torch.no_grad():
+        infer_out, coords2 = enc(pts, b)
+    assert torch.equal(coords, coords2)
+    torch.testing.assert_close(train_out.detach(), infer_out, rtol=0, atol=1e-12)
