@@ -176,7 +176,8 @@ def test_detector_cli_smoke(tiny_configs, synthetic_nuscenes_root, tmp_path, cap
         assert ("decode" in res["stages_ms"]) == (r["spec"]["pass"] == "fwd")
         assert res["peak_mib"] >= 0
     eq = [r["result"] for r in raw["results"] if r["spec"]["kind"] == "equal_voxels"]
-    assert len(eq) == 1 and all(e["num_voxels"] > 0 and set(e["ms"]) == {"flatformer", "spconv"} for e in eq)
+    assert len(eq) == 1 and all(e["num_voxels"] > 0 and set(e["ms"]) == {"flatformer", "flatformer_bf16", "spconv"} for e in eq)
     text = md.read_text()
     assert "<!-- benchmark:detector:begin -->" in text and "| model | sweeps |" in text
     assert text.count("FlatFormer / spconv =") == 1 and "failed" not in text
+    assert text.count("x spconv float32") == 1  # the bf16 line
