@@ -111,8 +111,14 @@ def scatter_linear_attention(
             lambda kk, vv: segment_kv_triton(kk, vv, offsets), lambda qq, kv: segment_qkv_triton(qq, kv, offsets),
         )
         return y.to(q.dtype)
-    return scatter_linear_attention_from_parts(
-        q, k, v, win_ids, num_windows, eps, feature_map,
-        lambda kk, vv: segment_kv_reference(kk, vv, offsets, win_ids),
-        lambda qq, kv: segment_qkv_reference(qq, kv, offsets, win_ids),
-    ).to(q.dtype)
+    # the reference computes in fp32 (sparse CSR matmuls have no bf16/fp16 CPU kernels): no autocast inside
+    with torch.autocast(q.device.type, enabled=False):
+        y = scatter_linear_attention_from_parts(
+            q.float() if q.dtype in (torch.float16, torch.bfloat16) else q,
+            k.float() if k.dtype in (torch.float16, torch.bfloat16) else k,
+            v.float() if v.dtype in (torch.float16, torch.bfloat16) else v,
+            win_ids, num_windows, eps, feature_map,
+            lambda kk, vv: segment_kv_reference(kk, vv, offsets, win_ids),
+            lambda qq, kv: segment_qkv_reference(qq, kv, offsets, win_ids),
+        )
+    return y.to(q.dtype)

@@ -126,8 +126,14 @@ def sparse_depthwise_conv(feats: torch.Tensor, weight: torch.Tensor, rulebook: R
     kz, ky, kx = rulebook.kernel_size
     if feats.dim() != 2 or feats.shape[0] != rulebook.num_voxels:
         raise ValueError(f"{name}: `feats` must be ({rulebook.num_voxels}, C), got {tuple(feats.shape)}")
-    if weight.shape != (kz * ky * kx, feats.shape[1]) or weight.dtype != feats.dtype:
-        raise ValueError(f"{name}: `weight` must be ({kz * ky * kx}, {feats.shape[1]}) {feats.dtype}, got "
-                         f"{tuple(weight.shape)} {weight.dtype}")
+    if weight.shape != (kz * ky * kx, feats.shape[1]):
+        raise ValueError(f"{name}: `weight` must be ({kz * ky * kx}, {feats.shape[1]}), got {tuple(weight.shape)}")
+    if weight.dtype != feats.dtype:
+        if not torch.is_autocast_enabled(feats.device.type):
+            raise ValueError(f"{name}: `weight` dtype {weight.dtype} must equal `feats` dtype {feats.dtype}")
+        # under autocast (bf16 activations, fp32 parameters) compute in the wider of the two dtypes
+        wide = torch.promote_types(weight.dtype, feats.dtype)
+        feats, weight = feats.to(wide), weight.to(wide)
+        bias = bias.to(wide) if bias is not None else None
     out = _DepthwiseConv.apply(feats, weight, rulebook.pair_in, rulebook.pair_out, rulebook.bounds)
     return out + bias if bias is not None else out

@@ -131,3 +131,18 @@ def test_demo_config_is_a_drop_in_for_flatformer():
     with torch.no_grad():
         canvas = bev(*net(torch.randn(50, net.in_channels), coords, 1), 1)
     assert canvas.shape[:2] == (1, cfg.model.bev_scatter.in_channels)
+
+
+def test_depthwise_mixed_dtypes_only_under_autocast():
+    """bf16 activations with fp32 weights (autocast training) compute in fp32; outside autocast it is an error."""
+    coords = coords_for([30], 5, 4, 2, seed=3)
+    rb = submanifold_rulebook(coords, (3, 3, 1))
+    f = torch.randn(30, 4)
+    w = torch.randn(9, 4)
+    ref = sparse_depthwise_conv(f.bfloat16().float(), w, rb)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = sparse_depthwise_conv(f.bfloat16(), w, rb)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, ref)
+    with pytest.raises(ValueError, match="dtype"):
+        sparse_depthwise_conv(f.bfloat16(), w, rb)

@@ -174,3 +174,14 @@ def test_window_partition_z_stacking_and_errors():
         bev_window_partition(coords[:, :3], (2, 2))
     with pytest.raises(ValueError, match=">= 0"):
         bev_window_partition(coords - 3, (2, 2))
+
+
+def test_reference_under_bf16_autocast_matches_fp32():
+    """Training runs under bf16 autocast: the reference still computes in fp32 (no bf16 sparse kernels)."""
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(int(OFFSETS[-1]), 2, 4, generator=g) for _ in range(3))
+    ref = scatter_linear_attention(q, k, v, OFFSETS, impl="reference")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = scatter_linear_attention(q, k, v, OFFSETS, impl="reference")
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, ref)
