@@ -11,17 +11,9 @@ from perception3d.models.backbones.dsvt import DSVTLayer
 from perception3d.models.backbones.dsvt_pooling import AttentionZPool
 from perception3d.ops.dsvt import dsvt_partition
 from perception3d.registry import MODELS
+from _sparse_coords import coords_for  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def coords_for(counts, nx, ny, nz=1, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    rows = []
-    for b, n in enumerate(counts):
-        cells = torch.randperm(nx * ny * nz, generator=g)[:n]
-        rows.append(torch.stack([torch.full_like(cells, b), cells // (nx * ny), cells // nx % ny, cells % nx], 1))
-    return torch.cat(rows).to(torch.int32)
 
 
 def softmax_attention(q, k, v, heads):

@@ -5,15 +5,7 @@ import torch
 
 from perception3d.models.backbones.flatformer import FlatFormer, sinusoidal_position_encoding
 from perception3d.registry import MODELS
-
-
-def coords_for(counts, nx, ny, nz=1, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    rows = []
-    for b, n in enumerate(counts):
-        cells = torch.randperm(nx * ny * nz, generator=g)[:n]
-        rows.append(torch.stack([torch.full_like(cells, b), cells // (nx * ny), cells // nx % ny, cells % nx], 1))
-    return torch.cat(rows).to(torch.int32)
+from _sparse_coords import coords_for  # noqa: E402
 
 
 def small_model(**kw):

@@ -9,17 +9,9 @@ import torch.nn.functional as F
 from perception3d.models.backbones.cwi import CrossWindowInteraction, cwi_kernel_sizes, cwi_rulebooks
 from perception3d.ops.scatter_attention import sparse_depthwise_conv, submanifold_rulebook
 from perception3d.registry import MODELS
+from _sparse_coords import coords_for  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def coords_for(counts, nx, ny, nz=1, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    rows = []
-    for b, n in enumerate(counts):
-        cells = torch.randperm(nx * ny * nz, generator=g)[:n]
-        rows.append(torch.stack([torch.full_like(cells, b), cells // (nx * ny), cells // nx % ny, cells % nx], 1))
-    return torch.cat(rows).to(torch.int32)
 
 
 def dense_depthwise(feats, coords, weight, ks, shape):
