@@ -29,6 +29,10 @@ model = dict(
     img_neck=dict(type="ImageFPN", in_channels=[32, 64, 128], out_channels=embed_dim, num_outs=4),  # strides 8-64
     depth_head=dict(type="DepthHead", in_channels=embed_dim, mid_channels=embed_dim, depth_bins=depth_bins,
                     loss_weight=1.0),
+    # training-only perspective supervision (projected box centres on the stride-8 image features): the image
+    # backbone is trained from scratch, and the BEV loss alone reaches it only through the sparse samples
+    perspective_head=dict(type="PerspectiveCenterHead", in_channels=embed_dim, num_classes=10, mid_channels=embed_dim,
+                          level=0, stride=8, loss_weight=1.0),
     bev_encoder=dict(type="BEVLiftingEncoder", bev_h=bev_size, bev_w=bev_size, point_cloud_range=point_cloud_range,
                      embed_dims=embed_dim, num_layers=1, ffn_channels=2 * embed_dim, num_z_anchors=4, num_heads=4,
                      num_levels=4, num_points=2, attn_type=attn_type, depth_bins=depth_bins),

@@ -152,6 +152,7 @@ def tiny_model_options() -> dict:
     return {
         "model.img_backbone.widths": "[8,8,16,16]", "model.img_neck.in_channels": "[8,16,16]",
         "model.img_neck.out_channels": 16, "model.depth_head.in_channels": 16, "model.depth_head.mid_channels": 16,
+        "model.perspective_head.in_channels": 16, "model.perspective_head.mid_channels": 16,
         "model.bev_encoder.bev_h": 16, "model.bev_encoder.bev_w": 16, "model.bev_encoder.point_cloud_range": pcr,
         "model.bev_encoder.embed_dims": 16, "model.bev_encoder.ffn_channels": 16, "model.bev_encoder.num_heads": 2,
         "model.bev_encoder.num_z_anchors": 2, "model.bev_encoder.num_points": 1,
@@ -207,13 +208,14 @@ def test_camera_detector_shapes_and_gradients(batch):
     assert tuple(data["inputs"]["img"].shape) == (2, 6, 3, 45, 80)
     assert tuple(data["data_samples"][0].gt_depth.shape) == (6, 6, 10)
     losses = model(**data, mode="loss")
-    assert set(losses) == {"task0.loss_heatmap", "task0.loss_bbox", "loss_depth"}
+    assert set(losses) == {"task0.loss_heatmap", "task0.loss_bbox", "loss_depth", "loss_persp"}
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
     for name in ("img_backbone.stem.0.weight", "depth_head.net.3.weight",
                  "bev_encoder.layers.0.attn.sampling_offsets.weight",
                  "bev_encoder.layers.0.attn.sampling_offsets_depth.weight",
                  "bev_encoder.layers.0.attn.value_proj.weight", "bev_encoder.bev_embedding.weight",
+                 "perspective_head.net.2.weight",
                  "head.shared_conv.0.weight"):
         g = dict(model.named_parameters())[name].grad
         assert g is not None and g.abs().sum() > 0, name

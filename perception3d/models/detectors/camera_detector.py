@@ -29,13 +29,15 @@ class CameraDetector(BaseModel):
         bev_encoder: ``BEVLiftingEncoder`` (attn_type "dfa3d" | "dfa2d").
         head: ``CenterHead`` on the BEV map.
         depth_head: ``DepthHead`` (required for "dfa3d"; optional for "dfa2d", where it only adds the depth loss).
+        perspective_head: optional ``PerspectiveCenterHead``: training-only heatmap of the projected box centres
+            on the image features (auxiliary supervision for backbones trained from scratch).
         backbone, neck: optional BEV 2D backbone / neck (e.g. SECOND / SECONDFPN).
         depth_source: "pred" (predicted distributions) or "lidar_gt" (one-hot of the projected lidar depth where
             a point hits, predicted elsewhere — needs ``gt_depth`` at test time too).
     """
 
     def __init__(self, img_backbone: dict, img_neck: dict, bev_encoder: dict, head: dict,
-                 depth_head: Optional[dict] = None, backbone: Optional[dict] = None, neck: Optional[dict] = None,
+                 depth_head: Optional[dict] = None, perspective_head: Optional[dict] = None, backbone: Optional[dict] = None, neck: Optional[dict] = None,
                  depth_source: str = "pred", data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor or dict(type="Det3DDataPreprocessor"),
@@ -45,6 +47,7 @@ class CameraDetector(BaseModel):
         self.img_backbone = MODELS.build(img_backbone)
         self.img_neck = MODELS.build(img_neck)
         self.depth_head = MODELS.build(depth_head) if depth_head else None
+        self.perspective_head = MODELS.build(perspective_head) if perspective_head else None
         self.bev_encoder = MODELS.build(bev_encoder)
         self.backbone = MODELS.build(backbone) if backbone else None
         self.neck = MODELS.build(neck) if neck else None
@@ -75,8 +78,10 @@ class CameraDetector(BaseModel):
         return torch.stack(mats).to(img.device), gt
 
     def extract_feat(self, img: torch.Tensor, lidar2img: torch.Tensor,
-                     gt_depth: Optional[torch.Tensor] = None) -> Tuple[List[torch.Tensor], Optional[List[torch.Tensor]]]:
-        """Images (B, N, 3, H, W) -> (BEV feature maps for the head, depth logits per level (B*N, N_d, H_l, W_l))."""
+                     gt_depth: Optional[torch.Tensor] = None
+                     ) -> Tuple[List[torch.Tensor], Optional[List[torch.Tensor]], List[torch.Tensor]]:
+        """Images (B, N, 3, H, W) -> (BEV feature maps for the head, depth logits per level (B*N, N_d, H_l, W_l),
+        image FPN levels (B*N, C, H_l, W_l))."""
         B, N, _, H, W = img.shape
         feats = self.img_neck(self.img_backbone(img.flatten(0, 1)))
         logits = dists = None
@@ -94,7 +99,7 @@ class CameraDetector(BaseModel):
         bev = self.bev_encoder([f.unflatten(0, (B, N)) for f in feats], dists, lidar2img, (H, W))
         x = self.backbone(bev) if self.backbone is not None else bev
         x = self.neck(x) if self.neck is not None else x
-        return (list(x) if isinstance(x, (list, tuple)) else [x]), logits
+        return (list(x) if isinstance(x, (list, tuple)) else [x]), logits, feats
 
     # --------------------------------------------------------------- forward
     def forward(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None, mode: str = "tensor"):
@@ -104,7 +109,7 @@ class CameraDetector(BaseModel):
         if data_samples is None:
             raise ValueError("CameraDetector: data_samples with 'lidar2img' metainfo are required")
         lidar2img, gt_depth = self.camera_meta(data_samples, img)
-        feats, logits = self.extract_feat(img, lidar2img, gt_depth)
+        feats, logits, img_feats = self.extract_feat(img, lidar2img, gt_depth)
         if mode == "tensor":
             return self.head(feats)
         if mode == "loss":
@@ -114,6 +119,11 @@ class CameraDetector(BaseModel):
                     raise ValueError("CameraDetector: the depth loss needs data_samples[i].gt_depth "
                                      "(MultiViewDepthMap in the train pipeline) or depth_head.loss_weight=0")
                 losses["loss_depth"] = self.depth_head.loss(logits, gt_depth.flatten(0, 1))
+            if self.perspective_head is not None:
+                gts = [s.gt_instances_3d for s in data_samples]
+                losses["loss_persp"] = self.perspective_head.loss(
+                    self.perspective_head(img_feats), [getattr(g.bboxes_3d, "tensor", g.bboxes_3d) for g in gts], [g.labels_3d for g in gts],
+                    lidar2img)
             return losses
         if mode == "predict":
             results: List[InstanceData] = self.head.predict(feats, [s.metainfo for s in data_samples])

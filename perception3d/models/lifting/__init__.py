@@ -2,3 +2,4 @@
 from .bev_encoder import BEVLiftingEncoder, bev_anchors  # noqa: F401
 from .depth_head import DepthHead, depth_to_bin, lidar_depth_distribution, num_depth_bins  # noqa: F401
 from .spatial_cross_attn import SpatialCrossAttention, project_anchors, rebatch_indices  # noqa: F401
+from .perspective_head import PerspectiveCenterHead, perspective_center_targets  # noqa: F401
