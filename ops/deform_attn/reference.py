@@ -18,13 +18,16 @@ attn * bilinear_c [* depth_score_c], computed by ``torch.nn.functional.embedding
 per_sample_weights=...)`` (the gathered values are never materialised). The 2D op and DFA3D share that gather;
 DFA3D only adds the depth scores: in the forward one 8-float gather per sample from a "quad" table (bins k0, k0+1
 of the 4 corners, contiguous) and a ``lerp``; in the backward per-corner gathers (no table is held).
-Work is chunked over queries. The backward (explicit formulas, per chunk) takes d out / d corner weight and the
-value gradient from ``embedding_bag``'s backward, scatters the depth gradient with a 1-D ``scatter_add_`` and
-reduces the rest per sample.
+Work is split into camera (batch) groups, each chunked over queries (:func:`_plan`); the padded value / depth
+tables, the quad table and the backward's dense value-row gradient are built per group (one camera unless all
+queries of several fit one chunk), so they never span the batch. The backward (explicit formulas, per chunk)
+takes d out / d corner weight and the value gradient from ``embedding_bag``'s backward, scatters the depth
+gradient with a 1-D ``scatter_add_``, reduces the rest per sample, and writes each group's unpadded value / depth
+gradient straight into the result.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -37,14 +40,20 @@ Shapes = Sequence[Tuple[int, int]]
 _PAD_LO, _PAD_HI = 1, 2
 
 
-def _pad_levels(t: torch.Tensor, shapes: Shapes, starts: Sequence[int]) -> torch.Tensor:
-    """(B, S, R) -> (B, S', R): every level zero-padded by 1 before and 2 after in H and W."""
+def _pad_levels(t: torch.Tensor, shapes: Shapes, starts: Sequence[int], pad_last: bool = False) -> torch.Tensor:
+    """(B, S, R) -> (B, S', R): every level zero-padded by 1 before and 2 after in H and W (and, with
+    ``pad_last``, the last dim too: (B, S', R + 3)). One zero fill and one copy per level, no concatenation."""
     B, _, R = t.shape
-    parts = []
-    for (H, W), s0 in zip(shapes, starts):
-        lvl = t[:, s0:s0 + H * W].reshape(B, H, W, R)
-        parts.append(F.pad(lvl, (0, 0, _PAD_LO, _PAD_HI, _PAD_LO, _PAD_HI)).reshape(B, -1, R))
-    return torch.cat(parts, 1)
+    lo, hi = _PAD_LO, _PAD_HI
+    sizes = [(h + lo + hi) * (w + lo + hi) for h, w in shapes]
+    out = t.new_zeros(B, sum(sizes), R + lo + hi if pad_last else R)
+    s1 = 0
+    for (H, W), s0, size in zip(shapes, starts, sizes):
+        dst = out[:, s1:s1 + size].view(B, H + lo + hi, W + lo + hi, -1)[:, lo:lo + H, lo:lo + W]
+        dst = dst[..., lo:lo + R] if pad_last else dst
+        dst.copy_(t[:, s0:s0 + H * W].reshape(B, H, W, R))
+        s1 += size
+    return out
 
 
 def _unpad_levels(t: torch.Tensor, shapes: Shapes) -> torch.Tensor:
@@ -127,18 +136,24 @@ def _bilinear(geo: Dict[str, torch.Tensor], scale: Optional[torch.Tensor] = None
 def _quad_table(depth_p: torch.Tensor, shapes: Shapes) -> torch.Tensor:
     """(B, S', nb) padded depth -> (B, S', nb, 4): entry (key, k) = depth at bin k of the 4 corners (raster order)
     of a sample whose corner (y0, x0) is ``key``. A sample's 8 depth values (bins k0, k0 + 1) are then 32
-    contiguous bytes: one cache line instead of 4 scattered ones."""
+    contiguous bytes: one cache line instead of 4 scattered ones. Corners past the level's last row / column
+    (only padding keys have them) are 0."""
     B, _, nb = depth_p.shape
-    parts, s0 = [], 0
+    quads = depth_p.new_empty(B, depth_p.shape[1], nb, 4)
+    s0 = 0
     for H, W in shapes:
         hp, wp = H + _PAD_LO + _PAD_HI, W + _PAD_LO + _PAD_HI
         d = depth_p[:, s0:s0 + hp * wp].view(B, hp, wp, nb)
-        dx = F.pad(d[:, :, 1:], (0, 0, 0, 1))  # D[y, x + 1]
-        dy = F.pad(d[:, 1:], (0, 0, 0, 0, 0, 1))  # D[y + 1, x]
-        dxy = F.pad(dx[:, 1:], (0, 0, 0, 0, 0, 1))  # D[y + 1, x + 1]
-        parts.append(torch.stack([d, dx, dy, dxy], -1).view(B, hp * wp, nb, 4))
+        q = quads[:, s0:s0 + hp * wp].view(B, hp, wp, nb, 4)
+        q[..., 0] = d
+        q[:, :, :-1, :, 1] = d[:, :, 1:]  # D[y, x + 1]
+        q[:, :-1, :, :, 2] = d[:, 1:]  # D[y + 1, x]
+        q[:, :-1, :-1, :, 3] = d[:, 1:, 1:]  # D[y + 1, x + 1]
+        q[:, :, -1, :, 1] = 0
+        q[:, -1, :, :, 2:] = 0
+        q[:, :-1, -1, :, 3] = 0
         s0 += hp * wp
-    return torch.cat(parts, 1)
+    return quads
 
 
 def _quad_gather(quads_flat: torch.Tensor, qidx: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -150,7 +165,7 @@ def _quad_gather(quads_flat: torch.Tensor, qidx: torch.Tensor) -> Tuple[torch.Te
 
 def _pad_depth(depth: torch.Tensor, shapes: Shapes, starts: Sequence[int]) -> torch.Tensor:
     """(B, S, N_d) -> (B, S', N_d + 3): levels padded in H, W and bins padded 1 before, 2 after."""
-    return F.pad(_pad_levels(depth, shapes, starts), (_PAD_LO, _PAD_HI))
+    return _pad_levels(depth, shapes, starts, pad_last=True)
 
 
 def _index_dtype(B: int, num_keys: int, M: int, depth_bins: int) -> torch.dtype:
@@ -216,17 +231,33 @@ class _Ctx:
         return out.view(4, *loc.shape[:2], self.M * self.ch).sum(0)
 
 
-def _chunks(Q: int, loc: torch.Tensor, budget: int):
-    B, _, M, L, P = loc.shape[:5]
-    step = max(1, int(budget) // max(1, B * M * L * P * 4))
-    return [(q0, min(Q, q0 + step)) for q0 in range(0, Q, step)]
+def _plan(loc: torch.Tensor, budget: int) -> List[Tuple[int, int, List[Tuple[int, int]]]]:
+    """Work split: camera (batch) groups [b0, b1), each with its query chunks [q0, q1).
+
+    Several cameras share a group only when all their queries fit in one chunk; otherwise a group is one camera,
+    chunked over queries. Padded tables (and the backward's dense value-row gradient) are then built per group,
+    so they hold one camera, not the whole batch.
+    """
+    B, Q, M, L, P = loc.shape[:5]
+    per_query = max(1, M * L * P * 4)
+    step = max(1, int(budget) // per_query)  # queries of one camera per chunk
+    if Q == 0:  # no work, but the backward still writes (zero) value / depth gradients per group
+        return [(0, B, [])]
+    if Q <= step:
+        cams = max(1, min(B, int(budget) // max(1, Q * per_query)))
+        return [(b0, min(B, b0 + cams), [(0, Q)]) for b0 in range(0, B, cams)]
+    chunks = [(q0, min(Q, q0 + step)) for q0 in range(0, Q, step)]
+    return [(b, b + 1, chunks) for b in range(B)]
 
 
-def _forward(ctx: _Ctx, loc, attn, budget):
+def _forward(value, depth, shapes, starts, loc, attn, budget):
     B, Q = loc.shape[:2]
-    out = ctx.value_p.new_empty(B, Q, ctx.M * ctx.ch)
-    for q0, q1 in _chunks(Q, loc, budget):
-        out[:, q0:q1] = ctx.forward_chunk(loc[:, q0:q1], attn[:, q0:q1])
+    M, ch = value.shape[2:]
+    out = value.new_empty(B, Q, M * ch)
+    for b0, b1, chunks in _plan(loc, budget):
+        ctx = _Ctx(value[b0:b1], depth[b0:b1] if depth is not None else None, shapes, starts)
+        for q0, q1 in chunks:
+            out[b0:b1, q0:q1] = ctx.forward_chunk(loc[b0:b1, q0:q1], attn[b0:b1, q0:q1])
     return out
 
 
@@ -275,37 +306,44 @@ class _DeformAttnFn(torch.autograd.Function):
         fctx.shapes, fctx.starts, fctx.budget = shapes, starts, budget
         fctx.has_depth = depth is not None
         fctx.save_for_backward(value, depth if depth is not None else value.new_empty(0), loc, attn)
-        return _forward(_Ctx(value, depth, shapes, starts), loc, attn, budget)
+        return _forward(value, depth, shapes, starts, loc, attn, budget)
 
     @staticmethod
     def backward(fctx, grad_out):  # type: ignore[override]
         value, depth, loc, attn = fctx.saved_tensors
         depth = depth if fctx.has_depth else None
         need_v, need_d, need_loc, need_a = fctx.needs_input_grad[:4]
-        ctx = _Ctx(value, depth, fctx.shapes, fctx.starts, quads=False)
-        g_value_rows = None  # the first chunk's dense value-row gradient becomes the accumulator
-        g_depth_p = torch.zeros_like(ctx.depth_p) if (need_d and depth is not None) else None
+        need_d = need_d and depth is not None
+        shapes = fctx.shapes
+        # every camera group writes its slice of the value / depth gradient: no zero fill needed
+        g_value = value.new_empty(value.shape) if need_v else None
+        g_depth = depth.new_empty(depth.shape) if need_d else None
         g_loc = torch.zeros_like(loc) if need_loc else None
         g_attn = torch.zeros_like(attn) if need_a else None
         grad_out = grad_out.contiguous()
-        for q0, q1 in _chunks(loc.shape[1], loc, max(1, fctx.budget // 2)):
-            gv, gl, ga = _backward_chunk(ctx, loc[:, q0:q1], attn[:, q0:q1], grad_out[:, q0:q1], need_v,
-                                         g_depth_p.view(-1) if g_depth_p is not None else None, need_loc, need_a)
-            if gv is not None:
-                g_value_rows = gv if g_value_rows is None else g_value_rows.add_(gv)
-            del gv
-            if need_loc:
-                g_loc[:, q0:q1] = gl
-            if need_a:
-                g_attn[:, q0:q1] = ga
-        g_value = None
-        if need_v:
-            g_value_p = (g_value_rows.view(ctx.value_p.shape) if g_value_rows is not None
-                         else torch.zeros_like(ctx.value_p))
-            g_value = _unpad_levels(g_value_p, fctx.shapes).view(value.shape)
-        g_depth = None
-        if g_depth_p is not None:
-            g_depth = _unpad_levels(g_depth_p[..., _PAD_LO:_PAD_LO + ctx.nd], fctx.shapes)
+        for b0, b1, chunks in _plan(loc, max(1, fctx.budget // 2)):
+            ctx = _Ctx(value[b0:b1], depth[b0:b1] if depth is not None else None, shapes, fctx.starts,
+                       quads=False)
+            g_value_rows = None  # the group's first chunk's dense value-row gradient becomes the accumulator
+            g_depth_p = torch.zeros_like(ctx.depth_p) if need_d else None
+            for q0, q1 in chunks:
+                gv, gl, ga = _backward_chunk(ctx, loc[b0:b1, q0:q1], attn[b0:b1, q0:q1], grad_out[b0:b1, q0:q1],
+                                             need_v, g_depth_p.view(-1) if need_d else None, need_loc, need_a)
+                if gv is not None:
+                    g_value_rows = gv if g_value_rows is None else g_value_rows.add_(gv)
+                del gv
+                if need_loc:
+                    g_loc[b0:b1, q0:q1] = gl
+                if need_a:
+                    g_attn[b0:b1, q0:q1] = ga
+                del gl, ga
+            if need_v:
+                g_value_p = (g_value_rows.view(ctx.value_p.shape) if g_value_rows is not None
+                             else torch.zeros_like(ctx.value_p))
+                g_value[b0:b1] = _unpad_levels(g_value_p, shapes).view(g_value[b0:b1].shape)
+            if need_d:
+                g_depth[b0:b1] = _unpad_levels(g_depth_p[..., _PAD_LO:_PAD_LO + ctx.nd], shapes)
+            del ctx, g_value_rows, g_depth_p
         return g_value, g_depth, g_loc, g_attn, None, None, None
 
 
@@ -323,5 +361,4 @@ def deform_attn_reference(value: torch.Tensor, spatial_shapes: Shapes, level_sta
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
         return _DeformAttnFn.apply(value, depth_dist, sampling_locations, attention_weights, shapes, starts,
                                    corner_budget)
-    ctx = _Ctx(value, depth_dist, shapes, starts)
-    return _forward(ctx, sampling_locations, attention_weights, corner_budget)
+    return _forward(value, depth_dist, shapes, starts, sampling_locations, attention_weights, corner_budget)

@@ -7,13 +7,13 @@ head or ``depth_source="lidar_gt"``, the field ``gt_depth`` (N_cam, h0, w0) metr
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from mmengine.model import BaseModel
-from mmengine.structures import InstanceData
 
 from ...registry import MODELS
+from .base import BEVDetectorMixin
 from ...structures import Det3DDataSample
 from ..lifting.depth_head import lidar_depth_distribution, pool_depth_targets
 
@@ -21,7 +21,7 @@ DEPTH_SOURCES = ("pred", "lidar_gt")
 
 
 @MODELS.register_module()
-class CameraDetector(BaseModel):
+class CameraDetector(BEVDetectorMixin, BaseModel):
     """Camera-only 3D detector with a CenterPoint head (``loss`` / ``predict`` as :class:`VoxelDetector`).
 
     Args:
@@ -121,17 +121,10 @@ class CameraDetector(BaseModel):
                 losses["loss_depth"] = self.depth_head.loss(logits, gt_depth.flatten(0, 1))
             if self.perspective_head is not None:
                 gts = [s.gt_instances_3d for s in data_samples]
-                losses["loss_persp"] = self.perspective_head.loss(
-                    self.perspective_head(img_feats), [getattr(g.bboxes_3d, "tensor", g.bboxes_3d) for g in gts], [g.labels_3d for g in gts],
-                    lidar2img)
+                boxes = [getattr(g.bboxes_3d, "tensor", g.bboxes_3d) for g in gts]
+                losses["loss_persp"] = self.perspective_head.loss(self.perspective_head(img_feats), boxes,
+                                                                  [g.labels_3d for g in gts], lidar2img)
             return losses
         if mode == "predict":
-            results: List[InstanceData] = self.head.predict(feats, [s.metainfo for s in data_samples])
-            for sample, res in zip(data_samples, results):
-                sample.pred_instances_3d = res
-            return data_samples
+            return self.predict_samples(feats, data_samples, img.shape[0])
         raise ValueError(f"CameraDetector.forward: unknown mode {mode!r} (expected 'loss', 'predict' or 'tensor')")
-
-    def loss_dict(self, batch: Dict) -> Dict[str, torch.Tensor]:  # convenience for tests
-        data = self.data_preprocessor(batch, True)
-        return self(**data, mode="loss")

@@ -6,18 +6,18 @@ canvas — or a dense BEV tensor (B, C, H, W) directly (spconv with height compr
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Union
+from typing import List, Optional, Union
 
 import torch
 from mmengine.model import BaseModel
-from mmengine.structures import InstanceData
 
 from ...registry import MODELS
+from .base import BEVDetectorMixin
 from ...structures import Det3DDataSample
 
 
 @MODELS.register_module()
-class VoxelDetector(BaseModel):
+class VoxelDetector(BEVDetectorMixin, BaseModel):
     """Voxel/pillar detector (CenterPoint-style head).
 
     Args:
@@ -67,15 +67,5 @@ class VoxelDetector(BaseModel):
             gts = [s.gt_instances_3d for s in data_samples]
             return self.head.loss(feats, gts)
         if mode == "predict":
-            metas = [s.metainfo for s in data_samples] if data_samples else [{} for _ in points]
-            results: List[InstanceData] = self.head.predict(feats, metas)
-            if data_samples is None:
-                data_samples = [Det3DDataSample() for _ in points]
-            for sample, res in zip(data_samples, results):
-                sample.pred_instances_3d = res
-            return data_samples
+            return self.predict_samples(feats, data_samples, len(points))
         raise ValueError(f"VoxelDetector.forward: unknown mode {mode!r} (expected 'loss', 'predict' or 'tensor')")
-
-    def loss_dict(self, batch: Dict) -> Dict[str, torch.Tensor]:  # convenience for tests
-        data = self.data_preprocessor(batch, True)
-        return self(**data, mode="loss")
