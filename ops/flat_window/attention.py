@@ -1,11 +1,43 @@
-"""Attention inside equal-size groups of flattened windows (FlatFormer), pure PyTorch + SDPA."""
+"""Attention inside equal-size groups of flattened windows (FlatFormer), pure PyTorch + SDPA.
+
+Inference fast path: with no autograd graph to build (``torch.no_grad`` / ``inference_mode``), float32 CPU
+inputs and no autocast, the linear layers go through oneDNN's fused linear (bias, GELU and a residual add
+fused into the matmul: one pass over the output instead of three); everywhere else they are the plain
+``F.linear`` / ``F.gelu`` / ``+`` ops. Same math; results agree to float32 rounding (tests check 1e-5).
+"""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def fused_linear_active(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """True when oneDNN's fused linear may replace F.linear: CPU float32, no autograd, no autocast."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
+            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+            and not torch.is_autocast_enabled("cpu") and torch.backends.mkldnn.enabled
+            and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+
+def linear_act(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], gelu: bool = False) -> torch.Tensor:
+    """``F.linear(x, weight, bias)`` (x (M, K), weight (N, K)), followed by exact (erf) GELU if ``gelu``."""
+    if fused_linear_active(x, weight):
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu" if gelu else "none", [],
+                                                  "none" if gelu else "")
+    y = F.linear(x, weight, bias)
+    return F.gelu(y) if gelu else y
+
+
+def linear_add(
+    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], other: torch.Tensor
+) -> torch.Tensor:
+    """``other + F.linear(x, weight, bias)`` with ``other`` (M, N) the same shape as the linear output."""
+    if fused_linear_active(x, weight) and other.dtype == torch.float32 and other.is_contiguous():
+        return torch.ops.mkldnn._linear_pointwise.binary(x, other, weight, bias, "add")
+    return other + F.linear(x, weight, bias)
 
 
 class GroupAttention(nn.Module):
@@ -28,15 +60,31 @@ class GroupAttention(nn.Module):
     def forward(self, x: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
         """x, pe: (num_groups, G, C) -> (num_groups, G, C)."""
         ng, g, c = x.shape
-        h, d = self.num_heads, c // self.num_heads
+        return self.forward_flat(x.reshape(ng * g, c), pe.reshape(ng * g, c), g).view(ng, g, c)
+
+    def forward_flat(
+        self, x: torch.Tensor, pe: torch.Tensor, group_size: int, residual: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """Groups stored flat: x, pe (P, C) with rows [i*G, (i+1)*G) forming group i -> (P, C).
+
+        Returns ``residual + attention(x)`` when ``residual`` (P, C) is given (fused into the output
+        projection on the inference fast path), else the attention output.
+        """
+        p, c = x.shape
+        g = int(group_size)
+        ng, h, d = p // g, self.num_heads, c // self.num_heads
         # q and k share their input: one fused matmul (same parameters as separate projections)
         w_qk = torch.cat([self.q_proj.weight, self.k_proj.weight], 0)
         b_qk = None if self.q_proj.bias is None else torch.cat([self.q_proj.bias, self.k_proj.bias], 0)
-        qk = F.linear(x + pe, w_qk, b_qk).view(ng, g, 2, h, d)
-        q, k = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2)
-        v = self.v_proj(x).view(ng, g, h, d).transpose(1, 2)
-        o = F.scaled_dot_product_attention(q, k, v)  # (ng, h, g, d)
-        return self.out_proj(o.transpose(1, 2).reshape(ng, g, c))
+        qk = linear_act(x + pe, w_qk, b_qk).view(ng, g, 2, h, d)
+        v = linear_act(x, self.v_proj.weight, self.v_proj.bias).view(ng, g, h, d)
+        # strided (ng, h, G, d) views: SDPA takes them as they are and returns its output laid out as
+        # (ng, G, h, d), so the transpose back below is free
+        o = F.scaled_dot_product_attention(qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), v.transpose(1, 2))
+        o = o.transpose(1, 2).reshape(p, c)
+        if residual is None:
+            return linear_act(o, self.out_proj.weight, self.out_proj.bias)
+        return linear_add(o, self.out_proj.weight, self.out_proj.bias, residual)
 
 
 def group_attention_reference(

@@ -24,23 +24,27 @@ def _order_key(
     b: torch.Tensor, z: torch.Tensor, y: torch.Tensor, x: torch.Tensor,
     nx: int, ny: int, nz: int, wx: int, wy: int, axis: str, shift: bool,
 ) -> torch.Tensor:
+    """int64 sort key; the window/in-window part is computed in the dtype of (b, y, x) (int32 when the
+    caller knows it fits: half the memory traffic) with branch-free serpentine flips (coords are >= 0)."""
     if shift:
         x = x + wx // 2
         y = y + wy // 2
     n1 = math.ceil(nx / wx) + 1  # windows along x (+1 room for the shift)
     m1 = math.ceil(ny / wy) + 1
-    x1, x2 = x // wx, x % wx
-    y1, y2 = y // wy, y % wy
+    x1, y1 = torch.div(x, wx, rounding_mode="floor"), torch.div(y, wy, rounding_mode="floor")
+    x2, y2 = x - x1 * wx, y - y1 * wy
+    # where(flag, n - 1 - v, v) == v + flag * (n - 1 - 2 v) with flag in {0, 1}
     if axis == "x":  # rows of windows along y, serpentine over x1; inside: x2 major, y2 alternating
-        odd = (y1 % 2) == 1
-        win = y1 * n1 + torch.where(odd, n1 - 1 - x1, x1)
-        inner = x2 * wy + torch.where((x2 % 2) == 1, wy - 1 - y2, y2)
+        odd = y1 & 1
+        win = y1 * n1 + x1 + odd * (n1 - 1 - 2 * x1)
+        inner = x2 * wy + y2 + (x2 & 1) * (wy - 1 - 2 * y2)
     else:  # columns of windows along x, serpentine over y1; inside: y2 major, x2 alternating
-        odd = (x1 % 2) == 1
-        win = x1 * m1 + torch.where(odd, m1 - 1 - y1, y1)
-        inner = y2 * wx + torch.where((y2 % 2) == 1, wx - 1 - x2, x2)
-    inner = torch.where(odd, wx * wy - 1 - inner, inner)
-    return ((b * (n1 * m1) + win) * (wx * wy) + inner) * nz + z
+        odd = x1 & 1
+        win = x1 * m1 + y1 + odd * (m1 - 1 - 2 * y1)
+        inner = y2 * wx + x2 + (y2 & 1) * (wx - 1 - 2 * x2)
+    inner = inner + odd * (wx * wy - 1 - 2 * inner)
+    key2d = (b * (n1 * m1) + win) * (wx * wy) + inner
+    return key2d.to(torch.int64) * nz + z.to(torch.int64)
 
 
 def key_bound(batch_size: int, nx: int, ny: int, nz: int, wx: int, wy: int) -> int:
@@ -87,8 +91,10 @@ def flattened_window_mapping_reference(
     nx, ny = int(sparse_shape[0]), int(sparse_shape[1])
     wx, wy = int(window[0]), int(window[1])
     with torch.no_grad():
-        c = coords.to(torch.int64)
-        b, z, y, x = c[:, 0], c[:, 1], c[:, 2], c[:, 3]
+        # the BEV part of the key in int32 when its bound allows it (exact either way)
+        small = key_bound(batch_size, nx, ny, 1, wx, wy) < 2**31
+        c = coords.to(torch.int32 if small else torch.int64)
+        b, z, y, x = c.unbind(1)
         if nz is None:
             nz = int(z.max()) + 1 if c.shape[0] else 1
         out: Dict[str, torch.Tensor] = {}

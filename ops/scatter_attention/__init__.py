@@ -11,7 +11,7 @@ from typing import Optional
 
 import torch
 
-from .reference import scatter_linear_attention_from_parts, segment_kv_reference, segment_qkv_reference
+from .reference import scatter_linear_attention_from_parts, scatter_linear_attention_reference
 from .depthwise import Rulebook, sparse_depthwise_conv, submanifold_rulebook
 from .windows import BEVWindows, bev_window_partition
 
@@ -113,12 +113,10 @@ def scatter_linear_attention(
         return y.to(q.dtype)
     # the reference computes in fp32 (sparse CSR matmuls have no bf16/fp16 CPU kernels): no autocast inside
     with torch.autocast(q.device.type, enabled=False):
-        y = scatter_linear_attention_from_parts(
+        y = scatter_linear_attention_reference(
             q.float() if q.dtype in (torch.float16, torch.bfloat16) else q,
             k.float() if k.dtype in (torch.float16, torch.bfloat16) else k,
             v.float() if v.dtype in (torch.float16, torch.bfloat16) else v,
-            win_ids, num_windows, eps, feature_map,
-            lambda kk, vv: segment_kv_reference(kk, vv, offsets, win_ids),
-            lambda qq, kv: segment_qkv_reference(qq, kv, offsets, win_ids),
+            offsets, win_ids, eps, feature_map,
         )
     return y.to(q.dtype)

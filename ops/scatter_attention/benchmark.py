@@ -1,14 +1,16 @@
 """Benchmark: scattered linear attention (SLA, reference) vs padded softmax window attention (SST-style).
 
-Both run on the same window layout of a synthetic nuScenes-scale voxel set (lidar-like radial density:
-dense near the ego, sparse far away), with the same q, k, v. Used by the lead for docs/benchmarks.md;
-never called from timed tests.
+Methods: ``sla`` (reference SLA), ``padded`` (the SST method as defined: q, k, v in the zero-padded
+(W, L, H, d) layout of the whole batch, ``layout="padded"``) and ``padded-chunked`` (the leaner variant that
+pads one chunk of windows at a time, ``layout="chunked"``). All run on the same window layout of a synthetic
+nuScenes-scale voxel set (lidar-like radial density: dense near the ego, sparse far away), with the same
+q, k, v. Used by the lead for docs/benchmarks.md; never called from timed tests.
 """
 from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable, Dict, Sequence
+from typing import Dict, Sequence
 
 import torch
 
@@ -37,25 +39,17 @@ def synthetic_voxels(num_voxels: int, grid: Sequence[int] = (360, 360), nz: int 
     return torch.stack([torch.zeros_like(x), z, y, x], 1).to(torch.int32)
 
 
-def _median_ms(fn: Callable[[], None], warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return float(statistics.median(times))
-
-
 def benchmark_sla_vs_padded(num_voxels: int = 25000, channels: int = 128, heads: int = 8,
                             window: Sequence[int] = (12, 12), grid: Sequence[int] = (360, 360), nz: int = 1,
                             warmup: int = 1, repeats: int = 3, memory: bool = True, seed: int = 0) -> Dict:
-    """Latency (median ms) and peak resident memory (MiB) of SLA vs padded window attention.
+    """Latency (median ms) and peak resident memory (MiB) of SLA vs padded window attention (both layouts).
 
     Measures forward (``inference_mode``) and forward + backward (grads of q, k, v) of the attention op only
-    (no projections), on CPU tensors. Returns ``dict(num_voxels, windows, max_len, mean_len, padded_slots,
-    heads, head_dim, ms={method: {fwd, fwd_bwd}}, peak_mib={method: {fwd, fwd_bwd}}, memory_method)``.
+    (no projections), on CPU tensors; timed passes are interleaved across methods (median of ``repeats``).
+    Memory (``memory=True``) is measured in this process after the timing passes; one fresh interpreter per
+    method and pass is ``perception3d.utils.bench_backbones._op_peak``. Returns ``dict(num_voxels, windows,
+    max_len, mean_len, padded_slots, heads, head_dim, ms={method: {fwd, fwd_bwd}}, peak_mib={method: {fwd,
+    fwd_bwd}}, memory_method)`` with methods ``sla``, ``padded``, ``padded-chunked``.
     """
     from perception3d.ops.scatter_attention import bev_window_partition, scatter_linear_attention
     from perception3d.ops.window_attention_padded import padded_window_attention
@@ -70,7 +64,8 @@ def benchmark_sla_vs_padded(num_voxels: int = 25000, channels: int = 128, heads:
     grad = torch.randn(num_voxels, heads, d, generator=g)
     methods = {
         "sla": lambda a, b, c: scatter_linear_attention(a, b, c, win.offsets, win_ids=win.win_ids, impl="reference"),
-        "padded": lambda a, b, c: padded_window_attention(a, b, c, win.offsets),
+        "padded": lambda a, b, c: padded_window_attention(a, b, c, win.offsets, layout="padded"),
+        "padded-chunked": lambda a, b, c: padded_window_attention(a, b, c, win.offsets, layout="chunked"),
     }
 
     def fwd(fn):
@@ -85,9 +80,18 @@ def benchmark_sla_vs_padded(num_voxels: int = 25000, channels: int = 128, heads:
     result = dict(num_voxels=num_voxels, windows=int(counts.numel()), max_len=int(counts.max()),
                   mean_len=float(counts.float().mean()), padded_slots=int(counts.numel() * counts.max()),
                   heads=heads, head_dim=d, ms={}, peak_mib={}, memory_method="none")
-    for name, fn in methods.items():
-        result["ms"][name] = {"fwd": _median_ms(lambda: fwd(fn), warmup, repeats),
-                              "fwd_bwd": _median_ms(lambda: fwd_bwd(fn), warmup, repeats)}
+    for name, fn in methods.items():  # warm-ups first, then the timed passes interleaved across methods
+        for _ in range(warmup):
+            fwd(fn)
+            fwd_bwd(fn)
+    times = {name: {"fwd": [], "fwd_bwd": []} for name in methods}
+    for _ in range(repeats):
+        for name, fn in methods.items():
+            for mode, run in (("fwd", fwd), ("fwd_bwd", fwd_bwd)):
+                t0 = time.perf_counter()
+                run(fn)
+                times[name][mode].append((time.perf_counter() - t0) * 1e3)
+    result["ms"] = {name: {m: float(statistics.median(t)) for m, t in d.items()} for name, d in times.items()}
     if memory:
         ok = return_freed_memory_to_os()
         probe = PeakMemory()
