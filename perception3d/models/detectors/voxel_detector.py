@@ -13,6 +13,7 @@ from mmengine.model import BaseModel
 
 from ...registry import MODELS
 from .base import BEVDetectorMixin
+from .flip_tta import FLIPS, check_symmetric_grid, flip_points, merge_flipped
 from ...structures import Det3DDataSample
 
 
@@ -25,11 +26,15 @@ class VoxelDetector(BEVDetectorMixin, BaseModel):
         sparse_backbone: optional sparse 3D backbone (see module docstring).
         bev_scatter: sparse voxels -> dense BEV canvas; required when the backbone's output is sparse.
         backbone: 2D BEV backbone; neck: 2D neck; head: the detection head (``loss``/``predict``).
+        test_flip: flip test-time augmentation in ``predict`` mode (CenterPoint's "double flip": the input
+            mirrored in x, y and both, head maps flipped back and averaged; 4x the inference cost; needs a
+            BEV range symmetric about the sensor). Training is unaffected.
     """
 
     def __init__(self, voxel_encoder: dict, head: dict, sparse_backbone: Optional[dict] = None,
                  bev_scatter: Optional[dict] = None, backbone: Optional[dict] = None, neck: Optional[dict] = None,
-                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
+                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None,
+                 test_flip: bool = False):
         super().__init__(data_preprocessor=data_preprocessor or dict(type="Det3DDataPreprocessor"),
                          init_cfg=init_cfg)
         self.voxel_encoder = MODELS.build(voxel_encoder)
@@ -38,6 +43,9 @@ class VoxelDetector(BEVDetectorMixin, BaseModel):
         self.backbone = MODELS.build(backbone) if backbone else None
         self.neck = MODELS.build(neck) if neck else None
         self.head = MODELS.build(head)
+        self.test_flip = bool(test_flip)
+        if self.test_flip:
+            check_symmetric_grid(self.head.bbox_coder.pc_range, "VoxelDetector(test_flip=True)")
 
     # -------------------------------------------------------------- features
     def extract_feat(self, points: List[torch.Tensor]) -> List[torch.Tensor]:
@@ -60,6 +68,8 @@ class VoxelDetector(BEVDetectorMixin, BaseModel):
     # --------------------------------------------------------------- forward
     def forward(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None, mode: str = "tensor"):
         points = inputs["points"]
+        if mode == "predict" and self.test_flip:
+            return self.predict_flipped(points, data_samples)
         feats = self.extract_feat(points)
         if mode == "tensor":
             return self.head(feats)
@@ -69,3 +79,11 @@ class VoxelDetector(BEVDetectorMixin, BaseModel):
         if mode == "predict":
             return self.predict_samples(feats, data_samples, len(points))
         raise ValueError(f"VoxelDetector.forward: unknown mode {mode!r} (expected 'loss', 'predict' or 'tensor')")
+
+    def predict_flipped(self, points: List[torch.Tensor], data_samples: Optional[List[Det3DDataSample]]
+                        ) -> List[Det3DDataSample]:
+        """Flip test-time augmentation (see ``test_flip``): one batch of the four mirrored copies."""
+        batch = len(points)
+        copies = [flip_points(p, flip) for flip in FLIPS for p in points]
+        preds = merge_flipped(self.head(self.extract_feat(copies)), batch)
+        return self.predict_from_maps(preds, data_samples, batch)
