@@ -91,3 +91,34 @@ def test_training_and_inference_pooling_paths_agree():
         infer_out, coords2 = enc(pts, b)
     assert torch.equal(coords, coords2)
     torch.testing.assert_close(train_out.detach(), infer_out, rtol=0, atol=1e-12)
+
+
+def test_split_linear_equals_concatenation_in_both_paths_with_gradients():
+    """The layers after the first apply Linear([x, max(x)]) as x W_a^T + max(x) W_b^T: same values and gradients
+    as the concatenation, in the training (segment) and inference (scatter) paths."""
+    torch.manual_seed(3)
+    pts, b = make_points(n=300, seed=3)
+    enc = DynamicVFE(4, (8, 6, 5), VS, PCR, norm="LN")
+
+    def concat_forward(enc, pts, b):
+        vox = dynamic_voxelize(pts, b, enc.voxel_size, enc.point_cloud_range)
+        idx = vox["point2voxel"][vox["point2voxel"] >= 0]
+        x = enc.augment(pts, vox)
+        for i, (lin, norm) in enumerate(enc.layers):
+            x = torch.relu(norm(lin(x)))
+            if i < len(enc.layers) - 1:
+                mx = torch.full((vox["num_voxels"], x.shape[1]), -float("inf")).index_reduce_(0, idx, x, "amax")
+                x = torch.cat([x, mx[idx]], 1)
+        return torch.full((vox["num_voxels"], x.shape[1]), -float("inf")).index_reduce_(0, idx, x, "amax")
+
+    got = enc(pts, b)[0]
+    want = concat_forward(enc, pts, b)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(enc(pts, b)[0], want, atol=1e-5, rtol=1e-5)
+    w = torch.randn_like(want)
+    g1 = torch.autograd.grad((got * w).sum(), list(enc.parameters()))
+    g2 = torch.autograd.grad((want * w).sum(), list(enc.parameters()))
+    for a, c in zip(g1, g2):
+        assert a.abs().sum() > 0
+        torch.testing.assert_close(a, c, atol=1e-5, rtol=1e-4)

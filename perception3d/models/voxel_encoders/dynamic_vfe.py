@@ -9,7 +9,7 @@ to each point (VFE style), so the next layer's input is 2x wider. The last layer
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -106,11 +106,8 @@ class DynamicVFE(nn.Module):
         if not torch.is_grad_enabled():
             # inference: scatter reductions have the faster (multi-threaded) forward
             idx, v = vox["point2voxel"][vox["point2voxel"] >= 0], vox["num_voxels"]
-            x = self.augment(points, vox)
-            for i, (linear, norm) in enumerate(self.layers):
-                x = torch.relu(norm(linear(x)))
-                if i < len(self.layers) - 1:
-                    x = torch.cat([x, scatter_max(x, idx, v)[idx]], dim=1)
+            x = self.pointnet(self.augment(points, vox), lambda t: scatter_max(t, idx, v),
+                              lambda t: t.index_select(0, idx))
             pooled = scatter_max(x, idx, v) if self.mode == "max" else scatter_mean(x, idx, v)
             return pooled, vox["coords"]
         # training: pool over runs of voxel-sorted points (segment_reduce's backward is ~5x cheaper)
@@ -118,13 +115,30 @@ class DynamicVFE(nn.Module):
         # group the in-range points by voxel once: every pooling below is then a reduction over runs
         order, lengths = sort_by_segment(vox["point2voxel"][keep], vox["num_voxels"])
         sorted_vox = dict(vox, point2voxel=vox["point2voxel"][keep][order])
-        x = self.augment(points[keep][order], sorted_vox, lengths)
-        for i, (linear, norm) in enumerate(self.layers):
-            x = torch.relu(norm(linear(x)))
-            if i < len(self.layers) - 1:
-                x = torch.cat([x, segment_reduce_sorted(x, lengths, "max").repeat_interleave(lengths, dim=0)], dim=1)
+        x = self.pointnet(self.augment(points[keep][order], sorted_vox, lengths),
+                          lambda t: segment_reduce_sorted(t, lengths, "max"),
+                          lambda t: t.repeat_interleave(lengths, dim=0))
         pooled = segment_reduce_sorted(x, lengths, "max" if self.mode == "max" else "mean")
         return pooled, vox["coords"]
+
+    def pointnet(self, x: torch.Tensor, pool_max: Callable[[torch.Tensor], torch.Tensor],
+                 expand: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """The PointNet layers on augmented point features (M, C_aug) -> (M, C_out) (before the final pooling).
+
+        ``pool_max`` takes (M, C) point rows to (V, C) per-voxel maxima, ``expand`` (V, C) back to (M, C). A layer
+        after the first reads ``[x, max_voxel(x)]``; its Linear is applied as ``x W_a^T + expand(max W_b^T)``
+        (W = [W_a | W_b]), which equals Linear of the concatenation but never builds the (M, 2C) concatenation
+        and multiplies the pooled half per voxel instead of per point.
+        """
+        for i, (linear, norm) in enumerate(self.layers):
+            if i == 0:
+                h = linear(x)
+            else:
+                c = x.shape[1]
+                w = linear.weight
+                h = expand(pool_max(x) @ w[:, c:].t()).addmm_(x, w[:, :c].t())
+            x = torch.relu_(norm(h))  # in place: the norms' backward needs their input, not their output
+        return x
 
 
 @MODELS.register_module()
