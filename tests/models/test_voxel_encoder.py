@@ -122,3 +122,22 @@ def test_split_linear_equals_concatenation_in_both_paths_with_gradients():
     for a, c in zip(g1, g2):
         assert a.abs().sum() > 0
         torch.testing.assert_close(a, c, atol=1e-5, rtol=1e-4)
+
+
+def test_split_linear_under_bfloat16_autocast_matches_fp32_and_backpropagates():
+    """The demo configs train under bfloat16 autocast: the in-place half of the split linear must match the
+    autocast dtype in both paths, stay close to the fp32 result and give fp32 parameter gradients."""
+    torch.manual_seed(4)
+    pts, b = make_points(n=300, seed=4)
+    enc = DynamicVFE(4, (16, 16), VS, PCR)  # BN1d, as in the demo configs
+    enc.eval()  # fixed norm statistics: fp32 and bf16 runs see the same normalisation
+    want = enc(pts, b)[0]
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=torch.bfloat16):
+            got = enc(pts, b)[0]
+        torch.testing.assert_close(got.float(), want, atol=0.1, rtol=0.05)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = enc(pts, b)[0]
+    grads = torch.autograd.grad(out.float().sum(), list(enc.parameters()), allow_unused=True)
+    assert all(g is None or (g.dtype == torch.float32 and torch.isfinite(g).all()) for g in grads)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)

@@ -136,7 +136,8 @@ class DynamicVFE(nn.Module):
             else:
                 c = x.shape[1]
                 w = linear.weight
-                h = expand(pool_max(x) @ w[:, c:].t()).addmm_(x, w[:, :c].t())
+                h = expand(pool_max(x) @ w[:, c:].t())  # under autocast this is in the autocast dtype
+                h.addmm_(x.to(h.dtype), w[:, :c].t().to(h.dtype))  # in-place ops are not autocast: match dtypes
             x = torch.relu_(norm(h))  # in place: the norms' backward needs their input, not their output
         return x
 
