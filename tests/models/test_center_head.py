@@ -221,3 +221,41 @@ def test_class_aware_nms_keeps_overlapping_boxes_of_other_classes():
     aware = filter_and_nms(boxes, scores, 0.1, None, "rotate", 0.2, None, None, labels=labels)
     assert agnostic.tolist() == [0]
     assert sorted(aware.tolist()) == [0, 2]
+
+
+def test_heading_from_motion_hand_cases():
+    from perception3d.models.heads.center_decode import heading_from_motion
+    pi = math.pi
+    #               x  y  z  l  w  h  yaw        vx    vy
+    boxes = torch.tensor([[0, 0, 0, 4, 2, 2, pi - 0.1, 5.0, 0.0],     # against +x motion: turned to -0.1
+                          [0, 0, 0, 4, 2, 2, 0.1, 5.0, 0.0],          # along its motion: kept
+                          [0, 0, 0, 4, 2, 2, pi - 0.1, 0.3, 0.0],     # too slow: kept
+                          [0, 0, 0, .6, .6, 1.7, 2.0, 0.0, -1.5],     # pedestrian (aligned): yaw = -pi/2
+                          [0, 0, 0, .6, .6, 1.7, 2.0, 0.0, 0.5]])     # slow pedestrian: kept
+    labels = torch.tensor([0, 1, 2, 5, 5])
+    out = heading_from_motion(boxes, labels, min_speed=1.0, align_labels=[5])
+    want = torch.tensor([-0.1, 0.1, pi - 0.1, -pi / 2, 2.0])
+    torch.testing.assert_close(out[:, 6], want, rtol=0, atol=1e-6)
+    torch.testing.assert_close(out[:, [0, 1, 2, 3, 4, 5, 7, 8]], boxes[:, [0, 1, 2, 3, 4, 5, 7, 8]])
+    assert (out[:, 6] >= -pi).all() and (out[:, 6] < pi).all()
+    seven = boxes[:, :7]
+    assert heading_from_motion(seven, labels, 1.0) is seven  # no velocity: unchanged
+
+
+def test_heading_from_motion_in_predict_and_config_errors():
+    gts = [_gt(5)]
+    b = gts[0].bboxes_3d.tensor
+    b[:, 7:9] = torch.stack([torch.cos(b[:, 6]), torch.sin(b[:, 6])], 1) * -3.0  # every box moves backwards
+    plain = _head()
+    flip = _head(test_cfg=dict(score_threshold=0.5, post_center_limit_range=[-15, -15, -10, 15, 15, 10],
+                               heading_from_motion=dict(min_speed=1.0)))
+    flip.load_state_dict(plain.state_dict())
+    preds = _targets_as_predictions(plain, plain.get_targets(gts))
+    r0, r1 = plain.predict_by_feat(preds, [{}])[0], flip.predict_by_feat(preds, [{}])[0]
+    d = torch.remainder(r1.bboxes_3d.tensor[:, 6] - r0.bboxes_3d.tensor[:, 6], 2 * math.pi)
+    torch.testing.assert_close(d, torch.full_like(d, math.pi), rtol=0, atol=1e-4)
+    with pytest.raises(ValueError, match="align_classes"):
+        _head(test_cfg=dict(heading_from_motion=dict(min_speed=1.0, align_classes=["unicorn"])))
+    with pytest.raises(ValueError, match="velocity head"):
+        _head(common_heads=dict(reg=(2, 2), height=(1, 2), dim=(3, 2), rot=(2, 2)),
+              test_cfg=dict(heading_from_motion=dict(min_speed=1.0)))

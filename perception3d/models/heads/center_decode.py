@@ -1,6 +1,7 @@
 """CenterPoint inference: top-k centres per task, decoding, range filter and per-task NMS."""
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -70,3 +71,34 @@ def filter_and_nms(boxes: torch.Tensor, scores: torch.Tensor, score_threshold: f
     else:
         raise ValueError(f"CenterHead test_cfg.nms_type must be 'rotate', 'circle' or 'none', got {nms_type!r}")
     return idx[kept]
+
+
+def heading_from_motion(boxes: torch.Tensor, labels: torch.Tensor, min_speed: float,
+                        align_labels: Sequence[int] = ()) -> torch.Tensor:
+    """Resolve headings of moving boxes with their predicted velocity (boxes (K, 9) lidar frame, labels (K,)).
+
+    A box whose predicted speed |(vx, vy)| is at least ``min_speed`` m/s moves forward along its heading (the
+    nuScenes and synthetic-world convention: vehicles and pedestrians drive/walk forwards). The regressed
+    (sin, cos) heading of a box-shaped object is ambiguous by pi (front and back look alike from a lidar), so:
+
+    - every moving box whose heading points against its velocity (angle > pi/2) is turned by pi;
+    - boxes whose label is in ``align_labels`` (objects whose shape carries no heading, e.g. pedestrians)
+      take the velocity direction as their heading.
+
+    Slower boxes and boxes without velocity (K, 7) are returned unchanged. Returns a new (K, 9) tensor with
+    yaw in [-pi, pi).
+    """
+    if boxes.shape[1] < 9 or boxes.shape[0] == 0:
+        return boxes
+    vel = boxes[:, 7:9]
+    moving = vel.norm(dim=1) >= float(min_speed)
+    motion_yaw = torch.atan2(vel[:, 1], vel[:, 0])
+    yaw = boxes[:, 6]
+    against = moving & (torch.cos(yaw - motion_yaw) < 0)
+    new_yaw = torch.where(against, yaw + math.pi, yaw)
+    if len(align_labels):
+        align = moving & torch.isin(labels, torch.as_tensor(list(align_labels), device=labels.device))
+        new_yaw = torch.where(align, motion_yaw, new_yaw)
+    out = boxes.clone()
+    out[:, 6] = torch.remainder(new_yaw + math.pi, 2 * math.pi) - math.pi
+    return out

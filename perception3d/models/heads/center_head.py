@@ -10,7 +10,7 @@ from torch import nn
 from perception3d.registry import MODELS, TASK_UTILS
 from perception3d.structures import Boxes3D
 
-from .center_decode import decode_task, filter_and_nms, max_pool_peaks
+from .center_decode import decode_task, filter_and_nms, heading_from_motion, max_pool_peaks
 from .center_targets import center_targets_single
 
 NUSCENES_CLASSES = ("car", "truck", "bus", "trailer", "construction_vehicle", "pedestrian", "motorcycle",
@@ -66,7 +66,10 @@ class CenterHead(nn.Module):
         train_cfg: max_objs, gaussian_overlap, min_radius, code_weights (len code_size).
         test_cfg: max_per_img, pre_topk (per task), score_threshold, post_center_limit_range,
             nms_type ('rotate' | 'circle' | 'none', or one per task), nms_thr (float or per task; for
-            circle NMS a distance in metres), pre_max_size, post_max_size, max_pool_nms.
+            circle NMS a distance in metres), pre_max_size, post_max_size, max_pool_nms,
+            heading_from_motion (None, or ``dict(min_speed=m/s, align_classes=[names])``: boxes predicted to
+            move at least ``min_speed`` get the heading of the pi-pair that points along their velocity, and
+            ``align_classes`` take the velocity direction; see :func:`heading_from_motion`).
     """
 
     def __init__(self, in_channels: int, tasks: Sequence[dict] = NUSCENES_TASKS,
@@ -113,8 +116,20 @@ class CenterHead(nn.Module):
             raise ValueError(f"CenterHead: train_cfg.code_weights needs {code_size} values, "
                              f"got {len(self.train_cfg['code_weights'])}")
         self.test_cfg = dict(max_per_img=500, pre_topk=500, score_threshold=0.1, post_center_limit_range=None,
-                             nms_type="rotate", nms_thr=0.2, pre_max_size=1000, post_max_size=83, max_pool_nms=False)
+                             nms_type="rotate", nms_thr=0.2, pre_max_size=1000, post_max_size=83, max_pool_nms=False,
+                             heading_from_motion=None)
         self.test_cfg.update(test_cfg or {})
+        hfm = self.test_cfg["heading_from_motion"]
+        self._align_labels: tuple[int, ...] = ()
+        if hfm is not None:
+            if code_size != 10 or not isinstance(hfm, dict) or "min_speed" not in hfm:
+                raise ValueError("CenterHead: test_cfg.heading_from_motion needs a velocity head (common_heads.vel) "
+                                 f"and dict(min_speed=..., align_classes=[...]), got {hfm!r}")
+            bad = [n for n in hfm.get("align_classes", ()) if n not in self.class_names]
+            if bad:
+                raise ValueError(f"CenterHead: test_cfg.heading_from_motion.align_classes {bad} are not in "
+                                 f"class_names {self.class_names}")
+            self._align_labels = tuple(self.class_names.index(n) for n in hfm.get("align_classes", ()))
 
     # ------------------------------------------------------------------ forward
     def forward(self, feats: Union[torch.Tensor, Sequence[torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
@@ -196,6 +211,10 @@ class CenterHead(nn.Module):
             all_boxes, all_scores, all_labels = [], [], []
             for t, (pred, heat) in enumerate(zip(preds, heats)):
                 boxes, scores, cls = decode_task(pred, b, self.bbox_coder, cfg["pre_topk"], heat)
+                if cfg["heading_from_motion"] is not None:
+                    glob = self.task_global_labels[t].to(cls.device)[cls]
+                    boxes = heading_from_motion(boxes, glob, cfg["heading_from_motion"]["min_speed"],
+                                                self._align_labels)
                 keep = filter_and_nms(boxes, scores, cfg["score_threshold"], cfg["post_center_limit_range"],
                                       self._per_task("nms_type", t), self._per_task("nms_thr", t),
                                       cfg["pre_max_size"], cfg["post_max_size"],
