@@ -37,6 +37,9 @@ model = dict(
                      embed_dims=embed_dim, num_layers=1, ffn_channels=2 * embed_dim, num_z_anchors=4, num_heads=4,
                      num_levels=4, num_points=2, attn_type=attn_type, depth_bins=depth_bins),
     depth_source=depth_source,
+    # SECOND / SECONDFPN default to BN momentum 0.01 (lidar schedules); over 600 iterations their running statistics
+    # lag the drifting lifted BEV features and the eval-mode model loses what the train-mode model fits
+    bev_bn_momentum=0.1,
     backbone=dict(type="SECOND", in_channels=embed_dim, out_channels=[64, 128], layer_nums=[2, 2],
                   layer_strides=[1, 2]),
     neck=dict(type="SECONDFPN", in_channels=[64, 128], out_channels=[64, 64], upsample_strides=[1, 2]),

@@ -34,11 +34,17 @@ class CameraDetector(BEVDetectorMixin, BaseModel):
         backbone, neck: optional BEV 2D backbone / neck (e.g. SECOND / SECONDFPN).
         depth_source: "pred" (predicted distributions) or "lidar_gt" (one-hot of the projected lidar depth where
             a point hits, predicted elsewhere — needs ``gt_depth`` at test time too).
+        bev_bn_momentum: if given, the momentum of every BatchNorm of the BEV backbone / neck. SECOND and
+            SECONDFPN use 0.01 (tuned for lidar schedules of tens of thousands of iterations); the lifted BEV
+            features of a camera detector keep drifting while the image branch learns, and with 0.01 the running
+            statistics of a schedule of a few hundred iterations lag far behind the batch statistics, so the
+            model that fits in training mode predicts nothing in eval mode.
     """
 
     def __init__(self, img_backbone: dict, img_neck: dict, bev_encoder: dict, head: dict,
                  depth_head: Optional[dict] = None, perspective_head: Optional[dict] = None, backbone: Optional[dict] = None, neck: Optional[dict] = None,
-                 depth_source: str = "pred", data_preprocessor: Optional[dict] = None,
+                 depth_source: str = "pred", bev_bn_momentum: Optional[float] = None,
+                 data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor or dict(type="Det3DDataPreprocessor"),
                          init_cfg=init_cfg)
@@ -53,6 +59,13 @@ class CameraDetector(BEVDetectorMixin, BaseModel):
         self.neck = MODELS.build(neck) if neck else None
         self.head = MODELS.build(head)
         self.depth_source = depth_source
+        if bev_bn_momentum is not None:
+            if not 0.0 < float(bev_bn_momentum) <= 1.0:
+                raise ValueError(f"CameraDetector: bev_bn_momentum must be in (0, 1], got {bev_bn_momentum}")
+            for part in (self.backbone, self.neck):
+                for m in (part.modules() if part is not None else ()):
+                    if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                        m.momentum = float(bev_bn_momentum)
         if self.bev_encoder.attn_type == "dfa3d" and self.depth_head is None:
             raise ValueError("CameraDetector: bev_encoder.attn_type='dfa3d' needs a depth_head")
         if depth_source == "lidar_gt" and self.bev_encoder.attn_type != "dfa3d":
