@@ -133,3 +133,39 @@ def test_aug_sync_keeps_points_on_their_pixels(dataset):
     before = lidar_depth_maps(pts0, _loaded(dataset)["lidar2img"], (45, 80), 8, (1.0, 60.0))
     after = MultiViewDepthMap(8, (1.0, 60.0))(r)["gt_depth"]
     np.testing.assert_allclose(after, before, atol=1e-3)
+
+
+@pytest.mark.parametrize("aug", ["rotate", "scale", "flip_h", "flip_v"])
+def test_augmented_boxes_project_onto_the_same_pixels(dataset, aug):
+    """Each augmentation path on its own (the demo pipeline's GlobalRotScaleTrans / RandomFlip3D): after
+    SyncLidar2ImgWithAug, every GT box's centre and its 8 corners (as a set: flips reorder them) project onto the
+    pixels of the un-augmented box, and the augmented boxes really moved."""
+    from perception3d.structures.box_ops import boxes_to_corners
+
+    r = _loaded(dataset)
+    boxes0 = r["gt_bboxes_3d"].tensor[:, :7].clone()
+    assert len(boxes0) > 0
+    pts0 = np.concatenate([boxes0[:, None, :3].numpy(), boxes_to_corners(boxes0).numpy()], 1)  # (n, 9, 3)
+    uv0, d0 = project_to_image(pts0.reshape(-1, 3), r["lidar2img"])
+    rot = 0.35 if aug == "rotate" else 0.0
+    scale = 1.05 if aug == "scale" else 1.0
+    r = GlobalRotScaleTrans(rot_range=[rot, rot], scale_ratio_range=[scale, scale], translation_std=[0, 0, 0])(r)
+    r = RandomFlip3D(flip_ratio_bev_horizontal=float(aug == "flip_h"), flip_ratio_bev_vertical=float(aug == "flip_v"))(r)
+    r = SyncLidar2ImgWithAug()(r)
+    boxes1 = r["gt_bboxes_3d"].tensor[:, :7]
+    assert not np.allclose(boxes1[:, :3].numpy(), boxes0[:, :3].numpy())
+    pts1 = np.concatenate([boxes1[:, None, :3].numpy(), boxes_to_corners(boxes1).numpy()], 1)
+    uv1, d1 = project_to_image(pts1.reshape(-1, 3), r["lidar2img"])
+    n = len(boxes0)
+    uv0, uv1 = uv0.reshape(6, n, 9, 2), uv1.reshape(6, n, 9, 2)
+    d0, d1 = d0.reshape(6, n, 9), d1.reshape(6, n, 9)
+    front = (d0 > 1).all(-1)  # boxes wholly in front of the camera
+    assert front.any()
+    np.testing.assert_allclose(uv1[front][:, 0], uv0[front][:, 0], atol=2e-3)  # centres
+    np.testing.assert_allclose(d1[front][:, 0], d0[front][:, 0], rtol=1e-5, atol=1e-4)
+    # corners as sets: sort by (depth, u, v) per box
+    def ordered(uv, d):
+        key = np.round(np.concatenate([d[..., None], uv], -1), 3)
+        return np.stack([k[np.lexsort(k[:, ::-1].T)] for k in key])
+    np.testing.assert_allclose(ordered(uv1[front][:, 1:], d1[front][:, 1:]),
+                               ordered(uv0[front][:, 1:], d0[front][:, 1:]), atol=5e-3)

@@ -334,3 +334,59 @@ def test_bev_bn_momentum_lets_running_stats_follow_a_short_schedule(batch):
     assert lag_fast < 0.02 and lag_slow > 5 * lag_fast, (lag_slow, lag_fast)
     with pytest.raises(ValueError, match="bev_bn_momentum"):
         _model(_cfg(extra={"model.bev_bn_momentum": 0.0}))
+
+
+def test_bev_queries_line_up_with_the_head_cells():
+    """On a non-square grid (so a transposed map cannot pass): the BEV query q = iy * W + ix of the encoder sits at
+    the centre of the head's heatmap cell (ix, iy) that the bbox coder assigns a box to (cell =
+    voxel_size * out_size_factor), and the encoder's output map puts query q at row iy, column ix."""
+    from perception3d.models.heads.box_coder import CenterPointBBoxCoder
+    from perception3d.models.lifting import BEVLiftingEncoder
+
+    pcr = [-25.6, -12.8, -5.0, 25.6, 12.8, 3.0]
+    coder = CenterPointBBoxCoder(point_cloud_range=pcr, voxel_size=[0.8, 0.8, 8.0], out_size_factor=2)
+    h, w = coder.feature_map_size
+    assert (h, w) == (16, 32)
+    enc = BEVLiftingEncoder(bev_h=h, bev_w=w, point_cloud_range=pcr, embed_dims=8, num_layers=0, num_heads=2,
+                            num_levels=1, num_z_anchors=2, attn_type="dfa2d", feat_strides=None)
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(50, 2, generator=g) * torch.tensor([51.0, 25.4]) - torch.tensor([25.5, 12.7])
+    boxes = torch.cat([xy, torch.zeros(50, 1), torch.ones(50, 3), torch.zeros(50, 1)], 1)
+    pix, _, inside = coder.encode(boxes)
+    assert inside.all()
+    q = pix[:, 1] * w + pix[:, 0]  # the head's flat index (ind) of each box
+    anchors = enc.anchors[q]  # (50, Z, 3)
+    assert (anchors[..., :2] - xy[:, None]).abs().max() <= 0.8 + 1e-5  # within half a 1.6 m cell
+    assert torch.allclose(anchors[:, 0, :2], anchors[:, 1, :2])  # a pillar
+    feats = [torch.zeros(1, 1, 8, 4, 4)]
+    out = enc(feats, None, torch.eye(4).expand(1, 1, 4, 4), (32, 32))  # no layers: the learned queries
+    assert out.shape == (1, 8, h, w)
+    torch.testing.assert_close(out[0, :, pix[:, 1], pix[:, 0]].T, enc.bev_embedding.weight[q])
+
+
+def test_depth_normalisation_agrees_with_the_depth_bins():
+    """A point at the centre of depth bin k: its lidar depth target falls in bin k, project_anchors puts it at
+    z = (k + 0.5) / N_d, and DFA3D's depth score of the lidar one-hot there is 1 (0.5 half a bin away, 0 one bin
+    away): the depth head's bins, the lidar targets and the sampling z share one convention."""
+    from perception3d.models.lifting.depth_head import depth_to_bin, num_depth_bins
+    from perception3d.ops.deform_attn import depth_score_sample
+
+    n_d = num_depth_bins(BINS)
+    lidar2img = _cam(0.0)[None, None]  # looks along +x: depth = x
+    for k in (0, 17, n_d - 1):
+        d = BINS[0] + (k + 0.5) * BINS[2]
+        assert int(depth_to_bin(torch.tensor(d), BINS)) == k
+        anchors = torch.tensor([[[[d, 0.0, 0.0]]]])
+        loc, valid = project_anchors(anchors, lidar2img, (20, 40), BINS)
+        assert bool(valid.all()) and float(loc[0, 0, 0, 0, 2]) == pytest.approx((k + 0.5) / n_d, abs=1e-6)
+        gt = torch.full((1, 2, 4), d)  # lidar depth everywhere on a 2 x 4 map
+        dist = lidar_depth_distribution(gt, torch.full((1, n_d, 2, 4), 1.0 / n_d), BINS)  # (1, N_d, 2, 4)
+        depth = dist.flatten(2).transpose(1, 2).contiguous()  # (1, S, N_d)
+        for dz, expect in ((0.0, 1.0), (0.5, 0.5), (1.0, 0.0)):
+            z = loc[0, 0, 0, 0, 2] + dz / n_d
+            if not 0.0 < float(z) < 1.0:
+                continue
+            sample = torch.tensor([0.5, 0.5, float(z)]).view(1, 1, 1, 1, 1, 3)
+            score = depth_score_sample(depth, torch.tensor([[2, 4]]), torch.tensor([0]), sample)
+            assert score.shape == (1, 1, 1, 1, 1, 4)
+            torch.testing.assert_close(score.flatten(), torch.full((4,), expect), atol=1e-5, rtol=0)
