@@ -390,3 +390,22 @@ def test_depth_normalisation_agrees_with_the_depth_bins():
             score = depth_score_sample(depth, torch.tensor([[2, 4]]), torch.tensor([0]), sample)
             assert score.shape == (1, 1, 1, 1, 1, 4)
             torch.testing.assert_close(score.flatten(), torch.full((4,), expect), atol=1e-5, rtol=0)
+
+
+def test_encoder_anchor_z_range_and_query_init():
+    """anchor_z_range puts the pillar anchors at the centres of equal slices of (z0, z1) (x, y unchanged);
+    query_init_std sets the spread of the learned BEV queries."""
+    from perception3d.models.lifting import BEVLiftingEncoder
+
+    kw = dict(bev_h=4, bev_w=6, point_cloud_range=RANGE, embed_dims=8, num_layers=0, num_heads=2, num_levels=1,
+              num_z_anchors=4, attn_type="dfa2d", feat_strides=None)
+    base = BEVLiftingEncoder(**kw)
+    torch.manual_seed(0)
+    enc = BEVLiftingEncoder(**kw, anchor_z_range=(-3.0, 1.0), query_init_std=0.02)
+    assert base.anchors[0, :, 2].tolist() == pytest.approx([-4.0, -2.0, 0.0, 2.0])
+    assert enc.anchors[0, :, 2].tolist() == pytest.approx([-2.5, -1.5, -0.5, 0.5])
+    torch.testing.assert_close(enc.anchors[..., :2], base.anchors[..., :2])
+    assert float(enc.bev_embedding.weight.std()) == pytest.approx(0.02, rel=0.3)
+    assert float(base.bev_embedding.weight.std()) == pytest.approx(1.0, rel=0.3)
+    with pytest.raises(ValueError, match="anchor_z_range"):
+        BEVLiftingEncoder(**kw, anchor_z_range=(1.0, -3.0))

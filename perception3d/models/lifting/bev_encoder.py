@@ -52,6 +52,11 @@ class BEVLiftingEncoder(nn.Module):
         embed_dims: C (= the image FPN channels). num_layers: encoder layers. ffn_channels: FFN hidden size.
         num_z_anchors, num_heads, num_levels, num_points, attn_type, depth_bins, impl: see
             :class:`SpatialCrossAttention`.
+        query_init_std: std of the normal init of the learned BEV queries (None: ``nn.Embedding``'s N(0, 1)). The
+            lifted image features are added to the queries before a LayerNorm: with N(0, 1) queries the map the
+            BEV backbone sees starts as a per-cell constant with the image part a fraction of it; a small std makes
+            it image-driven from the start (as the lidar detector's BEV map), the queries can still grow.
+        anchor_z_range: (z0, z1) metres of the pillar anchors (None: the z range of ``point_cloud_range``).
         feat_strides: pixel stride of each feature level: level l cell j covers pixels [j s_l, (j + 1) s_l), so a
             map of ceil(H / s_l) rows reaches past the image and sampling is scaled accordingly; None = each level
             spans exactly the image.
@@ -62,7 +67,8 @@ class BEVLiftingEncoder(nn.Module):
                  num_levels: int = 4, num_points: int = 2, attn_type: str = "dfa3d",
                  depth_bins: Sequence[float] = (1.0, 60.0, 0.5),
                  feat_strides: Optional[Sequence[int]] = (8, 16, 32, 64), dropout: float = 0.0,
-                 impl: str = "auto") -> None:
+                 impl: str = "auto", query_init_std: Optional[float] = None,
+                 anchor_z_range: Optional[Sequence[float]] = None) -> None:
         super().__init__()
         if embed_dims % 2:
             raise ValueError(f"BEVLiftingEncoder: embed_dims must be even (row/column embeddings), got {embed_dims}")
@@ -75,13 +81,21 @@ class BEVLiftingEncoder(nn.Module):
             raise ValueError(f"BEVLiftingEncoder: feat_strides {self.feat_strides} needs one stride per level "
                              f"(num_levels={num_levels})")
         self.bev_embedding = nn.Embedding(self.bev_h * self.bev_w, embed_dims)
+        if query_init_std is not None:
+            nn.init.normal_(self.bev_embedding.weight, std=float(query_init_std))
         self.row_embed = nn.Embedding(self.bev_h, embed_dims // 2)
         self.col_embed = nn.Embedding(self.bev_w, embed_dims // 2)
         attn_cfg = dict(num_heads=num_heads, num_levels=num_levels, num_z_anchors=num_z_anchors,
                         num_points=num_points, attn_type=attn_type, depth_bins=depth_bins, impl=impl)
         self.layers = nn.ModuleList(EncoderLayer(embed_dims, ffn_channels, attn_cfg, dropout)
                                     for _ in range(num_layers))
-        self.register_buffer("anchors", bev_anchors(self.bev_h, self.bev_w, self.point_cloud_range, self.num_z),
+        anchor_range = list(self.point_cloud_range)
+        if anchor_z_range is not None:
+            z0, z1 = (float(v) for v in anchor_z_range)
+            if not z0 < z1:
+                raise ValueError(f"BEVLiftingEncoder: anchor_z_range must be (z0, z1) with z0 < z1, got {[z0, z1]}")
+            anchor_range[2], anchor_range[5] = z0, z1
+        self.register_buffer("anchors", bev_anchors(self.bev_h, self.bev_w, anchor_range, self.num_z),
                              persistent=False)
 
     def positional_embedding(self) -> torch.Tensor:
