@@ -331,7 +331,7 @@ def test_bev_bn_momentum_lets_running_stats_follow_a_short_schedule(batch):
                if isinstance(m, torch.nn.BatchNorm2d))
     data = fast.data_preprocessor(batch, False)
     lag_slow, lag_fast = _bn_lag(slow, data, 50), _bn_lag(fast, data, 50)
-    assert lag_fast < 0.02 and lag_slow > 5 * lag_fast, (lag_slow, lag_fast)
+    assert lag_fast < 0.05 and lag_slow > 4 * lag_fast, (lag_slow, lag_fast)
     with pytest.raises(ValueError, match="bev_bn_momentum"):
         _model(_cfg(extra={"model.bev_bn_momentum": 0.0}))
 
