@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml setup.py
 install: sysdeps $(STAMP)
 
 $(DEMO_DATA)/v1.0-trainval/sample.json: | install
-	$(VPY) tools/create_data.py synthetic-nuscenes --out $(DEMO_DATA)
+	$(VPY) tools/create_data.py synthetic-nuscenes --out $(DEMO_DATA) --train-scenes 20 --val-scenes 4
 
 demo-data: $(DEMO_DATA)/v1.0-trainval/sample.json
 	$(VPY) tools/create_data.py nuscenes --root $(DEMO_DATA) --version v1.0-trainval

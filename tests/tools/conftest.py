@@ -25,7 +25,8 @@ def tiny_model_options(voxel: float = 0.8) -> dict:
         "model.sparse_backbone.window_shape": "[4,4]", "model.sparse_backbone.group_size": 16,
         "model.bev_scatter.in_channels": 16, "model.bev_scatter.voxel_size": vs, "model.bev_scatter.point_cloud_range": pcr,
         "model.backbone.in_channels": 16, "model.backbone.out_channels": "[16,16]", "model.backbone.layer_nums": "[1,1]",
-        "model.neck.in_channels": "[16,16]", "model.neck.out_channels": "[16,16]",
+        "model.backbone.layer_strides": "[2,2]",
+        "model.neck.in_channels": "[16,16]", "model.neck.out_channels": "[16,16]", "model.neck.upsample_strides": "[1,2]",
         "model.head.in_channels": 32, "model.head.share_conv_channel": 16, "model.head.head_conv": 16,
         "model.head.bbox_coder.voxel_size": vs, "model.head.bbox_coder.point_cloud_range": pcr,
     }

@@ -31,8 +31,8 @@ pcr = {_RANGE}
 model = dict(voxel_encoder=dict(point_cloud_range=pcr, feat_channels=[8, 16]),
              sparse_backbone=dict(in_channels=16, embed_dim=16, num_heads=2, sparse_shape=[64, 64], group_size=16),
              bev_scatter=dict(in_channels=16, point_cloud_range=pcr),
-             backbone=dict(in_channels=16, out_channels=[8, 16], layer_nums=[1, 1]),
-             neck=dict(in_channels=[8, 16], out_channels=[8, 8]),
+             backbone=dict(in_channels=16, out_channels=[8, 16], layer_nums=[1, 1], layer_strides=[2, 2]),
+             neck=dict(in_channels=[8, 16], out_channels=[8, 8], upsample_strides=[1, 2]),
              head=dict(in_channels=16, share_conv_channel=8, head_conv=8, bbox_coder=dict(point_cloud_range=pcr)))
 """
 _TINY_SPCONV = f"""_base_ = ["{REPO}/configs/centerpoint/centerpoint_spconv_demo_synthetic.py"]
