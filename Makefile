@@ -31,10 +31,15 @@ $(STAMP): pyproject.toml setup.py
 
 install: sysdeps $(STAMP)
 
-$(DEMO_DATA)/v1.0-trainval/sample.json: | install
-	$(VPY) tools/create_data.py synthetic-nuscenes --out $(DEMO_DATA) --train-scenes 20 --val-scenes 4
+# the stamp names the world's size: a demo tree of another size (e.g. from an older version) is generated anew
+DEMO_WORLD := --train-scenes 20 --val-scenes 4
+DEMO_WORLD_STAMP := $(DEMO_DATA)/.demo-world-20-4
 
-demo-data: $(DEMO_DATA)/v1.0-trainval/sample.json
+$(DEMO_WORLD_STAMP): | install
+	$(VPY) tools/create_data.py synthetic-nuscenes --out $(DEMO_DATA) $(DEMO_WORLD) --overwrite
+	@touch $@
+
+demo-data: $(DEMO_WORLD_STAMP)
 	$(VPY) tools/create_data.py nuscenes --root $(DEMO_DATA) --version v1.0-trainval
 	# GT database for copy-paste augmentation (loading settings must match the demo train pipeline)
 	$(VPY) tools/create_data.py gt-database --root $(DEMO_DATA) --split synthetic_train --sweeps-num 4 --load-dim 5 --use-dim 0 1 2 3
