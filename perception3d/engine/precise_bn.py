@@ -11,7 +11,6 @@ running statistic to the plain average of the per-batch statistics.
 from __future__ import annotations
 
 import itertools
-import logging
 from typing import Iterable, List
 
 import torch
@@ -21,8 +20,6 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from perception3d.registry import HOOKS
-
-logger = logging.getLogger(__name__)
 
 
 def batchnorm_layers(model: nn.Module) -> List[_BatchNorm]:
@@ -71,7 +68,9 @@ def recompute_bn_stats(model: nn.Module, batches: Iterable, num_iters: int) -> i
         model.train(was_training)
     if used == 0:
         for m, (mean, var, n) in zip(layers, saved):
-            m.running_mean.copy_(mean), m.running_var.copy_(var), m.num_batches_tracked.copy_(n)
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+            m.num_batches_tracked.copy_(n)
         raise ValueError("recompute_bn_stats: the data loader yielded no batch; BatchNorm statistics were kept")
     if get_world_size() > 1:
         for m in layers:

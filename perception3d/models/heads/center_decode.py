@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from perception3d.ops.nms import circle_nms, nms_bev
+from perception3d.structures.box_ops import limit_period
 
 from .box_coder import CenterPointBBoxCoder
 
@@ -100,5 +101,5 @@ def heading_from_motion(boxes: torch.Tensor, labels: torch.Tensor, min_speed: fl
         align = moving & torch.isin(labels, torch.as_tensor(list(align_labels), device=labels.device))
         new_yaw = torch.where(align, motion_yaw, new_yaw)
     out = boxes.clone()
-    out[:, 6] = torch.remainder(new_yaw + math.pi, 2 * math.pi) - math.pi
+    out[:, 6] = limit_period(new_yaw)
     return out
