@@ -1,3 +1,4 @@
 """Evaluation: nuScenes (official devkit), and further dataset metrics (registered in METRICS)."""
 from .nuscenes_metric import NuScenesMetric  # noqa: F401
 from .nuscenes_submission import default_attribute, evaluate_submission  # noqa: F401
+from .depth_metric import DepthMetric, depth_errors  # noqa: F401

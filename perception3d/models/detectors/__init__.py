@@ -1,2 +1,3 @@
 from .voxel_detector import VoxelDetector  # noqa: F401
 from .camera_detector import CameraDetector  # noqa: F401
+from .image_pretrainer import CameraImagePretrainer  # noqa: F401

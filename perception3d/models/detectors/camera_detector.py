@@ -7,6 +7,7 @@ head or ``depth_source="lidar_gt"``, the field ``gt_depth`` (N_cam, h0, w0) metr
 """
 from __future__ import annotations
 
+import os
 from typing import List, Optional, Tuple
 
 import torch
@@ -39,12 +40,18 @@ class CameraDetector(BEVDetectorMixin, BaseModel):
             features of a camera detector keep drifting while the image branch learns, and with 0.01 the running
             statistics of a schedule of a few hundred iterations lag far behind the batch statistics, so the
             model that fits in training mode predicts nothing in eval mode.
+        image_init: optional ``dict(checkpoint=PATH, modules=[...])``: at ``init_weights`` (start of training,
+            before any resume), load the listed image-branch submodules (default ``img_backbone``, ``img_neck``,
+            ``depth_head``, ``perspective_head``; those this detector does not have are skipped) from a checkpoint,
+            e.g. one written by :class:`CameraImagePretrainer`. Every loaded submodule must match exactly.
     """
+
+    IMAGE_MODULES = ("img_backbone", "img_neck", "depth_head", "perspective_head")
 
     def __init__(self, img_backbone: dict, img_neck: dict, bev_encoder: dict, head: dict,
                  depth_head: Optional[dict] = None, perspective_head: Optional[dict] = None, backbone: Optional[dict] = None, neck: Optional[dict] = None,
                  depth_source: str = "pred", bev_bn_momentum: Optional[float] = None,
-                 data_preprocessor: Optional[dict] = None,
+                 image_init: Optional[dict] = None, data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor or dict(type="Det3DDataPreprocessor"),
                          init_cfg=init_cfg)
@@ -66,10 +73,58 @@ class CameraDetector(BEVDetectorMixin, BaseModel):
                 for m in (part.modules() if part is not None else ()):
                     if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                         m.momentum = float(bev_bn_momentum)
+        self.image_init = dict(image_init) if image_init else None
+        if self.image_init is not None:
+            if not self.image_init.get("checkpoint"):
+                raise ValueError("CameraDetector: image_init needs a 'checkpoint' path")
+            mods = self.image_init.setdefault("modules", list(self.IMAGE_MODULES))
+            bad = [m for m in mods if m not in self.IMAGE_MODULES]
+            if bad:
+                raise ValueError(f"CameraDetector: image_init modules must be among {self.IMAGE_MODULES}, got {bad}")
         if self.bev_encoder.attn_type == "dfa3d" and self.depth_head is None:
             raise ValueError("CameraDetector: bev_encoder.attn_type='dfa3d' needs a depth_head")
         if depth_source == "lidar_gt" and self.bev_encoder.attn_type != "dfa3d":
             raise ValueError("CameraDetector: depth_source='lidar_gt' only matters with attn_type='dfa3d'")
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        if self.image_init is not None:
+            self.load_image_branch(self.image_init["checkpoint"], self.image_init["modules"])
+
+    def load_image_branch(self, checkpoint: str, modules=IMAGE_MODULES) -> List[str]:
+        """Load the image-branch submodules ``modules`` (those this detector has) from ``checkpoint`` (a file
+        with a ``state_dict``, or a bare state dict), each strictly. Returns the names of the loaded modules."""
+        from mmengine.logging import print_log
+        from mmengine.runner.checkpoint import _load_checkpoint
+
+        from ...engine.checkpoint import allow_mmengine_checkpoints
+
+        if not os.path.isfile(checkpoint):
+            raise FileNotFoundError(f"CameraDetector.image_init: checkpoint {checkpoint!r} does not exist (train "
+                                    "the image branch first, e.g. configs/dfa3d/img_pretrain_synthetic.py)")
+        allow_mmengine_checkpoints()
+        ckpt = _load_checkpoint(checkpoint, map_location="cpu")
+        state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+        if not isinstance(state, dict):
+            raise ValueError(f"CameraDetector.image_init: {checkpoint!r} holds no state dict")
+        loaded = []
+        for name in modules:
+            mod = getattr(self, name, None)
+            if mod is None:
+                continue
+            prefix = name + "."
+            sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            if not sub:
+                raise KeyError(f"CameraDetector.image_init: {checkpoint!r} has no '{prefix}*' weights "
+                               f"(has prefixes {sorted({k.split('.')[0] for k in state})})")
+            try:
+                mod.load_state_dict(sub, strict=True)
+            except RuntimeError as e:
+                raise RuntimeError(f"CameraDetector.image_init: '{prefix}*' of {checkpoint!r} does not match this "
+                                   f"detector's {name}: {e}") from e
+            loaded.append(name)
+        print_log(f"CameraDetector: loaded {loaded} from {checkpoint}", logger="current")
+        return loaded
 
     # -------------------------------------------------------------- features
     @staticmethod

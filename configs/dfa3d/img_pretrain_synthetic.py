@@ -1,0 +1,39 @@
+# Pretraining of the camera detectors' image branch (ResNet + FPN + depth head + perspective centre head) on the
+# synthetic world's training cameras: lidar depth bins and projected 3D box centres, per image, no BEV lifting.
+# It stands in for the ImageNet / FCOS3D-pretrained backbones of BEVFormer and the DFA3D paper, which cannot be
+# downloaded here. The detectors load it with `image_init` (dfa3d_demo_synthetic.py and variants):
+#   python tools/train.py configs/dfa3d/img_pretrain_synthetic.py     # -> work_dirs/img_pretrain_synthetic/
+# Validation: depth errors (AbsRel, RMSE, delta < 1.25) of the expected depth against the val split's lidar.
+_base_ = ["./dfa3d_demo_synthetic.py"]
+
+model = dict(
+    _delete_=True,
+    type="CameraImagePretrainer",
+    data_preprocessor={{_base_.model.data_preprocessor}},
+    img_backbone={{_base_.model.img_backbone}},
+    img_neck={{_base_.model.img_neck}},
+    depth_head={{_base_.model.depth_head}},
+    perspective_head={{_base_.model.perspective_head}},
+)
+
+val_pipeline = [
+    dict(type="LoadPointsFromFile", load_dim=5, use_dim=[0, 1, 2, 3]),
+    dict(type="LoadMultiViewImages"),
+    dict(type="ResizeMultiViewImages", scale={{_base_.img_scale}}),
+    dict(type="MultiViewDepthMap", stride=8, depth_range={{_base_.depth_range}}),
+    dict(type="PackMultiViewInputs", keys=["img", "gt_depth"]),
+]
+val_dataloader = dict(dataset=dict(pipeline=val_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(_delete_=True, type="DepthMetric", min_depth=2.0, max_depth=58.0)  # the depth bins' range
+test_evaluator = val_evaluator
+
+# An image-branch step costs about a quarter of a detector step.
+max_epochs = 12
+lr = 2e-3
+param_scheduler = [
+    dict(type="LinearLR", start_factor=0.1, by_epoch=False, begin=0, end=50),
+    dict(type="CosineAnnealingLR", by_epoch=True, begin=0, end=max_epochs, eta_min=lr * 1e-2,
+         convert_to_iter_based=True),
+]
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)

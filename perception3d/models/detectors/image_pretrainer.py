@@ -1,0 +1,89 @@
+"""Pretraining of a camera detector's image branch on its own cameras (no downloadable weights here).
+
+BEVFormer and the DFA3D paper start from an image backbone pretrained on ImageNet and then on monocular 3D
+detection (FCOS3D). Nothing can be downloaded here, so the image branch of :class:`CameraDetector` (ResNet, FPN,
+depth head, perspective centre head) is pretrained on the training split's camera images with the two dense
+per-pixel signals the data has: lidar depth (the depth head's bins) and the projected 3D box centres (the
+perspective head's heatmaps, a CenterNet-style monocular detection task). A step costs the image branch only
+(no BEV lifting), a fraction of a detector step. The checkpoint's ``img_backbone.*`` / ``img_neck.*`` /
+``depth_head.*`` / ``perspective_head.*`` weights initialise a detector through its ``image_init`` argument.
+
+``predict`` fills ``pred_depth`` (N_cam, h0, w0): the expected depth (metres) of the finest level's
+distribution, scored by :class:`perception3d.evaluation.DepthMetric` against the lidar depth map.
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+from mmengine.model import BaseModel
+
+from ...registry import MODELS
+from ...structures import Det3DDataSample
+from .camera_detector import CameraDetector
+
+
+def expected_depth(logits: torch.Tensor, depth_bins) -> torch.Tensor:
+    """Depth logits (B', N_d, H, W) -> expected depth (B', H, W) in metres over the bin centres."""
+    d_min, _, step = (float(v) for v in depth_bins)
+    n = logits.shape[1]
+    centres = d_min + (torch.arange(n, device=logits.device, dtype=torch.float32) + 0.5) * step
+    return torch.einsum("bkhw,k->bhw", logits.float().softmax(1), centres)
+
+
+@MODELS.register_module()
+class CameraImagePretrainer(BaseModel):
+    """Image backbone + FPN + depth head + perspective head of a camera detector, trained per image.
+
+    Args: the detector's ``img_backbone``, ``img_neck``, ``depth_head`` and ``perspective_head`` configs (at
+    least one of the two heads), and its data preprocessor. Inputs and data samples are those of
+    :class:`CameraDetector` (``lidar2img`` metainfo, ``gt_depth`` and GT boxes for the losses).
+    """
+
+    def __init__(self, img_backbone: dict, img_neck: dict, depth_head: Optional[dict] = None,
+                 perspective_head: Optional[dict] = None, data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(data_preprocessor=data_preprocessor or dict(type="Det3DDataPreprocessor"),
+                         init_cfg=init_cfg)
+        if depth_head is None and perspective_head is None:
+            raise ValueError("CameraImagePretrainer: needs a depth_head and/or a perspective_head (nothing to train)")
+        self.img_backbone = MODELS.build(img_backbone)
+        self.img_neck = MODELS.build(img_neck)
+        self.depth_head = MODELS.build(depth_head) if depth_head else None
+        self.perspective_head = MODELS.build(perspective_head) if perspective_head else None
+
+    def forward(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None, mode: str = "tensor"):
+        img = inputs["img"]
+        if img.dim() != 5:
+            raise ValueError(f"CameraImagePretrainer: inputs['img'] must be (B, N_cam, 3, H, W), "
+                             f"got {tuple(img.shape)}")
+        B, N = img.shape[:2]
+        feats = self.img_neck(self.img_backbone(img.flatten(0, 1)))
+        logits = self.depth_head(feats) if self.depth_head is not None else None
+        if mode == "tensor":
+            return feats, logits
+        if data_samples is None:
+            raise ValueError("CameraImagePretrainer: data_samples with 'lidar2img' metainfo are required")
+        lidar2img, gt_depth = CameraDetector.camera_meta(data_samples, img)
+        if mode == "loss":
+            losses = {}
+            if logits is not None:
+                if gt_depth is None:
+                    raise ValueError("CameraImagePretrainer: the depth loss needs data_samples[i].gt_depth "
+                                     "(MultiViewDepthMap + PackMultiViewInputs keys=[..., 'gt_depth'])")
+                losses["loss_depth"] = self.depth_head.loss(logits, gt_depth.flatten(0, 1))
+            if self.perspective_head is not None:
+                gts = [s.gt_instances_3d for s in data_samples]
+                boxes = [getattr(g.bboxes_3d, "tensor", g.bboxes_3d) for g in gts]
+                losses["loss_persp"] = self.perspective_head.loss(self.perspective_head(feats), boxes,
+                                                                  [g.labels_3d for g in gts], lidar2img)
+            return losses
+        if mode == "predict":
+            if logits is None:
+                raise ValueError("CameraImagePretrainer: predict needs a depth_head (it predicts depth maps)")
+            depth = expected_depth(logits[0], self.depth_head.depth_bins).unflatten(0, (B, N))
+            for i, s in enumerate(data_samples):
+                s.pred_depth = depth[i].detach().cpu()
+            return data_samples
+        raise ValueError(f"CameraImagePretrainer.forward: unknown mode {mode!r} "
+                         "(expected 'loss', 'predict' or 'tensor')")
