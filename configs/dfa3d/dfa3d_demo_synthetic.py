@@ -2,6 +2,9 @@
 # feature), sized for 2 CPU cores, on the synthetic world's 6 cameras (400 x 225, 1/4 of nuScenes).
 # Variants: dfa2d_demo_synthetic.py (2D deformable attention, the paper's baseline) and
 # dfa3d_gtdepth_demo_synthetic.py (lidar ground-truth depth fed to DFA3D).
+# All three start from the image branch pretrained by img_pretrain_synthetic.py (train that first):
+#   python tools/train.py configs/dfa3d/img_pretrain_synthetic.py
+#   python tools/train.py configs/dfa3d/dfa3d_demo_synthetic.py
 _base_ = [
     "../_base_/default_runtime.py",
     "../_base_/datasets/nuscenes_synthetic.py",
@@ -44,6 +47,9 @@ model = dict(
     # SECOND / SECONDFPN default to BN momentum 0.01 (lidar schedules); over 600 iterations their running statistics
     # lag the drifting lifted BEV features and the eval-mode model loses what the train-mode model fits
     bev_bn_momentum=0.1,
+    # ResNet, FPN, depth head and perspective head from the image-branch pretraining (the stand-in for BEVFormer's
+    # ImageNet / FCOS3D weights); set image_init=None to train from scratch
+    image_init=dict(checkpoint="work_dirs/img_pretrain_synthetic/epoch_20.pth"),
     backbone=dict(type="SECOND", in_channels=embed_dim, out_channels=[64, 128], layer_nums=[2, 2],
                   layer_strides=[1, 2]),
     neck=dict(type="SECONDFPN", in_channels=[64, 128], out_channels=[64, 64], upsample_strides=[1, 2]),

@@ -28,8 +28,9 @@ test_dataloader = val_dataloader
 val_evaluator = dict(_delete_=True, type="DepthMetric", min_depth=2.0, max_depth=58.0)  # the depth bins' range
 test_evaluator = val_evaluator
 
-# An image-branch step costs about a quarter of a detector step.
-max_epochs = 12
+# 20 x 100 iterations; an image-branch step costs about a quarter of a detector step. The detectors' image_init
+# points at this run's last checkpoint, work_dirs/img_pretrain_synthetic/epoch_20.pth.
+max_epochs = 20
 lr = 2e-3
 param_scheduler = [
     dict(type="LinearLR", start_factor=0.1, by_epoch=False, begin=0, end=50),

@@ -160,6 +160,7 @@ def tiny_model_options() -> dict:
         "model.neck.in_channels": "[16,16]", "model.neck.out_channels": "[16,16]",
         "model.head.in_channels": 32, "model.head.share_conv_channel": 16, "model.head.head_conv": 16,
         "model.head.bbox_coder.voxel_size": vs, "model.head.bbox_coder.point_cloud_range": pcr,
+        "model.image_init": None,  # train from scratch (no pretrained image branch in the tests)
     }
 
 
