@@ -16,11 +16,15 @@ or index clamps are needed. Per-corner tensors are corner-major (4, B, Qc, M, L,
 head) bag of L*P samples is one row-sum of the padded value matrix (B*S'*M, Ch) with weights
 attn * bilinear_c [* depth_score_c], computed by ``torch.nn.functional.embedding_bag(mode="sum",
 per_sample_weights=...)`` (the gathered values are never materialised). The 2D op and DFA3D share that gather;
-DFA3D only adds the depth scores: in the forward one 8-float gather per sample from a "quad" table (bins k0, k0+1
-of the 4 corners, contiguous) and a ``lerp``; in the backward per-corner gathers (no table is held).
+DFA3D only adds the depth scores, forward and backward alike: per corner two 1-D gathers from the padded depth
+(B*S'*(N_d + 3),) (bin k0, and bin k0 + 1 from the same index into the table shifted by one float), a ``lerp`` and
+one multiply into the corner weights, all over contiguous corner-major tensors (:meth:`_Ctx.corner_depths`; no
+table besides the padded depth, whose 4 bytes per (key, bin) stay cache-resident, unlike a 4-corner table). The
+forward's bin index and weight come from one shifted, clamped coordinate z * N_d + 0.5 in [0, N_d + 1]
+(non-negative, so an integer cast is the floor and ``frac`` the weight).
 Work is split into camera (batch) groups, each chunked over queries (:func:`_plan`); the padded value / depth
-tables, the quad table and the backward's dense value-row gradient are built per group (one camera unless all
-queries of several fit one chunk), so they never span the batch. The backward (explicit formulas, per chunk)
+tables and the backward's dense value-row gradient are built per group (one camera unless all queries of several
+fit one chunk), so they never span the batch. The backward (explicit formulas, per chunk)
 takes d out / d corner weight and the value gradient from ``embedding_bag``'s backward, scatters the depth
 gradient with a 1-D ``scatter_add_``, reduces the rest per sample, and writes each group's unpadded value / depth
 gradient straight into the result.
@@ -105,8 +109,8 @@ def _geometry(loc: torch.Tensor, lay: _Layout, num_heads: int, index_dtype: torc
     """Corner indices and 1-D interpolation weights for loc (B, Qc, M, L, P, 2|3) (autograd-friendly).
 
     Corner tensors are corner-major, (4, B, Qc, M, L, P) in raster order, so every elementwise op runs over long
-    contiguous rows. ``rows``: the corners' rows of the padded value matrix (B*S'*M, Ch); ``qidx`` (B, Qc, M, L, P):
-    the sample's (key of corner (y0, x0), bin k0) row of the depth quad table (see :func:`_quad_table`).
+    contiguous rows. ``rows``: the corners' rows of the padded value matrix (B*S'*M, Ch); ``key0`` (B, Qc, M, L, P):
+    the padded key of corner (y0, x0); ``kp``: the padded depth bin of k0 (k0 + ``_PAD_LO``).
     """
     B, M = loc.shape[0], num_heads
     x0, fx, in_x = _clamped_split(loc[..., 0] * lay.W - 0.5, lay.W, masks)
@@ -114,13 +118,12 @@ def _geometry(loc: torch.Tensor, lay: _Layout, num_heads: int, index_dtype: torc
     b = torch.arange(B, device=loc.device, dtype=index_dtype).view(B, 1, 1, 1, 1) * lay.num_keys
     key0 = b + lay.start + (y0.to(index_dtype) + _PAD_LO) * lay.Wp + (x0.to(index_dtype) + _PAD_LO)
     m = torch.arange(M, device=loc.device, dtype=index_dtype).view(1, 1, M, 1, 1)
-    geo = dict(fx=fx, fy=fy, gx=1.0 - fx, gy=1.0 - fy, in_x=in_x, in_y=in_y,
+    geo = dict(fx=fx, fy=fy, gx=1.0 - fx, gy=1.0 - fy, in_x=in_x, in_y=in_y, key0=key0,
                rows=(key0 * M + m).unsqueeze(0) + lay.corner_offsets * M)
     if depth_bins:
         nd = float(depth_bins)
         k0, lam, in_z = _clamped_split(loc[..., 2] * nd - 0.5, nd, masks)
-        nb = depth_bins + _PAD_LO + _PAD_HI  # padded bins per pixel
-        geo.update(lam=lam, in_z=in_z, qidx=key0 * nb + k0.to(index_dtype) + _PAD_LO)
+        geo.update(lam=lam, in_z=in_z, kp=k0.to(index_dtype) + _PAD_LO)
     return geo
 
 
@@ -131,36 +134,6 @@ def _bilinear(geo: Dict[str, torch.Tensor], scale: Optional[torch.Tensor] = None
         wy = wy * scale
     wx = torch.stack([geo["gx"], geo["fx"]])
     return (wy.unsqueeze(1) * wx.unsqueeze(0)).flatten(0, 1)
-
-
-def _quad_table(depth_p: torch.Tensor, shapes: Shapes) -> torch.Tensor:
-    """(B, S', nb) padded depth -> (B, S', nb, 4): entry (key, k) = depth at bin k of the 4 corners (raster order)
-    of a sample whose corner (y0, x0) is ``key``. A sample's 8 depth values (bins k0, k0 + 1) are then 32
-    contiguous bytes: one cache line instead of 4 scattered ones. Corners past the level's last row / column
-    (only padding keys have them) are 0."""
-    B, _, nb = depth_p.shape
-    quads = depth_p.new_empty(B, depth_p.shape[1], nb, 4)
-    s0 = 0
-    for H, W in shapes:
-        hp, wp = H + _PAD_LO + _PAD_HI, W + _PAD_LO + _PAD_HI
-        d = depth_p[:, s0:s0 + hp * wp].view(B, hp, wp, nb)
-        q = quads[:, s0:s0 + hp * wp].view(B, hp, wp, nb, 4)
-        q[..., 0] = d
-        q[:, :, :-1, :, 1] = d[:, :, 1:]  # D[y, x + 1]
-        q[:, :-1, :, :, 2] = d[:, 1:]  # D[y + 1, x]
-        q[:, :-1, :-1, :, 3] = d[:, 1:, 1:]  # D[y + 1, x + 1]
-        q[:, :, -1, :, 1] = 0
-        q[:, -1, :, :, 2:] = 0
-        q[:, :-1, -1, :, 3] = 0
-        s0 += hp * wp
-    return quads
-
-
-def _quad_gather(quads_flat: torch.Tensor, qidx: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Depth of the 4 corners at bins k0 and k0 + 1: two (4, ...) tensors, from one 8-float row per sample."""
-    rows = quads_flat.as_strided((quads_flat.numel() // 4 - 1, 8), (4, 1))  # overlapping rows (k0, k0 + 1)
-    d = rows.index_select(0, qidx.reshape(-1)).t().reshape(8, *qidx.shape)
-    return d[:4], d[4:]
 
 
 def _pad_depth(depth: torch.Tensor, shapes: Shapes, starts: Sequence[int]) -> torch.Tensor:
@@ -181,7 +154,8 @@ def depth_score_sample_reference(depth_dist: torch.Tensor, spatial_shapes: Shape
     idt = _index_dtype(B, depth_p.shape[1], 1, nd)
     lay = _Layout(spatial_shapes, depth_dist.device, depth_dist.dtype, idt)
     geo = _geometry(sampling_locations_3d, lay, sampling_locations_3d.shape[2], idt, nd, masks=True)
-    didx = geo["qidx"].unsqueeze(0) + lay.corner_offsets * depth_p.shape[-1]  # (4, ...) bin k0 of each corner
+    qidx = geo["key0"] * depth_p.shape[-1] + geo["kp"]  # corner (y0, x0), bin k0
+    didx = qidx.unsqueeze(0) + lay.corner_offsets * depth_p.shape[-1]  # (4, ...) bin k0 of each corner
     d0, d1 = _gather(depth_p.reshape(-1), didx), _gather(depth_p.reshape(-1), didx + 1)
     # clamped x / y outside the level reference real border pixels (with bilinear weight 0): mask them
     scores = (d0 + geo["lam"] * (d1 - d0)) * (geo["in_x"] & geo["in_y"])
@@ -189,33 +163,44 @@ def depth_score_sample_reference(depth_dist: torch.Tensor, spatial_shapes: Shape
 
 
 class _Ctx:
-    """Padded tensors and layout shared by the forward and backward chunks."""
+    """Padded tensors and layout of one camera group, shared by its forward and backward query chunks."""
 
-    def __init__(self, value, depth, shapes, starts, quads: bool = True):
+    def __init__(self, value, depth, shapes, starts):
         B, _, M, ch = value.shape
         self.B, self.M, self.ch = B, M, ch
         self.nd = depth.shape[-1] if depth is not None else 0
         self.value_p = _pad_levels(value.reshape(B, -1, M * ch), shapes, starts)  # (B, S', M*Ch)
         self.value_rows = self.value_p.view(-1, ch)
         self.depth_p = _pad_depth(depth, shapes, starts) if depth is not None else None  # (B, S', N_d + 3)
-        # forward: the quad table (4x the depth, one cache line per sample); backward: per-corner gathers, so
-        # neither the table nor its gradient has to be held
-        self.quads = _quad_table(self.depth_p, shapes) if (depth is not None and quads) else None
         self.idt = _index_dtype(B, self.value_p.shape[1], M, self.nd)
         self.lay = _Layout(shapes, value.device, value.dtype, self.idt)
+        self.nb = self.nd + _PAD_LO + _PAD_HI  # padded bins per key
+        self.row_step = self.lay.Wp * self.nb  # (L, 1): depth_p offset of the next pixel row
+        self._row_steps: Dict[Tuple[int, ...], torch.Tensor] = {}  # row_step expanded to a chunk's sample shape
+
+    def corner_depths(self, kp: torch.Tensor, key0: torch.Tensor):
+        """Padded depth at bins k0 and k0 + 1 of the 4 corners of samples with corner (y0, x0) ``key0`` and padded
+        bin ``kp`` (both (B, Qc, M, L, P)): ``didx`` (4, ...) (flat depth_p index of bin k0), d0, d1 (4, ...).
+        ``didx`` is written by three adds (corner (y0, x0), the next pixel row, then the next column for both rows)
+        and d1 is gathered from the flat depth shifted by one bin: no (4, ..., L, P) broadcast, no ``+ 1`` pass."""
+        didx = torch.empty(2, 2, *kp.shape, dtype=kp.dtype, device=kp.device)
+        torch.add(kp, key0, alpha=self.nb, out=didx[0, 0])
+        row_step = self._row_steps.get(kp.shape)
+        if row_step is None:  # contiguous, so the add below is one flat vectorised loop (a chunk has <= 2 shapes)
+            row_step = self._row_steps[kp.shape] = self.row_step.expand(kp.shape).contiguous()
+        torch.add(didx[0, 0], row_step, out=didx[1, 0])
+        torch.add(didx[:, 0], self.nb, out=didx[:, 1])
+        didx = didx.view(4, *kp.shape)
+        flat = self.depth_p.view(-1)
+        return didx, _gather(flat, didx), _gather(flat[1:], didx)
 
     def chunk(self, loc: torch.Tensor, attn: torch.Tensor, masks: bool = False):
-        """Geometry and corner weights (4, B, Qc, M, L, P) = attn * bilinear [* depth score]."""
+        """Backward: geometry and corner weights (4, B, Qc, M, L, P) = attn * bilinear [* depth score]."""
         geo = _geometry(loc, self.lay, self.M, self.idt, self.nd, masks)
         w = _bilinear(geo, attn)
         if self.depth_p is not None:
-            if self.quads is not None:
-                d0, d1 = _quad_gather(self.quads.view(-1), geo["qidx"])
-            else:
-                didx = geo["qidx"].unsqueeze(0) + self.lay.corner_offsets * self.depth_p.shape[-1]
-                d0, d1 = _gather(self.depth_p.view(-1), didx), _gather(self.depth_p.view(-1), didx + 1)
-                geo["didx"] = didx
-            geo.update(d0=d0, d1=d1, s=torch.lerp(d0, d1, geo["lam"]))
+            didx, d0, d1 = self.corner_depths(geo["kp"], geo["key0"])
+            geo.update(didx=didx, d0=d0, d1=d1, s=torch.lerp(d0, d1, geo["lam"]))
             w = w * geo["s"]
         return geo, w
 
@@ -224,8 +209,17 @@ class _Ctx:
         n4 = 4 * loc.shape[0] * loc.shape[1] * self.M
         return geo["rows"].reshape(n4, -1), w.reshape(n4, -1)
 
-    def forward_chunk(self, loc, attn):
-        geo, w = self.chunk(loc, attn)
+    def forward_chunk(self, loc: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        """Output rows (B, Qc, M*Ch) of one query chunk."""
+        geo = _geometry(loc, self.lay, self.M, self.idt, 0)
+        w = _bilinear(geo, attn)
+        if self.depth_p is not None:
+            # padded bin coordinate z + _PAD_LO clamped to [0, N_d + _PAD_LO]: >= 0, so truncation is floor
+            nd = float(self.nd)
+            z = (loc[..., 2] * nd).add_(_PAD_LO - 0.5).clamp_(_PAD_LO - 1.0, nd + _PAD_LO)
+            kp = z.to(self.idt)  # padded bin of k0
+            _, d0, d1 = self.corner_depths(kp, geo["key0"])
+            w.mul_(d0.lerp_(d1, z.frac_()))  # z >= 0: frac = z - kp
         rows, ws = self.bags(geo, w, loc)
         out = F.embedding_bag(rows, self.value_rows, per_sample_weights=ws, mode="sum")
         return out.view(4, *loc.shape[:2], self.M * self.ch).sum(0)
@@ -322,8 +316,7 @@ class _DeformAttnFn(torch.autograd.Function):
         g_attn = torch.zeros_like(attn) if need_a else None
         grad_out = grad_out.contiguous()
         for b0, b1, chunks in _plan(loc, max(1, fctx.budget // 2)):
-            ctx = _Ctx(value[b0:b1], depth[b0:b1] if depth is not None else None, shapes, fctx.starts,
-                       quads=False)
+            ctx = _Ctx(value[b0:b1], depth[b0:b1] if depth is not None else None, shapes, fctx.starts)
             g_value_rows = None  # the group's first chunk's dense value-row gradient becomes the accumulator
             g_depth_p = torch.zeros_like(ctx.depth_p) if need_d else None
             for q0, q1 in chunks:

@@ -86,6 +86,21 @@ def test_out_of_range_samples_are_zero():
     assert dfa3d(value, depth, ss, starts, huge, attn).abs().max() == 0
 
 
+def test_dfa3d_depth_on_bin_centres_edges_and_range_ends():
+    """z exactly on bin centres and edges, on the clamped range ends and past them: the forward's padded bin
+    coordinate (truncated to the bin) and its interpolation weight match the materialised-volume oracle."""
+    value, depth, ss, starts, loc, attn = make_inputs(shapes=SHAPES, seed=12, Q=6, P=4, Nd=5, lo=0.0, hi=1.0)
+    nd = 5
+    grid = torch.arange(-3, 2 * nd + 4, dtype=torch.float64) / (2 * nd)  # k / (2 N_d): edges and centres
+    pick = torch.randint(0, grid.numel(), loc.shape[:-1], generator=torch.Generator().manual_seed(2))
+    loc[..., 2] = grid[pick]
+    expected = dfa3d_grid_sample(value, depth, ss, starts, loc, attn)
+    with torch.no_grad():
+        torch.testing.assert_close(dfa3d(value, depth, ss, starts, loc, attn), expected, rtol=1e-10, atol=1e-12)
+    out32 = dfa3d(*(t.float() for t in (value, depth)), ss, starts, loc.float(), attn.float())
+    torch.testing.assert_close(out32, expected.float(), rtol=1e-4, atol=1e-5)
+
+
 def test_gradcheck_float64():
     value, depth, ss, starts, loc, attn = make_inputs(B=1, Q=3, M=2, C=2, P=2, shapes=((3, 4), (2, 2)), Nd=3,
                                                       seed=7, lo=-0.1, hi=1.1)
