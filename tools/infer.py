@@ -3,10 +3,12 @@
     python tools/infer.py CONFIG CHECKPOINT_OR_WORK_DIR INPUT [--columns x,y,z,intensity] [--out-dir DIR]
                           [--score-thr 0.3] [--device cpu] [--calib calib.json [--images CAM=img ...]] [--render]
     python tools/infer.py CONFIG CHECKPOINT_OR_WORK_DIR --dataset-split val [--max-samples N] ...
+    python tools/infer.py CAMERA_CONFIG CHECKPOINT_OR_WORK_DIR --calib calib.json --images CAM_FRONT=f.jpg ... [--render]
 
 INPUT is a file (.pcd.bin, .bin, .pcd, .ply, .npy) or a folder of them. Writes ``<out-dir>/<name>.json`` per
-frame (schema: docs/inference.md), for a dataset split also ``<out-dir>/results_nusc.json`` (official nuScenes
-submission), with ``--render`` a bird's-eye PNG per frame, and prints the mean time per stage (ms).
+frame (schema: docs/inference.md; a camera frame is named after its calibration file), for a dataset split also ``<out-dir>/results_nusc.json`` (official nuScenes
+submission), with ``--render`` a bird's-eye PNG per frame (camera frames: the boxes drawn on every camera image,
+``<name>_<CAM>.jpg``), and prints the mean time per stage (ms).
 ``--repeat K`` runs the input K times (the first pass is reported separately as warm-up).
 """
 from __future__ import annotations
@@ -27,14 +29,16 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description="3D detection inference on lidar frames")
     p.add_argument("config")
     p.add_argument("checkpoint", help="a .pth file, or a work dir with a last_checkpoint file")
-    p.add_argument("input", nargs="?", help="point cloud file or folder (omit with --dataset-split)")
+    p.add_argument("input", nargs="?", help="point cloud file or folder (omit with --dataset-split, and for camera "
+                   "models whose test pipeline loads no points)")
     p.add_argument("--dataset-split", help="run on the config's <split>_dataloader dataset instead (e.g. val)")
     p.add_argument("--max-samples", type=int, help="with --dataset-split: only the first N samples")
     p.add_argument("--columns", help="input column names, comma separated (default: the file format's layout)")
     p.add_argument("--out-dir", help="output folder (default work_dirs/<config>/infer)")
     p.add_argument("--score-thr", type=float, default=0.3, help="minimum score of written boxes (default 0.3)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    p.add_argument("--calib", help="camera calibration JSON (docs/inference.md); validated, unused by lidar models")
+    p.add_argument("--calib", help="camera calibration JSON (docs/inference.md): one frame for camera models; "
+                   "validated, unused by lidar models")
     p.add_argument("--images", nargs="+", default=None, metavar="CAM=PATH", help="camera images for --calib")
     p.add_argument("--render", action="store_true", help="also write a bird's-eye PNG per frame")
     p.add_argument("--batch-size", type=int, default=1)
@@ -42,8 +46,10 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--cfg-options", nargs="+", action=DictAction, default={})
     args = p.parse_args(argv)
-    if (args.input is None) == (args.dataset_split is None):
-        p.error("give exactly one of INPUT or --dataset-split")
+    if args.input is not None and args.dataset_split is not None:
+        p.error("give INPUT or --dataset-split, not both")
+    if args.input is None and args.dataset_split is None and args.calib is None:
+        p.error("give INPUT, --dataset-split, or (camera models) --calib with --images")
     if args.repeat < 1:
         p.error("--repeat must be >= 1")
     return args
@@ -80,6 +86,34 @@ def _render(inf, res, out_png: Path, score_thr: float) -> str:
         plot_bev(points, None, None, out_png, pred_boxes=boxes[keep], pred_labels=[n for n, k in zip(names, keep) if k],
                  pred_scores=res.scores[keep])
         return "matplotlib"
+
+
+def _render_cameras(res, calib: str, images, out_dir: Path, name: str, score_thr: float) -> list:
+    """The frame's predictions drawn on each camera image: ``<out_dir>/<name>_<CAM>.jpg``."""
+    import numpy as np
+    from PIL import Image
+
+    from perception3d.datasets.io.calibration import load_calibration
+    from perception3d.utils.atomic import atomic_open
+    from perception3d.visualization.image_overlay import draw_boxes_on_image
+
+    cams = load_calibration(calib)
+    if isinstance(images, (list, tuple)):
+        images = dict(zip(cams, images))
+    paths = {ch: (images or {}).get(ch) or cams[ch].image for ch in cams}
+    out = []
+    for ch, path in paths.items():
+        if path is None:
+            continue
+        with Image.open(path) as im:
+            img = np.asarray(im.convert("RGB"))
+        drawn = draw_boxes_on_image(img, res.boxes, cams[ch].lidar2img, labels=res.class_names,
+                                    scores=res.scores, score_thr=score_thr)
+        dst = out_dir / f"{name}_{ch}.jpg"
+        with atomic_open(str(dst), "wb") as f:
+            Image.fromarray(drawn).save(f, format="JPEG", quality=92)
+        out.append(str(dst))
+    return out
 
 
 def format_timings(results, warmup: bool) -> str:
@@ -120,7 +154,13 @@ def main(argv=None) -> dict:
             raise SystemExit("--calib/--images apply to INPUT files, not to --dataset-split (the dataset has its own)")
         split = inf.predict_split(args.dataset_split, out_dir=str(out_dir), max_samples=args.max_samples)
         results, submission = split.results, split.submission
+    elif inf.uses_images:  # one camera frame (images + calibration, and its points if the model loads them)
+        columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
+        results = [inf.predict(args.input, columns=columns, images=images, calib=args.calib)
+                   for _ in range(args.repeat)]
     else:
+        if args.input is None:
+            raise SystemExit(f"{type(inf.model).__name__} is a lidar model: give a point cloud INPUT")
         columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
         inputs = [args.input] * args.repeat
         results = inf.predict(inputs, columns=columns, images=images, calib=args.calib,
@@ -128,9 +168,12 @@ def main(argv=None) -> dict:
     written = []
     once = results if args.dataset_split else results[len(results) - len(results) // args.repeat:]
     for res in once:  # with --repeat, each input is written once (its last run)
-        name = _frame_name(res.source, res.token)
+        camera_only = inf.uses_images and inf.point_columns is None
+        name = Path(res.source).stem if camera_only else _frame_name(res.source, res.token)
         written.append(res.save_json(str(out_dir / f"{name}.json")))
-        if args.render:
+        if args.render and inf.uses_images and not args.dataset_split:
+            written.extend(_render_cameras(res, args.calib, images, out_dir, name, args.score_thr))
+        elif args.render:
             backend = _render(inf, res, out_dir / f"{name}.png", args.score_thr)
             written.append(f"{out_dir / (name + '.png')} ({backend})")
     print(f"{len(results)} frame(s); wrote {len(written)} file(s) to {out_dir}")

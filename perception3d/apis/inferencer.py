@@ -8,6 +8,12 @@ with (``LoadPointsFromFile.use_dim``, plus ``time_lag`` when the pipeline has ``
 A single file or array has no previous sweeps, so ``time_lag`` is 0 for every point. Model columns the
 input lacks (other than ``time_lag``) are filled with 0 and a warning; ``x``, ``y``, ``z`` are required.
 Intensity is passed on unscaled (nuScenes-trained models expect 0..255; KITTI stores 0..1).
+
+Camera models (``uses_images``, e.g. ``CameraDetector``) take one frame per ``predict`` call: the images of every
+camera the test pipeline loads (``LoadMultiViewImages.channels``) and a calibration JSON naming them
+(``images={camera: path}``, ``calib=...``); the calibration's ``lidar2img`` replaces the dataset's. Points are
+needed only when the test pipeline loads them too (e.g. DFA3D fed with lidar depth); the output boxes are in
+the lidar frame the calibration's ``lidar2cam`` starts from.
 """
 from __future__ import annotations
 
@@ -102,14 +108,25 @@ class Inferencer:
         except (AttributeError, KeyError):
             raise ValueError("Inferencer: the config has no test_dataloader.dataset.pipeline") from None
         types = [t.get("type") for t in pipeline]
-        if "LoadPointsFromFile" not in types:
+        self.uses_images = bool(getattr(self.model, "uses_images", False))
+        self.camera_channels: List[str] = []
+        if self.uses_images:
+            from perception3d.datasets.nuscenes_info import CAMERA_CHANNELS
+
+            if "LoadMultiViewImages" not in types:
+                raise ValueError(f"Inferencer: {type(self.model).__name__} reads camera images but the test pipeline "
+                                 f"{types} has no LoadMultiViewImages")
+            self.camera_channels = list(pipeline[types.index("LoadMultiViewImages")].get("channels", CAMERA_CHANNELS))
+        self.load_dim, self.point_columns = None, None
+        if "LoadPointsFromFile" in types:
+            load = pipeline[types.index("LoadPointsFromFile")]
+            self.load_dim = int(load.get("load_dim", 5))
+            self.point_columns = _column_names(_dims(load.get("use_dim", (0, 1, 2, 3)), self.load_dim, "Inferencer"))
+            if "LoadPointsFromMultiSweeps" in types:
+                self.point_columns = self.point_columns + ["time_lag"]
+        elif not self.uses_images:
             raise ValueError(f"Inferencer: the test pipeline {types} has no LoadPointsFromFile; cannot tell which "
                              "point columns the model expects")
-        load = pipeline[types.index("LoadPointsFromFile")]
-        self.load_dim = int(load.get("load_dim", 5))
-        self.point_columns = _column_names(_dims(load.get("use_dim", (0, 1, 2, 3)), self.load_dim, "Inferencer"))
-        if "LoadPointsFromMultiSweeps" in types:
-            self.point_columns = self.point_columns + ["time_lag"]
         with DefaultScope.overwrite_default_scope(self._scope):
             self.pipeline = Compose([t for t in pipeline if t.get("type") not in _LOAD_TYPES])
 
@@ -205,15 +222,32 @@ class Inferencer:
                 if (h, w) != tuple(cam.img_shape):
                     raise ValueError(f"{cam.image}: image is {h}x{w} (HxW) but {calib} says "
                                      f"cameras.{cam.name}.img_shape {list(cam.img_shape)}")
-        if not getattr(self.model, "uses_images", False):
+        if not self.uses_images:
             warnings.warn(f"Inferencer: {type(self.model).__name__} is a lidar-only model; the camera images and "
                           "calibration were validated but are not used", stacklevel=3)
         return cams
 
+    def camera_frame(self, images: Any, calib: Optional[str]) -> Dict[str, dict]:
+        """The ``cams`` entry of one frame for a camera model: ``{channel: dict(img_path, lidar2img, cam2img,
+        lidar2cam)}`` for every channel the test pipeline loads, from validated ``images`` and ``calib``."""
+        if calib is None or not images:
+            raise ValueError(f"Inferencer: {type(self.model).__name__} is a camera model: give images={{camera: path}} "
+                             f"for {self.camera_channels} and calib=<calibration JSON>")
+        cams = self.check_cameras(images, calib)
+        missing = [ch for ch in self.camera_channels if ch not in cams or cams[ch].image is None]
+        if missing:
+            raise ValueError(f"Inferencer: the model reads cameras {self.camera_channels}; no image for {missing} "
+                             f"(calibrated in {calib}: {list(cams)}; images given: {sorted(images) if isinstance(images, dict) else len(images)})")
+        return {ch: dict(img_path=cams[ch].image, lidar2img=cams[ch].lidar2img, cam2img=cams[ch].intrinsics,
+                         lidar2cam=cams[ch].lidar2cam) for ch in self.camera_channels}
+
     # ---------------------------------------------------------------------------------------- running
-    def _pack(self, points: np.ndarray, source: str) -> dict:
-        results = dict(points=points, point_columns=list(self.point_columns), lidar_path=source,
-                       sample_idx=source)
+    def _pack(self, points: Optional[np.ndarray], source: str, cams: Optional[Dict[str, dict]] = None) -> dict:
+        results = dict(lidar_path=source, sample_idx=source)
+        if points is not None:
+            results.update(points=points, point_columns=list(self.point_columns))
+        if cams is not None:
+            results["cams"] = cams
         return self.pipeline(results)
 
     def _run(self, batch: List[dict]) -> Tuple[List[Any], Dict[str, float]]:
@@ -224,7 +258,7 @@ class Inferencer:
         with torch.inference_mode():
             data = self.model.data_preprocessor(batch, False)
             t_pre = time.perf_counter() - t0
-            points, samples = data["inputs"]["points"], data["data_samples"]
+            points, samples = data["inputs"].get("points"), data["data_samples"]
             # per-stage clocks via the benchmark's stage runner (same outputs as the model's predict; tested)
             enc = getattr(self.model, "voxel_encoder", None)
             staged = (self.device.type == "cpu" and enc is not None and hasattr(self.model.head, "predict_by_feat")
@@ -255,11 +289,12 @@ class Inferencer:
             t["total"] = sum(v for k, v in t.items() if "." not in k)
             res = DetectionResult(pred.bboxes_3d.to("cpu"), pred.labels_3d.cpu().numpy(),
                                   pred.scores_3d.float().cpu().numpy(), self.classes, sources[i],
-                                  int(len(data["inputs"]["points"])), t, tokens[i] if tokens else None)
+                                  int(len(data["inputs"].get("points", ()))), t, tokens[i] if tokens else None)
             out.append(res.filter(score_thr) if score_thr > 0 else res)
         return out, preds
 
-    def predict(self, inputs: Union[PointsInput, Sequence[PointsInput]], columns: Optional[Sequence[str]] = None,
+    def predict(self, inputs: Union[None, PointsInput, Sequence[PointsInput]] = None,
+                columns: Optional[Sequence[str]] = None,
                 images: Any = None, calib: Optional[str] = None, score_thr: Optional[float] = None,
                 batch_size: int = 1, progress: Optional[bool] = None
                 ) -> Union[DetectionResult, List[DetectionResult]]:
@@ -270,13 +305,33 @@ class Inferencer:
                 file with a registered suffix, sorted by name), an array/tensor (N, C), or a list of these.
             columns: names of the input columns, e.g. ``("x", "y", "z", "intensity")``; required for arrays,
                 optional for files (default: the reader's layout, see :mod:`perception3d.datasets.io.points`).
-            images, calib: optional camera images and calibration JSON (validated; lidar models ignore them).
+            images, calib: camera images (``{camera: path}`` or a list in calibration order) and calibration JSON:
+                one frame, required by camera models (``inputs`` is then None, or that frame's points if the
+                test pipeline loads points); validated and ignored by lidar models.
             score_thr: keep boxes with ``score >= score_thr`` (default: the Inferencer's ``score_thr``).
             batch_size: frames per forward pass (timings of a batch are split evenly over its frames).
             progress: tqdm progress bar (default: on for more than one frame).
         """
-        items, single = self._expand(inputs)
-        self.check_cameras(images, calib)
+        cams = None
+        if self.uses_images:
+            cams = self.camera_frame(images, calib)
+            if self.point_columns is None:
+                if inputs is not None:
+                    raise ValueError(f"Inferencer: {type(self.model).__name__}'s test pipeline loads no points; "
+                                     "call predict(images=..., calib=...) without inputs")
+                items, single = [None], True
+            else:
+                if inputs is None:
+                    raise ValueError("Inferencer: this camera model's test pipeline also loads the lidar points "
+                                     f"(columns {self.point_columns}); pass the frame's point file as inputs")
+                items, single = self._expand(inputs)
+                if len(items) != 1:
+                    raise ValueError(f"Inferencer: one camera frame per call, got {len(items)} point inputs")
+        else:
+            if inputs is None:
+                raise ValueError("Inferencer.predict: give a point cloud file, folder or array")
+            items, single = self._expand(inputs)
+            self.check_cameras(images, calib)
         thr = self.score_thr if score_thr is None else float(score_thr)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -288,7 +343,9 @@ class Inferencer:
             batch, sources, load_ms, pipe_ms = [], [], [], []
             for item in items[start: start + batch_size]:
                 t0 = time.perf_counter()
-                if isinstance(item, (np.ndarray, torch.Tensor)):
+                if item is None:  # a camera-only frame
+                    source, pts = os.fspath(calib), None
+                elif isinstance(item, (np.ndarray, torch.Tensor)):
                     if columns is None:
                         raise ValueError(f"Inferencer.predict: an array input needs columns=..., e.g. "
                                          f"{tuple(self.point_columns)} (what this model uses)")
@@ -299,7 +356,7 @@ class Inferencer:
                     source = item
                     pts = self.read_file(item, columns)
                 t1 = time.perf_counter()
-                batch.append(self._pack(pts, source))
+                batch.append(self._pack(pts, source, cams))
                 load_ms.append((t1 - t0) * 1e3)
                 pipe_ms.append((time.perf_counter() - t1) * 1e3)
                 sources.append(source)

@@ -47,6 +47,7 @@ class CameraDetector(BEVDetectorMixin, BaseModel):
     """
 
     IMAGE_MODULES = ("img_backbone", "img_neck", "depth_head", "perspective_head")
+    uses_images = True  # the Inferencer feeds it camera frames (images + calibration)
 
     def __init__(self, img_backbone: dict, img_neck: dict, bev_encoder: dict, head: dict,
                  depth_head: Optional[dict] = None, perspective_head: Optional[dict] = None, backbone: Optional[dict] = None, neck: Optional[dict] = None,
