@@ -44,15 +44,15 @@ model = dict(
                      num_levels=4, num_points=2, attn_type=attn_type, depth_bins=depth_bins,
                      anchor_z_range=[-3.0, 1.0], query_init_std=0.02),
     depth_source=depth_source,
-    # SECOND / SECONDFPN default to BN momentum 0.01 (lidar schedules); over 600 iterations their running statistics
-    # lag the drifting lifted BEV features and the eval-mode model loses what the train-mode model fits
-    bev_bn_momentum=0.1,
     # ResNet, FPN, depth head and perspective head from the image-branch pretraining (the stand-in for BEVFormer's
     # ImageNet / FCOS3D weights); set image_init=None to train from scratch
     image_init=dict(checkpoint="work_dirs/img_pretrain_synthetic/epoch_20.pth"),
     backbone=dict(type="SECOND", in_channels=embed_dim, out_channels=[64, 128], layer_nums=[2, 2],
-                  layer_strides=[1, 2]),
-    neck=dict(type="SECONDFPN", in_channels=[64, 128], out_channels=[64, 64], upsample_strides=[1, 2]),
+                  layer_strides=[1, 2], norm_momentum=0.1),
+    # BN momentum 0.1, not the lidar default 0.01: over a schedule of ~1000 iterations the running statistics of
+    # 0.01 lag the drifting lifted BEV features and the eval-mode model loses what the train-mode model fits
+    neck=dict(type="SECONDFPN", in_channels=[64, 128], out_channels=[64, 64], upsample_strides=[1, 2],
+              norm_momentum=0.1),
     head=dict(
         type="CenterHead", in_channels=128, common_heads={{_base_.common_heads}},
         tasks=[dict(num_class=10, class_names=class_names)], share_conv_channel=64, head_conv=32,

@@ -317,14 +317,15 @@ def _bn_lag(model, data, steps: int) -> float:
     return float((eval_heat - train_heat).norm() / train_heat.norm())
 
 
-def test_bev_bn_momentum_lets_running_stats_follow_a_short_schedule(batch):
+def test_bev_norm_momentum_lets_running_stats_follow_a_short_schedule(batch):
     """The camera demo trains 600 iterations while the lifted BEV features keep drifting; with SECOND's lidar BN
     momentum (0.01) the BEV backbone's running statistics after 50 steps are still far from the batch statistics and the
-    eval-mode model differs from the train-mode one; the demo config's bev_bn_momentum=0.1 follows."""
+    eval-mode model differs from the train-mode one; the demo config's norm_momentum=0.1 follows."""
     from mmengine.config import Config
 
-    assert Config.fromfile(CFG).model.bev_bn_momentum == 0.1
-    slow = _model(_cfg(extra={"model.bev_bn_momentum": None}))
+    model_cfg = Config.fromfile(CFG).model
+    assert model_cfg.backbone.norm_momentum == model_cfg.neck.norm_momentum == 0.1
+    slow = _model(_cfg(extra={"model.backbone.norm_momentum": 0.01, "model.neck.norm_momentum": 0.01}))
     fast = _model(_cfg())
     bns = [m for part in (fast.backbone, fast.neck) for m in part.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert bns and all(m.momentum == 0.1 for m in bns)
@@ -333,8 +334,10 @@ def test_bev_bn_momentum_lets_running_stats_follow_a_short_schedule(batch):
     data = fast.data_preprocessor(batch, False)
     lag_slow, lag_fast = _bn_lag(slow, data, 50), _bn_lag(fast, data, 50)
     assert lag_fast < 0.05 and lag_slow > 4 * lag_fast, (lag_slow, lag_fast)
-    with pytest.raises(ValueError, match="bev_bn_momentum"):
-        _model(_cfg(extra={"model.bev_bn_momentum": 0.0}))
+    with pytest.raises(ValueError, match="SECOND: norm_momentum"):
+        _model(_cfg(extra={"model.backbone.norm_momentum": 0.0}))
+    with pytest.raises(ValueError, match="SECONDFPN: norm_momentum"):
+        _model(_cfg(extra={"model.neck.norm_momentum": 1.5}))
 
 
 def test_bev_queries_line_up_with_the_head_cells():

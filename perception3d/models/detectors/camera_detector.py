@@ -35,11 +35,6 @@ class CameraDetector(BEVDetectorMixin, BaseModel):
         backbone, neck: optional BEV 2D backbone / neck (e.g. SECOND / SECONDFPN).
         depth_source: "pred" (predicted distributions) or "lidar_gt" (one-hot of the projected lidar depth where
             a point hits, predicted elsewhere — needs ``gt_depth`` at test time too).
-        bev_bn_momentum: if given, the momentum of every BatchNorm of the BEV backbone / neck. SECOND and
-            SECONDFPN use 0.01 (tuned for lidar schedules of tens of thousands of iterations); the lifted BEV
-            features of a camera detector keep drifting while the image branch learns, and with 0.01 the running
-            statistics of a schedule of a few hundred iterations lag far behind the batch statistics, so the
-            model that fits in training mode predicts nothing in eval mode.
         image_init: optional ``dict(checkpoint=PATH, modules=[...])``: at ``init_weights`` (start of training,
             before any resume), load the listed image-branch submodules (default ``img_backbone``, ``img_neck``,
             ``depth_head``, ``perspective_head``; those this detector does not have are skipped) from a checkpoint,
@@ -51,7 +46,7 @@ class CameraDetector(BEVDetectorMixin, BaseModel):
 
     def __init__(self, img_backbone: dict, img_neck: dict, bev_encoder: dict, head: dict,
                  depth_head: Optional[dict] = None, perspective_head: Optional[dict] = None, backbone: Optional[dict] = None, neck: Optional[dict] = None,
-                 depth_source: str = "pred", bev_bn_momentum: Optional[float] = None,
+                 depth_source: str = "pred",
                  image_init: Optional[dict] = None, data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor or dict(type="Det3DDataPreprocessor"),
@@ -67,13 +62,6 @@ class CameraDetector(BEVDetectorMixin, BaseModel):
         self.neck = MODELS.build(neck) if neck else None
         self.head = MODELS.build(head)
         self.depth_source = depth_source
-        if bev_bn_momentum is not None:
-            if not 0.0 < float(bev_bn_momentum) <= 1.0:
-                raise ValueError(f"CameraDetector: bev_bn_momentum must be in (0, 1], got {bev_bn_momentum}")
-            for part in (self.backbone, self.neck):
-                for m in (part.modules() if part is not None else ()):
-                    if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                        m.momentum = float(bev_bn_momentum)
         self.image_init = dict(image_init) if image_init else None
         if self.image_init is not None:
             if not self.image_init.get("checkpoint"):

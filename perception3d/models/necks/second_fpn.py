@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from perception3d.registry import MODELS
+from perception3d.models.backbones.second import check_norm_momentum
 
 
 @MODELS.register_module()
@@ -18,17 +19,19 @@ class SECONDFPN(nn.Module):
         out_channels: channels of each branch after resampling (output has their sum).
         upsample_strides: per input, the resampling factor; >= 1 upsamples by a ConvTranspose2d with
             kernel = stride = s, < 1 downsamples by a Conv2d with kernel = stride = 1/s.
+        norm_momentum: BatchNorm momentum (see :class:`SECOND`).
     Forward: sequence of (B, C_i, H_i, W_i) -> [ (B, sum(out_channels), H, W) ] (a one-element list).
     """
 
     def __init__(self, in_channels: Sequence[int] = (128, 128, 256), out_channels: Sequence[int] = (256, 256, 256),
-                 upsample_strides: Sequence[float] = (1, 2, 4)) -> None:
+                 upsample_strides: Sequence[float] = (1, 2, 4), norm_momentum: float = 0.01) -> None:
         super().__init__()
         if not len(in_channels) == len(out_channels) == len(upsample_strides):
             raise ValueError(f"SECONDFPN: in_channels {list(in_channels)}, out_channels {list(out_channels)} and "
                              f"upsample_strides {list(upsample_strides)} must have the same length")
         self.in_channels = [int(c) for c in in_channels]
         self.out_channels = int(sum(out_channels))
+        mom = check_norm_momentum("SECONDFPN", norm_momentum)
         branches = []
         for c_in, c_out, s in zip(in_channels, out_channels, upsample_strides):
             if s >= 1:
@@ -37,7 +40,7 @@ class SECONDFPN(nn.Module):
             else:
                 k = int(round(1 / s))
                 conv = nn.Conv2d(c_in, c_out, k, stride=k, bias=False)
-            branches.append(nn.Sequential(conv, nn.BatchNorm2d(c_out, eps=1e-3, momentum=0.01), nn.ReLU(inplace=True)))
+            branches.append(nn.Sequential(conv, nn.BatchNorm2d(c_out, eps=1e-3, momentum=mom), nn.ReLU(inplace=True)))
         self.deblocks = nn.ModuleList(branches)
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
