@@ -95,7 +95,12 @@ def _dataset_frame(args):
             model = MODELS.build(cfg.model)
             load_checkpoint(model, resolve_checkpoint(args.checkpoint), map_location="cpu", strict=True)
             model.eval()
-    points = data["inputs"]["points"]
+    points = data["inputs"].get("points")
+    if points is None:  # a camera model's pipeline: show the keyframe lidar (for the picture only)
+        from perception3d.datasets.io import load_points
+
+        path = info.get("lidar_path")
+        points = load_points(path) if path and Path(path).is_file() else np.zeros((0, 4), np.float32)
     points = points.numpy() if isinstance(points, torch.Tensor) else np.asarray(points)
     return cfg, data, points, info, list(dataset.metainfo["classes"]), model
 

@@ -159,3 +159,22 @@ def test_infer_cli_on_a_camera_frame(cam_setup, tmp_path):
     data = json.loads((out / "calib.json").read_text())
     assert len(data["detections"]) == len(r["results"][0].boxes) > 0
     assert (out / "calib_CAM_FRONT.jpg").is_file()  # --render: predicted boxes drawn on each camera
+
+
+def test_visualize_a_camera_model_on_a_dataset_frame(cam_setup, tmp_path):
+    """tools/visualize.py with a camera config: the pipeline yields no points, the picture shows the keyframe
+    lidar; predictions drawn on the BEV plot and the camera."""
+    _, opts, ckpt = cam_setup
+    spec = importlib.util.spec_from_file_location("p3d_tools_visualize_cam", REPO / "tools" / "visualize.py")
+    vis = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(REPO / "tools"))
+    spec.loader.exec_module(vis)
+    argv = ["--dataset-config", CAM_CFG, "--checkpoint", str(ckpt), "--split", "test", "--index", "0",
+            "--out-dir", str(tmp_path), "--views", "plot", "camera", "--cameras", "CAM_FRONT", "--score-thr", "0",
+            "--cfg-options", *[f"{k}={v}" for k, v in opts.items()]]
+    args = vis.parse_args(argv)
+    vis.setup_env()
+    _, data, points, info, _, model = vis._dataset_frame(args)
+    assert "points" not in data["inputs"] and len(points) > 1000 and model is not None
+    outs = vis.run(args)
+    assert Path(outs["plot"]).is_file() and Path(outs["camera:CAM_FRONT"]).is_file()
