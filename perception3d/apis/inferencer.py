@@ -230,14 +230,14 @@ class Inferencer:
     def camera_frame(self, images: Any, calib: Optional[str]) -> Dict[str, dict]:
         """The ``cams`` entry of one frame for a camera model: ``{channel: dict(img_path, lidar2img, cam2img,
         lidar2cam)}`` for every channel the test pipeline loads, from validated ``images`` and ``calib``."""
-        if calib is None or not images:
-            raise ValueError(f"Inferencer: {type(self.model).__name__} is a camera model: give images={{camera: path}} "
-                             f"for {self.camera_channels} and calib=<calibration JSON>")
+        if calib is None:
+            raise ValueError(f"Inferencer: {type(self.model).__name__} is a camera model: give calib=<calibration JSON> "
+                             f"and images={{camera: path}} for {self.camera_channels} (or 'image' fields in the JSON)")
         cams = self.check_cameras(images, calib)
         missing = [ch for ch in self.camera_channels if ch not in cams or cams[ch].image is None]
         if missing:
             raise ValueError(f"Inferencer: the model reads cameras {self.camera_channels}; no image for {missing} "
-                             f"(calibrated in {calib}: {list(cams)}; images given: {sorted(images) if isinstance(images, dict) else len(images)})")
+                             f"(calibrated in {calib}: {list(cams)}; images given: {sorted(images) if isinstance(images, dict) else len(images or ())})")
         return {ch: dict(img_path=cams[ch].image, lidar2img=cams[ch].lidar2img, cam2img=cams[ch].intrinsics,
                          lidar2cam=cams[ch].lidar2cam) for ch in self.camera_channels}
 

@@ -95,6 +95,13 @@ def test_camera_frame_matches_the_dataset_sample(cam_setup, tmp_path):
     # images in calibration order (a list) are the same frame
     same = inf.predict(images=[images[ch] for ch in info["cams"]], calib=calib)
     torch.testing.assert_close(same.boxes.tensor, res.boxes.tensor)
+    # images named in the calibration JSON itself ('image' fields)
+    from perception3d.datasets.io.calibration import load_calibration, save_calibration
+    import dataclasses
+
+    cams = {ch: dataclasses.replace(c, image=images[ch]) for ch, c in load_calibration(calib).items()}
+    inline = inf.predict(calib=save_calibration(str(tmp_path / "with_images.json"), cams))
+    torch.testing.assert_close(inline.boxes.tensor, res.boxes.tensor)
 
 
 def test_camera_frame_errors(cam_setup, tmp_path):
