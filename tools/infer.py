@@ -88,26 +88,21 @@ def _render(inf, res, out_png: Path, score_thr: float) -> str:
         return "matplotlib"
 
 
-def _render_cameras(res, calib: str, images, out_dir: Path, name: str, score_thr: float) -> list:
+def _render_cameras(inf, res, calib: str, images, out_dir: Path, name: str, score_thr: float) -> list:
     """The frame's predictions drawn on each camera image: ``<out_dir>/<name>_<CAM>.jpg``."""
     import numpy as np
     from PIL import Image
 
-    from perception3d.datasets.io.calibration import load_calibration
     from perception3d.utils.atomic import atomic_open
     from perception3d.visualization.image_overlay import draw_boxes_on_image
 
-    cams = load_calibration(calib)
-    if isinstance(images, (list, tuple)):
-        images = dict(zip(cams, images))
-    paths = {ch: (images or {}).get(ch) or cams[ch].image for ch in cams}
     out = []
-    for ch, path in paths.items():
-        if path is None:
+    for ch, cam in inf.check_cameras(images, calib).items():  # images set from the arguments or the JSON
+        if cam.image is None:
             continue
-        with Image.open(path) as im:
+        with Image.open(cam.image) as im:
             img = np.asarray(im.convert("RGB"))
-        drawn = draw_boxes_on_image(img, res.boxes, cams[ch].lidar2img, labels=res.class_names,
+        drawn = draw_boxes_on_image(img, res.boxes, cam.lidar2img, labels=res.class_names,
                                     scores=res.scores, score_thr=score_thr)
         dst = out_dir / f"{name}_{ch}.jpg"
         with atomic_open(str(dst), "wb") as f:
@@ -167,12 +162,12 @@ def main(argv=None) -> dict:
                               batch_size=args.batch_size)
     written = []
     once = results if args.dataset_split else results[len(results) - len(results) // args.repeat:]
+    camera_only = inf.uses_images and inf.point_columns is None
     for res in once:  # with --repeat, each input is written once (its last run)
-        camera_only = inf.uses_images and inf.point_columns is None
         name = Path(res.source).stem if camera_only else _frame_name(res.source, res.token)
         written.append(res.save_json(str(out_dir / f"{name}.json")))
         if args.render and inf.uses_images and not args.dataset_split:
-            written.extend(_render_cameras(res, args.calib, images, out_dir, name, args.score_thr))
+            written.extend(_render_cameras(inf, res, args.calib, images, out_dir, name, args.score_thr))
         elif args.render:
             backend = _render(inf, res, out_dir / f"{name}.png", args.score_thr)
             written.append(f"{out_dir / (name + '.png')} ({backend})")

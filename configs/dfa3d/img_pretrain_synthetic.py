@@ -4,7 +4,9 @@
 # downloaded here. The detectors load it with `image_init` (dfa3d_demo_synthetic.py and variants):
 #   python tools/train.py configs/dfa3d/img_pretrain_synthetic.py     # -> work_dirs/img_pretrain_synthetic/
 # Validation: depth errors (AbsRel, RMSE, delta < 1.25) of the expected depth against the val split's lidar.
-_base_ = ["./dfa3d_demo_synthetic.py"]
+# Based on the lidar-depth variant for its test pipeline, which already loads the lidar depth maps the depth metric
+# scores against; only the image branch of its model is kept.
+_base_ = ["./dfa3d_gtdepth_demo_synthetic.py"]
 
 model = dict(
     _delete_=True,
@@ -16,15 +18,6 @@ model = dict(
     perspective_head={{_base_.model.perspective_head}},
 )
 
-val_pipeline = [
-    dict(type="LoadPointsFromFile", load_dim=5, use_dim=[0, 1, 2, 3]),
-    dict(type="LoadMultiViewImages"),
-    dict(type="ResizeMultiViewImages", scale={{_base_.img_scale}}),
-    dict(type="MultiViewDepthMap", stride=8, depth_range={{_base_.depth_range}}),
-    dict(type="PackMultiViewInputs", keys=["img", "gt_depth"]),
-]
-val_dataloader = dict(dataset=dict(pipeline=val_pipeline))
-test_dataloader = val_dataloader
 val_evaluator = dict(_delete_=True, type="DepthMetric", min_depth=2.0, max_depth=58.0)  # the depth bins' range
 test_evaluator = val_evaluator
 

@@ -21,6 +21,27 @@ from ..lifting.depth_head import lidar_depth_distribution, pool_depth_targets
 DEPTH_SOURCES = ("pred", "lidar_gt")
 
 
+def image_branch_losses(model, logits: Optional[List[torch.Tensor]], img_feats: List[torch.Tensor],
+                        data_samples: List[Det3DDataSample], lidar2img: torch.Tensor,
+                        gt_depth: Optional[torch.Tensor]) -> dict:
+    """``loss_depth`` (lidar depth bins) and ``loss_persp`` (projected box centres) of ``model``'s
+    ``depth_head`` / ``perspective_head`` (each if present; the depth loss also if its weight is > 0): the
+    image-branch supervision shared by :class:`CameraDetector` and ``CameraImagePretrainer``."""
+    name = type(model).__name__
+    losses = {}
+    if logits is not None and model.depth_head.loss_weight > 0:
+        if gt_depth is None:
+            raise ValueError(f"{name}: the depth loss needs data_samples[i].gt_depth "
+                             "(MultiViewDepthMap in the train pipeline) or depth_head.loss_weight=0")
+        losses["loss_depth"] = model.depth_head.loss(logits, gt_depth.flatten(0, 1))
+    if model.perspective_head is not None:
+        gts = [s.gt_instances_3d for s in data_samples]
+        boxes = [getattr(g.bboxes_3d, "tensor", g.bboxes_3d) for g in gts]
+        losses["loss_persp"] = model.perspective_head.loss(model.perspective_head(img_feats), boxes,
+                                                           [g.labels_3d for g in gts], lidar2img)
+    return losses
+
+
 @MODELS.register_module()
 class CameraDetector(BEVDetectorMixin, BaseModel):
     """Camera-only 3D detector with a CenterPoint head (``loss`` / ``predict`` as :class:`VoxelDetector`).
@@ -171,16 +192,7 @@ class CameraDetector(BEVDetectorMixin, BaseModel):
             return self.head(feats)
         if mode == "loss":
             losses = self.head.loss(feats, [s.gt_instances_3d for s in data_samples])
-            if logits is not None and self.depth_head.loss_weight > 0:
-                if gt_depth is None:
-                    raise ValueError("CameraDetector: the depth loss needs data_samples[i].gt_depth "
-                                     "(MultiViewDepthMap in the train pipeline) or depth_head.loss_weight=0")
-                losses["loss_depth"] = self.depth_head.loss(logits, gt_depth.flatten(0, 1))
-            if self.perspective_head is not None:
-                gts = [s.gt_instances_3d for s in data_samples]
-                boxes = [getattr(g.bboxes_3d, "tensor", g.bboxes_3d) for g in gts]
-                losses["loss_persp"] = self.perspective_head.loss(self.perspective_head(img_feats), boxes,
-                                                                  [g.labels_3d for g in gts], lidar2img)
+            losses.update(image_branch_losses(self, logits, img_feats, data_samples, lidar2img, gt_depth))
             return losses
         if mode == "predict":
             return self.predict_samples(feats, data_samples, img.shape[0])

@@ -20,7 +20,7 @@ from mmengine.model import BaseModel
 
 from ...registry import MODELS
 from ...structures import Det3DDataSample
-from .camera_detector import CameraDetector
+from .camera_detector import CameraDetector, image_branch_losses
 
 
 def expected_depth(logits: torch.Tensor, depth_bins) -> torch.Tensor:
@@ -66,18 +66,7 @@ class CameraImagePretrainer(BaseModel):
             raise ValueError("CameraImagePretrainer: data_samples with 'lidar2img' metainfo are required")
         lidar2img, gt_depth = CameraDetector.camera_meta(data_samples, img)
         if mode == "loss":
-            losses = {}
-            if logits is not None:
-                if gt_depth is None:
-                    raise ValueError("CameraImagePretrainer: the depth loss needs data_samples[i].gt_depth "
-                                     "(MultiViewDepthMap + PackMultiViewInputs keys=[..., 'gt_depth'])")
-                losses["loss_depth"] = self.depth_head.loss(logits, gt_depth.flatten(0, 1))
-            if self.perspective_head is not None:
-                gts = [s.gt_instances_3d for s in data_samples]
-                boxes = [getattr(g.bboxes_3d, "tensor", g.bboxes_3d) for g in gts]
-                losses["loss_persp"] = self.perspective_head.loss(self.perspective_head(feats), boxes,
-                                                                  [g.labels_3d for g in gts], lidar2img)
-            return losses
+            return image_branch_losses(self, logits, feats, data_samples, lidar2img, gt_depth)
         if mode == "predict":
             if logits is None:
                 raise ValueError("CameraImagePretrainer: predict needs a depth_head (it predicts depth maps)")
