@@ -62,7 +62,7 @@ def run_case(spec: Dict[str, Any]) -> Dict[str, Any]:
     from mmengine.config import Config
 
     from perception3d import register_all_modules
-    from perception3d.ops.voxelize import grid_shape_from
+    from perception3d.ops.voxelize import grid_shape
     from perception3d.registry import MODELS
     from perception3d.utils.benchmark import AutocastModule, measure_backbones_equal_voxels, measure_detector
 
@@ -80,7 +80,7 @@ def run_case(spec: Dict[str, Any]) -> Dict[str, Any]:
     if spec["kind"] == "equal_voxels":  # both sparse backbones on the spconv model's 3D voxels
         sp = MODELS.build(Config.fromfile(str(REPO / spec["spconv_config"])).model)
         enc = sp.voxel_encoder
-        nz, ny, nx = grid_shape_from(enc.voxel_size, enc.point_cloud_range)
+        nz, ny, nx = grid_shape(enc.point_cloud_range, enc.voxel_size)
         ff_cfg = dict(Config.fromfile(str(REPO / spec["flatformer_config"])).model.sparse_backbone)
         ff_cfg.update(in_channels=enc.out_channels, sparse_shape=[nx, ny, nz])
         flat = MODELS.build(ff_cfg)

@@ -12,9 +12,9 @@ from typing import Dict, Sequence
 import torch
 
 from ..scatter import scatter_max, scatter_mean, scatter_sum
-from .reference import _MAX_KEY, dynamic_voxelize_reference, grid_shape_from
+from .reference import _MAX_KEY, dynamic_voxelize_reference, grid_shape
 
-__all__ = ["dynamic_voxelize", "grid_shape_from", "scatter_mean", "scatter_max", "scatter_sum"]
+__all__ = ["dynamic_voxelize", "grid_shape", "scatter_mean", "scatter_max", "scatter_sum"]
 
 
 def dynamic_voxelize(
@@ -63,7 +63,7 @@ def dynamic_voxelize(
             "ops/voxelize dynamic_voxelize: `point_cloud_range` must be (x0, y0, z0, x1, y1, z1) with max > min, "
             f"got {point_cloud_range}"
         )
-    nz, ny, nx = grid_shape_from(voxel_size, point_cloud_range)
+    nz, ny, nx = grid_shape(point_cloud_range, voxel_size)
     if min(nz, ny, nx) < 1:
         raise ValueError(f"ops/voxelize dynamic_voxelize: grid shape (nz, ny, nx)={(nz, ny, nx)} must be >= 1")
     nb = int(batch_idx.max()) + 1 if batch_idx.numel() else 0

@@ -15,11 +15,23 @@ import torch
 _MAX_KEY = 2**62
 
 
-def grid_shape_from(voxel_size: Sequence[float], point_cloud_range: Sequence[float]) -> Tuple[int, int, int]:
-    """(nz, ny, nx) for a voxel size (vx, vy, vz) and range (x0, y0, z0, x1, y1, z1)."""
+def grid_shape(point_cloud_range: Sequence[float], voxel_size: Sequence[float]) -> Tuple[int, int, int]:
+    """Voxel grid shape (nz, ny, nx) of a range (x0, y0, z0, x1, y1, z1) cut into voxels (vx, vy, vz), metres.
+
+    The one grid convention of the package: (nz, ny, nx), the order of the voxel coordinates (b, z, y, x).
+    Each count is ``round((max - min) / size)``; raises ValueError for malformed input or an empty grid.
+    """
+    if len(point_cloud_range) != 6 or len(voxel_size) != 3:
+        raise ValueError(f"grid_shape: point_cloud_range must have 6 values (x0, y0, z0, x1, y1, z1) and voxel_size 3 "
+                         f"(vx, vy, vz), got {list(point_cloud_range)} and {list(voxel_size)}")
     vs = [float(v) for v in voxel_size]
     pcr = [float(v) for v in point_cloud_range]
+    if min(vs) <= 0:
+        raise ValueError(f"grid_shape: voxel_size must be > 0, got {vs}")
     nx, ny, nz = (int(round((pcr[i + 3] - pcr[i]) / vs[i])) for i in range(3))
+    if min(nx, ny, nz) < 1:
+        raise ValueError(f"grid_shape: empty voxel grid (nx, ny, nz)=({nx}, {ny}, {nz}) from range {pcr} and voxel "
+                         f"size {vs}")
     return nz, ny, nx
 
 
@@ -30,7 +42,7 @@ def dynamic_voxelize_reference(
     point_cloud_range: Sequence[float],
 ) -> Dict[str, object]:
     """See :func:`perception3d.ops.voxelize.dynamic_voxelize` (inputs already validated)."""
-    nz, ny, nx = grid_shape_from(voxel_size, point_cloud_range)
+    nz, ny, nx = grid_shape(point_cloud_range, voxel_size)
     device = points.device
     n = points.shape[0]
     with torch.no_grad():

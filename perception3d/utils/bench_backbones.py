@@ -44,14 +44,14 @@ def build_backbones(cfg_paths: Dict[str, str], names: Tuple[str, ...]) -> Tuple[
     from mmengine.config import Config
 
     from perception3d import register_all_modules
-    from perception3d.ops.voxelize import grid_shape_from
+    from perception3d.ops.voxelize import grid_shape
     from perception3d.registry import MODELS
 
     register_all_modules()
     torch.manual_seed(0)
     sp = MODELS.build(Config.fromfile(cfg_paths["spconv"]).model)
     enc = sp.voxel_encoder
-    nz, ny, nx = grid_shape_from(enc.voxel_size, enc.point_cloud_range)
+    nz, ny, nx = grid_shape(enc.point_cloud_range, enc.voxel_size)
     need = set(names) | ({"scatterformer"} if "padded" in names else set())
     cfgs = {k: dict(Config.fromfile(cfg_paths[k]).model.sparse_backbone)
             for k in ("flatformer", "scatterformer", "dsvt") if k in need}

@@ -3,7 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from perception3d.models.middle_encoders import BEVScatter, grid_shape_from_range
+from perception3d.models.middle_encoders import BEVScatter
+from perception3d.ops.voxelize import grid_shape
 from perception3d.models.middle_encoders import spconv_compat
 from perception3d.registry import MODELS
 
@@ -14,9 +15,9 @@ def _random_coords(batch, shape, n, seed):
     return torch.unique(torch.stack(cols, 1), dim=0).int()
 
 
-def test_grid_shape_from_range():
-    assert grid_shape_from_range([-54, -54, -5, 54, 54, 3], [0.075, 0.075, 0.2]) == (40, 1440, 1440)
-    assert grid_shape_from_range([0, -40, -3, 70.4, 40, 1], [0.16, 0.16, 4]) == (1, 500, 440)
+def test_grid_shape():
+    assert grid_shape([-54, -54, -5, 54, 54, 3], [0.075, 0.075, 0.2]) == (40, 1440, 1440)
+    assert grid_shape([0, -40, -3, 70.4, 40, 1], [0.16, 0.16, 4]) == (1, 500, 440)
 
 
 def test_bev_scatter_hand_case_and_vs_spconv_dense():

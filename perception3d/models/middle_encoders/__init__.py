@@ -7,7 +7,7 @@ from typing import Any
 
 from perception3d.registry import MODELS
 
-from .bev_scatter import BEVScatter, grid_shape_from_range, scatter_to_bev  # noqa: F401
+from .bev_scatter import BEVScatter, scatter_to_bev  # noqa: F401
 
 
 @MODELS.register_module(name="SparseEncoder")

@@ -6,18 +6,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from perception3d.ops.voxelize import grid_shape
 from perception3d.registry import MODELS
-
-
-def grid_shape_from_range(point_cloud_range: Sequence[float], voxel_size: Sequence[float]) -> tuple[int, int, int]:
-    """Voxel grid shape (nz, ny, nx) for a range [x0, y0, z0, x1, y1, z1] and voxel size (vx, vy, vz) in metres."""
-    if len(point_cloud_range) != 6 or len(voxel_size) != 3:
-        raise ValueError(f"point_cloud_range must have 6 values and voxel_size 3, got "
-                         f"{list(point_cloud_range)} and {list(voxel_size)}")
-    n = [int(round((point_cloud_range[i + 3] - point_cloud_range[i]) / voxel_size[i])) for i in range(3)]
-    if min(n) < 1:
-        raise ValueError(f"empty voxel grid {n} (x,y,z) from range {list(point_cloud_range)} / {list(voxel_size)}")
-    return n[2], n[1], n[0]
 
 
 def check_sparse_input(voxel_feats: torch.Tensor, coords: torch.Tensor, batch_size: int,
@@ -76,7 +66,7 @@ class BEVScatter(nn.Module):
         if grid_shape is None:
             if point_cloud_range is None or voxel_size is None:
                 raise ValueError("BEVScatter: give grid_shape (nz, ny, nx) or point_cloud_range + voxel_size")
-            grid_shape = grid_shape_from_range(point_cloud_range, voxel_size)
+            grid_shape = grid_shape(point_cloud_range, voxel_size)
         if len(grid_shape) != 3:
             raise ValueError(f"BEVScatter: grid_shape must be (nz, ny, nx), got {list(grid_shape)}")
         self.in_channels = int(in_channels)

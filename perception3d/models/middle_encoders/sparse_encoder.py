@@ -12,7 +12,9 @@ import torch
 from torch import nn
 
 from . import spconv_compat
-from .bev_scatter import check_sparse_input, grid_shape_from_range, scatter_to_bev
+from perception3d.ops.voxelize import grid_shape
+
+from .bev_scatter import check_sparse_input, scatter_to_bev
 
 import spconv.pytorch as spconv  # noqa: E402  (heavy import only when this module is used)
 
@@ -61,7 +63,7 @@ class SparseEncoder(nn.Module):
         if sparse_shape is None:
             if point_cloud_range is None or voxel_size is None:
                 raise ValueError("SparseEncoder: give sparse_shape (nz, ny, nx) or point_cloud_range + voxel_size")
-            nz, ny, nx = grid_shape_from_range(point_cloud_range, voxel_size)
+            nz, ny, nx = grid_shape(point_cloud_range, voxel_size)
             sparse_shape = (nz + z_pad, ny, nx)
         if len(sparse_shape) != 3:
             raise ValueError(f"SparseEncoder: sparse_shape must be (nz, ny, nx), got {list(sparse_shape)}")
