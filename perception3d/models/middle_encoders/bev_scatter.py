@@ -6,7 +6,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from perception3d.ops.voxelize import grid_shape
+from perception3d.ops import voxelize
 from perception3d.registry import MODELS
 
 
@@ -66,7 +66,7 @@ class BEVScatter(nn.Module):
         if grid_shape is None:
             if point_cloud_range is None or voxel_size is None:
                 raise ValueError("BEVScatter: give grid_shape (nz, ny, nx) or point_cloud_range + voxel_size")
-            grid_shape = grid_shape(point_cloud_range, voxel_size)
+            grid_shape = voxelize.grid_shape(point_cloud_range, voxel_size)
         if len(grid_shape) != 3:
             raise ValueError(f"BEVScatter: grid_shape must be (nz, ny, nx), got {list(grid_shape)}")
         self.in_channels = int(in_channels)
