@@ -172,6 +172,25 @@ def test_config_errors():
         _head()(torch.randn(1, 8, 8, 8))
 
 
+def test_unknown_train_and_test_cfg_keys_are_refused():
+    from perception3d.models.heads.center_head import TEST_CFG_KEYS, TRAIN_CFG_KEYS
+
+    # a misspelt key used to be merged into the defaults and silently ignored
+    with pytest.raises(ValueError, match=r"unknown train_cfg key 'min_radious'; allowed keys: max_objs, "
+                                         r"gaussian_overlap, min_radius, code_weights"):
+        _head(train_cfg=dict(max_objs=100, min_radious=3))
+    with pytest.raises(ValueError, match=r"unknown test_cfg key 'nms_class_awre'.*nms_class_aware"):
+        _head(test_cfg=dict(score_threshold=0.5, nms_class_awre=True))
+    # every allowed key is accepted and reaches the head's resolved config
+    train = dict(max_objs=7, gaussian_overlap=0.2, min_radius=1, code_weights=[1.0] * 10)
+    test = dict(max_per_img=5, pre_topk=6, score_threshold=0.3, post_center_limit_range=[-9, -9, -9, 9, 9, 9],
+                nms_type="circle", nms_thr=0.4, nms_class_aware=True, pre_max_size=10, post_max_size=4,
+                max_pool_nms=True, heading_from_motion=dict(min_speed=2.0))
+    assert set(train) == set(TRAIN_CFG_KEYS) and set(test) == set(TEST_CFG_KEYS)
+    head = _head(train_cfg=train, test_cfg=test)
+    assert head.train_cfg == train and head.test_cfg == test
+
+
 def test_empty_gt_and_bad_labels():
     head = _head()
     empty = InstanceData(bboxes_3d=Boxes3D(torch.zeros(0, 9)), labels_3d=torch.zeros(0, dtype=torch.long))

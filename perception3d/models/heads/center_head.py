@@ -21,6 +21,17 @@ NUSCENES_TASKS = (dict(num_class=1, class_names=["car"]), dict(num_class=2, clas
                   dict(num_class=2, class_names=["pedestrian", "traffic_cone"]))
 DEFAULT_COMMON_HEADS = dict(reg=(2, 2), height=(1, 2), dim=(3, 2), rot=(2, 2), vel=(2, 2))
 CODE_ORDER = ("reg", "height", "dim", "rot", "vel")  # matches CenterPointBBoxCoder's code layout
+# every key the head reads from its train_cfg / test_cfg: anything else is a typo and is refused
+TRAIN_CFG_KEYS = ("max_objs", "gaussian_overlap", "min_radius", "code_weights")
+TEST_CFG_KEYS = ("max_per_img", "pre_topk", "score_threshold", "post_center_limit_range", "nms_type", "nms_thr",
+                 "nms_class_aware", "pre_max_size", "post_max_size", "max_pool_nms", "heading_from_motion")
+
+
+def check_cfg_keys(name: str, cfg: Optional[dict], allowed: Sequence[str]) -> None:
+    """Raise a ValueError naming the first key of ``cfg`` not in ``allowed`` (``name``: e.g. 'train_cfg')."""
+    for key in cfg or {}:
+        if key not in allowed:
+            raise ValueError(f"CenterHead: unknown {name} key {key!r}; allowed keys: {', '.join(allowed)}")
 
 
 def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
@@ -66,7 +77,8 @@ class CenterHead(nn.Module):
         train_cfg: max_objs, gaussian_overlap, min_radius, code_weights (len code_size).
         test_cfg: max_per_img, pre_topk (per task), score_threshold, post_center_limit_range,
             nms_type ('rotate' | 'circle' | 'none', or one per task), nms_thr (float or per task; for
-            circle NMS a distance in metres), pre_max_size, post_max_size, max_pool_nms,
+            circle NMS a distance in metres), nms_class_aware (boxes of different classes never suppress each
+            other; default False), pre_max_size, post_max_size, max_pool_nms,
             heading_from_motion (None, or ``dict(min_speed=m/s, align_classes=[names])``: boxes predicted to
             move at least ``min_speed`` get the heading of the pi-pair that points along their velocity, and
             ``align_classes`` take the velocity direction; see :func:`heading_from_motion`).
@@ -111,6 +123,7 @@ class CenterHead(nn.Module):
         self.loss_bbox = MODELS.build(loss_bbox or dict(type="L1Loss", reduction="mean", loss_weight=0.25))
         self.train_cfg = dict(max_objs=500, gaussian_overlap=0.1, min_radius=2,
                               code_weights=[1.0] * 8 + [0.2, 0.2][: code_size - 8])
+        check_cfg_keys("train_cfg", train_cfg, TRAIN_CFG_KEYS)
         self.train_cfg.update(train_cfg or {})
         if len(self.train_cfg["code_weights"]) != code_size:
             raise ValueError(f"CenterHead: train_cfg.code_weights needs {code_size} values, "
@@ -118,6 +131,7 @@ class CenterHead(nn.Module):
         self.test_cfg = dict(max_per_img=500, pre_topk=500, score_threshold=0.1, post_center_limit_range=None,
                              nms_type="rotate", nms_thr=0.2, pre_max_size=1000, post_max_size=83, max_pool_nms=False,
                              heading_from_motion=None)
+        check_cfg_keys("test_cfg", test_cfg, TEST_CFG_KEYS)
         self.test_cfg.update(test_cfg or {})
         hfm = self.test_cfg["heading_from_motion"]
         self._align_labels: tuple[int, ...] = ()
