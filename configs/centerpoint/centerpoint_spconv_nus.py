@@ -35,11 +35,3 @@ model = dict(
                       max_per_img=500),
     ),
 )
-
-# One-cycle as CenterPoint: AdamW peaking at 1e-3 (the base schedule's default peak, 10 x lr, is 1e-2).
-lr = 1e-4
-optim_wrapper = dict(optimizer=dict(lr=lr))
-param_scheduler = [
-    dict(type="OneCycleLR", eta_max=1e-3, pct_start=0.4, total_steps=None, by_epoch=False,
-         convert_to_iter_based=True, div_factor=10, final_div_factor=1e4),
-]

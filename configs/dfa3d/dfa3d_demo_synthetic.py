@@ -2,9 +2,7 @@
 # feature), sized for 2 CPU cores, on the synthetic world's 6 cameras (400 x 225, 1/4 of nuScenes).
 # Variants: dfa2d_demo_synthetic.py (2D deformable attention, the paper's baseline) and
 # dfa3d_gtdepth_demo_synthetic.py (lidar ground-truth depth fed to DFA3D).
-# All three start from the image branch pretrained by img_pretrain_synthetic.py (train that first):
-#   python tools/train.py configs/dfa3d/img_pretrain_synthetic.py
-#   python tools/train.py configs/dfa3d/dfa3d_demo_synthetic.py
+# All three start from the image branch pretrained by img_pretrain_synthetic.py (train that first; README.md).
 _base_ = [
     "../_base_/default_runtime.py",
     "../_base_/datasets/nuscenes_synthetic.py",
@@ -89,13 +87,7 @@ train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-# Same budget as the lidar demo (100 training frames, batch 2); the three variants share it.
+# The lidar demo's budget in iterations (batch 2); the three variants share it.
 max_epochs = 12
-lr = 2e-3
-optim_wrapper = dict(optimizer=dict(lr=lr), clip_grad=dict(max_norm=35, norm_type=2))
-param_scheduler = [
-    dict(type="LinearLR", start_factor=0.1, by_epoch=False, begin=0, end=50),
-    dict(type="CosineAnnealingLR", by_epoch=True, begin=0, end=max_epochs, eta_min=lr * 1e-2,
-         convert_to_iter_based=True),
-]
+optim_wrapper = dict(optimizer=dict(lr=2e-3), clip_grad=dict(max_norm=35, norm_type=2))
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)

@@ -69,12 +69,11 @@ train_dataloader = dict(batch_size=1, dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
+# BEVFormer's schedule: a longer, gentler warm-up (500 iterations from lr / 3) and a cosine down to lr / 1000.
 max_epochs = 24
-lr = 2e-4
-optim_wrapper = dict(optimizer=dict(lr=lr), clip_grad=dict(max_norm=35, norm_type=2))
+optim_wrapper = dict(optimizer=dict(lr=2e-4), clip_grad=dict(max_norm=35, norm_type=2))
 param_scheduler = [
     dict(type="LinearLR", start_factor=1.0 / 3, by_epoch=False, begin=0, end=500),
-    dict(type="CosineAnnealingLR", by_epoch=True, begin=0, end=max_epochs, eta_min=lr * 1e-3,
-         convert_to_iter_based=True),
+    dict(type="CosineAnnealingLR", by_epoch=True, begin=0, eta_min_ratio=1e-3, convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)

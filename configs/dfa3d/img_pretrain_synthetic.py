@@ -1,8 +1,7 @@
 # Pretraining of the camera detectors' image branch (ResNet + FPN + depth head + perspective centre head) on the
 # synthetic world's training cameras: lidar depth bins and projected 3D box centres, per image, no BEV lifting.
 # It stands in for the ImageNet / FCOS3D-pretrained backbones of BEVFormer and the DFA3D paper, which cannot be
-# downloaded here. The detectors load it with `image_init` (dfa3d_demo_synthetic.py and variants):
-#   python tools/train.py configs/dfa3d/img_pretrain_synthetic.py     # -> work_dirs/img_pretrain_synthetic/
+# downloaded here. The detectors load it with `image_init` (dfa3d_demo_synthetic.py and variants).
 # Validation: depth errors (AbsRel, RMSE, delta < 1.25) of the expected depth against the val split's lidar.
 # Based on the lidar-depth variant for its test pipeline, which already loads the lidar depth maps the depth metric
 # scores against; only the image branch of its model is kept.
@@ -24,10 +23,4 @@ test_evaluator = val_evaluator
 # 20 x 100 iterations; an image-branch step costs about a quarter of a detector step. The detectors' image_init
 # points at this run's last checkpoint, work_dirs/img_pretrain_synthetic/epoch_20.pth.
 max_epochs = 20
-lr = 2e-3
-param_scheduler = [
-    dict(type="LinearLR", start_factor=0.1, by_epoch=False, begin=0, end=50),
-    dict(type="CosineAnnealingLR", by_epoch=True, begin=0, end=max_epochs, eta_min=lr * 1e-2,
-         convert_to_iter_based=True),
-]
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
