@@ -13,19 +13,21 @@ _base_ = [
 
 point_cloud_range = [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]
 voxel_size = [0.2, 0.2, 0.25]
-sparse_shape = [33, 512, 512]         # (nz + 1, ny, nx), SECOND's extra z cell
 out_size_factor = 4                   # 8 (sparse encoder) / 2 (FPN upsampling of the stride-1 branch)
 vfe_channels = 32
 
 model = dict(
     type="VoxelDetector",
-    data_preprocessor=dict(type="Det3DDataPreprocessor"),
-    voxel_encoder=dict(type="DynamicVFE", in_channels=5, feat_channels=[vfe_channels, vfe_channels],
-                       voxel_size=voxel_size, point_cloud_range=point_cloud_range, mode="mean"),
-    sparse_backbone=dict(type="SparseEncoder", in_channels=vfe_channels, sparse_shape=sparse_shape,
+    point_cloud_range=point_cloud_range,
+    voxel_size=voxel_size,
+    data_preprocessor=dict(type="Det3DDataPreprocessor", voxel=True, voxel_type="dynamic"),
+    voxel_encoder=dict(type="DynamicVFE", in_channels=5, feat_channels=[vfe_channels, vfe_channels], mode="mean"),
+    # grid (nz, ny, nx) = (32, 512, 512) from the range; SECOND's extra z cell: z_pad=1
+    sparse_backbone=dict(type="SparseEncoder", in_channels=vfe_channels, z_pad=1,
                          base_channels=16, output_channels=128,
                          encoder_channels=[[16], [32, 32, 32], [64, 64, 64], [64, 64, 64]],
                          encoder_paddings=[[1], [1, 1, 1], [1, 1, 1], [[0, 1, 1], 1, 1]]),
+    bev_scatter=dict(type="BEVScatter", in_channels=128),
     backbone=dict(type="SECOND", in_channels=128, out_channels=[64, 128], layer_nums=[2, 4],
                   layer_strides=[1, 2]),
     neck=dict(type="SECONDFPN", in_channels=[64, 128], out_channels=[64, 64], upsample_strides=[2, 4]),
@@ -33,7 +35,7 @@ model = dict(
         type="CenterHead", in_channels=128, common_heads={{_base_.common_heads}},
         tasks=[dict(num_class=10, class_names={{_base_.class_names}})],  # one class group, as the FlatFormer demo
         share_conv_channel=64, head_conv=32,
-        bbox_coder=dict(point_cloud_range=point_cloud_range, voxel_size=voxel_size, out_size_factor=out_size_factor),
+        bbox_coder=dict(out_size_factor=out_size_factor),
         train_cfg=dict(max_objs=500, gaussian_overlap=0.1, min_radius=2,
                        code_weights=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2]),
         test_cfg=dict(post_center_limit_range=[-61.2, -61.2, -10.0, 61.2, 61.2, 10.0], score_threshold=0.1,

@@ -10,24 +10,26 @@ _base_ = [
 
 point_cloud_range = [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]
 voxel_size = [0.1, 0.1, 0.2]
-sparse_shape = [41, 1024, 1024]
 out_size_factor = 8
 
 model = dict(
     type="VoxelDetector",
-    data_preprocessor=dict(type="Det3DDataPreprocessor"),
-    voxel_encoder=dict(type="DynamicVFE", in_channels=5, feat_channels=[32, 32], voxel_size=voxel_size,
-                       point_cloud_range=point_cloud_range, mode="mean"),
-    sparse_backbone=dict(type="SparseEncoder", in_channels=32, sparse_shape=sparse_shape, base_channels=16,
+    point_cloud_range=point_cloud_range,
+    voxel_size=voxel_size,
+    data_preprocessor=dict(type="Det3DDataPreprocessor", voxel=True, voxel_type="dynamic"),
+    voxel_encoder=dict(type="DynamicVFE", in_channels=5, feat_channels=[32, 32], mode="mean"),
+    # grid (nz, ny, nx) = (40, 1024, 1024) from the range; SECOND's extra z cell: z_pad=1
+    sparse_backbone=dict(type="SparseEncoder", in_channels=32, z_pad=1, base_channels=16,
                          output_channels=128,
                          encoder_channels=[[16, 16], [32, 32, 32], [64, 64, 64], [128, 128]],
                          encoder_paddings=[[1, 1], [1, 1, 1], [1, 1, 1], [[0, 1, 1], 1]]),
+    bev_scatter=dict(type="BEVScatter", in_channels=128),  # 2 z levels left: 256 BEV channels
     backbone=dict(type="SECOND", in_channels=256, out_channels=[128, 256], layer_nums=[5, 5], layer_strides=[1, 2]),
     neck=dict(type="SECONDFPN", in_channels=[128, 256], out_channels=[256, 256], upsample_strides=[1, 2]),
     head=dict(
         type="CenterHead", in_channels=512, tasks={{_base_.tasks}}, common_heads={{_base_.common_heads}},
         share_conv_channel=64, head_conv=64,
-        bbox_coder=dict(point_cloud_range=point_cloud_range, voxel_size=voxel_size, out_size_factor=out_size_factor),
+        bbox_coder=dict(out_size_factor=out_size_factor),
         train_cfg=dict(max_objs=500, gaussian_overlap=0.1, min_radius=2,
                        code_weights=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2]),
         test_cfg=dict(post_center_limit_range=[-61.2, -61.2, -10.0, 61.2, 61.2, 10.0], score_threshold=0.1,

@@ -25,6 +25,8 @@ depth_source = "pred"
 
 model = dict(
     type="CameraDetector",
+    point_cloud_range=point_cloud_range,
+    voxel_size=voxel_size,
     data_preprocessor=dict(type="Det3DDataPreprocessor", **img_norm),
     img_backbone=dict(type="ResNet", widths=[16, 32, 64, 128], depths=[1, 1, 1, 1], out_indices=[1, 2, 3]),
     img_neck=dict(type="ImageFPN", in_channels=[32, 64, 128], out_channels=embed_dim, num_outs=4),  # strides 8-64
@@ -37,7 +39,7 @@ model = dict(
     # pillar anchors where the synthetic objects are (box bottoms -2.9..-0.7 m, car tops up to ~1 m in the lidar
     # frame; the default z range [-5, 3) puts 2 of 4 anchors under the ground / above the cars), and small initial
     # BEV queries so the map the BEV backbone sees is image-driven from the start, not a per-cell constant
-    bev_encoder=dict(type="BEVLiftingEncoder", bev_h=bev_size, bev_w=bev_size, point_cloud_range=point_cloud_range,
+    bev_encoder=dict(type="BEVLiftingEncoder", bev_h=bev_size, bev_w=bev_size,
                      embed_dims=embed_dim, num_layers=1, ffn_channels=2 * embed_dim, num_z_anchors=4, num_heads=4,
                      num_levels=4, num_points=2, attn_type=attn_type, depth_bins=depth_bins,
                      anchor_z_range=[-3.0, 1.0], query_init_std=0.02),
@@ -54,7 +56,7 @@ model = dict(
     head=dict(
         type="CenterHead", in_channels=128, common_heads={{_base_.common_heads}},
         tasks=[dict(num_class=10, class_names=class_names)], share_conv_channel=64, head_conv=32,
-        bbox_coder=dict(point_cloud_range=point_cloud_range, voxel_size=voxel_size, out_size_factor=out_size_factor),
+        bbox_coder=dict(out_size_factor=out_size_factor),
         train_cfg=dict(max_objs=500, gaussian_overlap=0.1, min_radius=2,
                        code_weights=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5]),
         test_cfg=dict(post_center_limit_range=[-61.2, -61.2, -10.0, 61.2, 61.2, 10.0], score_threshold=0.1,

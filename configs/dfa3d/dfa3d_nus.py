@@ -23,11 +23,13 @@ class_names = {{_base_.class_names}}
 
 model = dict(
     type="CameraDetector",
+    point_cloud_range=point_cloud_range,
+    voxel_size=voxel_size,
     data_preprocessor=dict(type="Det3DDataPreprocessor", **img_norm),
     img_backbone=dict(type="ResNet", widths=[64, 128, 256, 512], depths=[2, 2, 2, 2], out_indices=[1, 2, 3]),
     img_neck=dict(type="ImageFPN", in_channels=[128, 256, 512], out_channels=embed_dim, num_outs=4),
     depth_head=dict(type="DepthHead", in_channels=embed_dim, mid_channels=128, depth_bins=depth_bins, loss_weight=1.0),
-    bev_encoder=dict(type="BEVLiftingEncoder", bev_h=bev_size, bev_w=bev_size, point_cloud_range=point_cloud_range,
+    bev_encoder=dict(type="BEVLiftingEncoder", bev_h=bev_size, bev_w=bev_size,
                      embed_dims=embed_dim, num_layers=3, ffn_channels=512, num_z_anchors=4, num_heads=8,
                      num_levels=4, num_points=2, attn_type="dfa3d", depth_bins=depth_bins),
     depth_source="pred",
@@ -37,7 +39,7 @@ model = dict(
     head=dict(
         type="CenterHead", in_channels=256, tasks={{_base_.tasks}}, common_heads={{_base_.common_heads}},
         share_conv_channel=64, head_conv=64,
-        bbox_coder=dict(point_cloud_range=point_cloud_range, voxel_size=voxel_size, out_size_factor=out_size_factor),
+        bbox_coder=dict(out_size_factor=out_size_factor),
         train_cfg=dict(max_objs=500, gaussian_overlap=0.1, min_radius=2,
                        code_weights=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2]),
         test_cfg=dict(post_center_limit_range=[-61.2, -61.2, -10.0, 61.2, 61.2, 10.0], score_threshold=0.1,

@@ -11,5 +11,5 @@ embed_dim = 64
 model = dict(
     sparse_backbone=dict(_delete_=True, type="DSVT", in_channels=embed_dim, embed_dim=embed_dim, num_heads=4,
                          num_blocks=2, set_size=16, window_shape=[12, 12], hybrid_factor=[2, 2, 1],
-                         shift=[6, 6, 0], sparse_shape={{_base_.sparse_shape}}),
+                         shift=[6, 6, 0]),
 )

@@ -5,15 +5,13 @@
 # attention pooling of the remaining 4 levels into pillars (pool_to_bev), then the one-level BEV scatter.
 _base_ = ["../flatformer/flatformer_demo_synthetic.py"]
 
-point_cloud_range = {{_base_.point_cloud_range}}
 voxel_size = [0.4, 0.4, 0.5]
 embed_dim = 64
 model = dict(
-    voxel_encoder=dict(_delete_=True, type="DynamicVFE", in_channels=5, feat_channels=[32, embed_dim],
-                       voxel_size=voxel_size, point_cloud_range=point_cloud_range, mode="max"),
+    voxel_size=voxel_size,
+    voxel_encoder=dict(_delete_=True, type="DynamicVFE", in_channels=5, feat_channels=[32, embed_dim], mode="max"),
     sparse_backbone=dict(_delete_=True, type="DSVT", in_channels=embed_dim, embed_dim=embed_dim, num_heads=4,
                          num_blocks=[1, 1], set_size=48, window_shape=[[12, 12, 16], [12, 12, 4]],
-                         hybrid_factor=[2, 2, 1], shift=[6, 6, 0], sparse_shape=[256, 256, 16], z_pool=[4],
+                         hybrid_factor=[2, 2, 1], shift=[6, 6, 0], z_pool=[4],
                          pool_to_bev=True),
-    bev_scatter=dict(_delete_=True, type="BEVScatter", in_channels=embed_dim, grid_shape=[1, 256, 256]),
 )

@@ -9,18 +9,18 @@ _base_ = [
 
 point_cloud_range = [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]
 voxel_size = [0.4, 0.4, 8.0]          # pillars: 256 x 256 BEV grid
-sparse_shape = [256, 256]
 out_size_factor = 2                   # heatmap cell 0.8 m (128 x 128)
 embed_dim = 64
 
 model = dict(
     type="VoxelDetector",
-    data_preprocessor=dict(type="Det3DDataPreprocessor"),
-    voxel_encoder=dict(type="DynamicPillarFeatureNet", in_channels=5, feat_channels=[32, embed_dim],
-                       voxel_size=voxel_size, point_cloud_range=point_cloud_range),
+    point_cloud_range=point_cloud_range,
+    voxel_size=voxel_size,
+    data_preprocessor=dict(type="Det3DDataPreprocessor", voxel=True, voxel_type="dynamic"),
+    voxel_encoder=dict(type="DynamicPillarFeatureNet", in_channels=5, feat_channels=[32, embed_dim]),
     sparse_backbone=dict(type="FlatFormer", in_channels=embed_dim, embed_dim=embed_dim, num_heads=4, num_blocks=1,
-                         window_shape=[8, 8], group_size=64, sparse_shape=sparse_shape),
-    bev_scatter=dict(type="BEVScatter", in_channels=embed_dim, point_cloud_range=point_cloud_range, voxel_size=voxel_size),
+                         window_shape=[8, 8], group_size=64),
+    bev_scatter=dict(type="BEVScatter", in_channels=embed_dim),
     backbone=dict(type="SECOND", in_channels=embed_dim, out_channels=[64, 128], layer_nums=[2, 4],
                   layer_strides=[2, 2]),
     neck=dict(type="SECONDFPN", in_channels=[64, 128], out_channels=[64, 64], upsample_strides=[1, 2]),
@@ -30,7 +30,7 @@ model = dict(
         # groups' 36 extra 3x3 convs at 128 x 128 would triple the head cost on a CPU
         tasks=[dict(num_class=10, class_names={{_base_.class_names}})],
         share_conv_channel=64, head_conv=32,
-        bbox_coder=dict(point_cloud_range=point_cloud_range, voxel_size=voxel_size, out_size_factor=out_size_factor),
+        bbox_coder=dict(out_size_factor=out_size_factor),
         train_cfg=dict(max_objs=500, gaussian_overlap=0.1, min_radius=2,
                        code_weights=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]),
         test_cfg=dict(post_center_limit_range=[-61.2, -61.2, -10.0, 61.2, 61.2, 10.0], score_threshold=0.1,

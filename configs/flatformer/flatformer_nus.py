@@ -10,7 +10,6 @@ _base_ = [
 
 point_cloud_range = [-54.0, -54.0, -5.0, 54.0, 54.0, 3.0]
 voxel_size = [0.3, 0.3, 8.0]
-sparse_shape = [360, 360]
 out_size_factor = 2
 embed_dim = 128
 class_names = {{_base_.class_names}}
@@ -40,19 +39,20 @@ test_dataloader = val_dataloader
 
 model = dict(
     type="VoxelDetector",
-    data_preprocessor=dict(type="Det3DDataPreprocessor"),
-    voxel_encoder=dict(type="DynamicPillarFeatureNet", in_channels=5, feat_channels=[embed_dim, embed_dim],
-                       voxel_size=voxel_size, point_cloud_range=point_cloud_range),
+    point_cloud_range=point_cloud_range,
+    voxel_size=voxel_size,
+    data_preprocessor=dict(type="Det3DDataPreprocessor", voxel=True, voxel_type="dynamic"),
+    voxel_encoder=dict(type="DynamicPillarFeatureNet", in_channels=5, feat_channels=[embed_dim, embed_dim]),
     sparse_backbone=dict(type="FlatFormer", in_channels=embed_dim, embed_dim=embed_dim, num_heads=8, num_blocks=2,
-                         window_shape=[9, 9], group_size=69, sparse_shape=sparse_shape),
-    bev_scatter=dict(type="BEVScatter", in_channels=embed_dim, point_cloud_range=point_cloud_range, voxel_size=voxel_size),
+                         window_shape=[9, 9], group_size=69),
+    bev_scatter=dict(type="BEVScatter", in_channels=embed_dim),
     backbone=dict(type="SECOND", in_channels=embed_dim, out_channels=[128, 256], layer_nums=[5, 5],
                   layer_strides=[2, 2]),
     neck=dict(type="SECONDFPN", in_channels=[128, 256], out_channels=[256, 256], upsample_strides=[1, 2]),
     head=dict(
         type="CenterHead", in_channels=512, tasks={{_base_.tasks}}, common_heads={{_base_.common_heads}},
         share_conv_channel=64, head_conv=64,
-        bbox_coder=dict(point_cloud_range=point_cloud_range, voxel_size=voxel_size, out_size_factor=out_size_factor),
+        bbox_coder=dict(out_size_factor=out_size_factor),
         train_cfg=dict(max_objs=500, gaussian_overlap=0.1, min_radius=2,
                        code_weights=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2]),
         test_cfg=dict(post_center_limit_range=[-61.2, -61.2, -10.0, 61.2, 61.2, 10.0], score_threshold=0.1,

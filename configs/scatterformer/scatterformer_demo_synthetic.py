@@ -8,5 +8,5 @@ _base_ = ["../flatformer/flatformer_demo_synthetic.py"]
 embed_dim = 64
 model = dict(
     sparse_backbone=dict(_delete_=True, type="ScatterFormer", in_channels=embed_dim, embed_dim=embed_dim,
-                         num_heads=4, num_blocks=4, window_shape=[12, 12], sparse_shape={{_base_.sparse_shape}}),
+                         num_heads=4, num_blocks=4, window_shape=[12, 12]),
 )

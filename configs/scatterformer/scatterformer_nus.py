@@ -6,5 +6,5 @@ _base_ = ["../flatformer/flatformer_nus.py"]
 embed_dim = 128
 model = dict(
     sparse_backbone=dict(_delete_=True, type="ScatterFormer", in_channels=embed_dim, embed_dim=embed_dim,
-                         num_heads=8, num_blocks=4, window_shape=[12, 12], sparse_shape={{_base_.sparse_shape}}),
+                         num_heads=8, num_blocks=4, window_shape=[12, 12]),
 )

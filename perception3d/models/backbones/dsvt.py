@@ -1,4 +1,4 @@
-"""DSVT backbone: dynamic sparse window attention over rotated sets (OPS.md 4.1-4.2, 10.5).
+"""DSVT backbone: dynamic sparse window attention over rotated sets (docs/ops.md, "dsvt").
 
 Per stage, two window configurations are built once per forward with :func:`perception3d.ops.dsvt.dsvt_partition`:
 config 0 = ``window_shape`` unshifted, config 1 = ``window_shape * hybrid_factor`` shifted by ``shift`` (hybrid
@@ -29,6 +29,7 @@ from torch import nn
 
 from perception3d.ops.dsvt import DSVTSets, dsvt_partition
 from perception3d.registry import MODELS
+from perception3d.structures import SparseVoxels
 
 from .dsvt_pooling import AttentionZPool
 
@@ -121,7 +122,8 @@ class DSVT(nn.Module):
             stage's grid.
         hybrid_factor: (fx, fy, fz) multiplying the window of config 1 (odd blocks).
         shift: (sx, sy, sz) shift of config 1 (all stages or one per stage); default (wx // 2, wy // 2, 0).
-        sparse_shape: (nx, ny) or (nx, ny, nz) voxel grid of the input.
+        grid_shape: (nz, ny, nx) voxel grid of the input (a detector passes it from its point_cloud_range and
+            voxel_size). The output grid has the z size left by the pooling.
         z_pool: z strides of the attention pooling between consecutive stages (len = stages - 1).
         pool_to_bev: pool all remaining z into pillars after the last stage (output z = 0).
         pool_mask_empty: mask empty slots in the pooling (see :class:`AttentionZPool`).
@@ -131,20 +133,20 @@ class DSVT(nn.Module):
     def __init__(self, in_channels: int, embed_dim: int = 128, num_heads: int = 8,
                  num_blocks: Union[int, IntSeq] = 2, set_size: int = 36,
                  window_shape: Union[IntSeq, Sequence[IntSeq]] = (12, 12, 1), hybrid_factor: IntSeq = (2, 2, 1),
-                 shift: Optional[Union[IntSeq, Sequence[IntSeq]]] = None, sparse_shape: IntSeq = (468, 468),
+                 shift: Optional[Union[IntSeq, Sequence[IntSeq]]] = None, grid_shape: IntSeq = (1, 468, 468),
                  z_pool: IntSeq = (), pool_to_bev: bool = False, pool_mask_empty: bool = True,
                  out_channels: Optional[int] = None, ffn_ratio: int = 2) -> None:
         super().__init__()
         self.in_channels, self.embed_dim, self.set_size = int(in_channels), int(embed_dim), int(set_size)
         blocks = [int(num_blocks)] if isinstance(num_blocks, int) else [int(b) for b in num_blocks]
         n_stages = len(blocks)
-        self.sparse_shape = tuple(int(v) for v in sparse_shape)
-        if len(self.sparse_shape) not in (2, 3) or min(self.sparse_shape) < 1:
-            raise ValueError(f"DSVT: `sparse_shape` must be (nx, ny[, nz]) >= 1, got {sparse_shape}")
+        self.grid_shape = tuple(int(v) for v in grid_shape)
+        if len(self.grid_shape) != 3 or min(self.grid_shape) < 1:
+            raise ValueError(f"DSVT: `grid_shape` must be (nz, ny, nx) >= 1, got {grid_shape}")
         if len(z_pool) != n_stages - 1:
             raise ValueError(f"DSVT: `z_pool` needs {n_stages - 1} strides (one between stages), got {list(z_pool)}")
         self.hybrid_factor = tuple(int(v) for v in hybrid_factor)
-        nz = self.sparse_shape[2] if len(self.sparse_shape) == 3 else 1
+        nz = self.grid_shape[0]
         self.stage_nz, self.windows, self.shifts = [], [], []
         for s, (win, sh) in enumerate(zip(_per_stage(window_shape, n_stages, "window_shape"),
                                           _per_stage(shift, n_stages, "shift"))):
@@ -170,7 +172,7 @@ class DSVT(nn.Module):
 
     def _partitions(self, coords: torch.Tensor, stage: int, num_blocks: int):
         """Sets and centred PE inputs of the window configs used by this stage's blocks."""
-        shape = (self.sparse_shape[0], self.sparse_shape[1], self.stage_nz[stage])
+        shape = (self.grid_shape[2], self.grid_shape[1], self.stage_nz[stage])  # x-first, as the op takes it
         out = []
         for cfg in range(min(2, num_blocks)):
             window = self.windows[stage][cfg]
@@ -180,20 +182,11 @@ class DSVT(nn.Module):
             out.append((sets, xyz if self.windows[stage][0][2] > 1 else xyz[:, :2]))
         return out, shape
 
-    def forward(self, voxel_feats: torch.Tensor, coords: torch.Tensor, batch_size: int
-                ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """voxel_feats (V, C_in), coords (V, 4) int (b, z, y, x) -> (feats (M, C_out), coords (M, 4))."""
-        if voxel_feats.dim() != 2 or voxel_feats.shape[1] != self.in_channels:
-            raise ValueError(f"DSVT: `voxel_feats` must be (V, {self.in_channels}), got {tuple(voxel_feats.shape)}")
-        if coords.shape != (voxel_feats.shape[0], 4):
-            raise ValueError(f"DSVT: `coords` must be ({voxel_feats.shape[0]}, 4), got {tuple(coords.shape)}")
-        if coords.shape[0]:
-            hi = coords.max(0).values.tolist()
-            if hi[0] >= batch_size or hi[1] >= self.stage_nz[0] or hi[2] >= self.sparse_shape[1] or \
-                    hi[3] >= self.sparse_shape[0]:
-                raise ValueError(f"DSVT: `coords` max (b, z, y, x) {hi} outside batch_size={batch_size}, "
-                                 f"sparse_shape={self.sparse_shape}")
-        x, c = self.input_proj(voxel_feats), coords
+    def forward(self, voxels: SparseVoxels) -> SparseVoxels:
+        """Voxels (V, C_in) on ``grid_shape`` -> voxels (M, C_out) on the grid left by the z pooling (M <= V)."""
+        voxels.check("DSVT", channels=self.in_channels, grid_shape=self.grid_shape)
+        coords, nz = voxels.coords, self.grid_shape[0]
+        x, c = self.input_proj(voxels.features), coords
         for s, blocks in enumerate(self.stages):
             parts, shape = self._partitions(c, s, len(blocks))
             for i, block in enumerate(blocks):
@@ -202,4 +195,7 @@ class DSVT(nn.Module):
             pool = self.pools[s] if s < len(self.pools) else self.final_pool
             if pool is not None:
                 x, c = pool(x, c, shape)
-        return self.out_proj(x), (c if c is coords else c.to(coords.dtype))
+                nz = -(-shape[2] // pool.stride)
+        if c is coords:
+            return voxels.replace(self.out_proj(x))
+        return SparseVoxels(self.out_proj(x), c.to(coords.dtype), voxels.batch_size, (nz, *self.grid_shape[1:]))

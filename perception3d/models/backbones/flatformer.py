@@ -1,4 +1,4 @@
-"""FlatFormer backbone: flattened-window attention over sparse voxels / pillars (OPS.md 2.2-2.4).
+"""FlatFormer backbone: flattened-window attention over sparse voxels / pillars (docs/ops.md, "flat_window").
 
 Each block has four post-norm layers, one per order ("x", "x_shift", "y", "y_shift"); a layer is
 ``x = LN(x + GroupAttn(x, pe)); x = LN(x + FFN(x))`` with q = k = x + pe, v = x and FFN hidden 2C, GELU.
@@ -16,7 +16,7 @@ the input voxel order. Padding slots are read only as attention keys/values of t
 gathered for; every token's output is read from its own (non-padding) slot.
 
 Inference fast path (no autograd, float32 CPU, no autocast): linear layers use oneDNN's fused linear
-(bias + GELU, bias + residual add; see ``ops/flat_window/attention.py``) and each layer runs over chunks of
+(bias + GELU, bias + residual add; see ``models/layers/fused_linear.py``) and each layer runs over chunks of
 whole groups, so intermediates stay small (cache-resident, no page faults on fresh buffers; peak memory
 ~10x lower). Training and autocast take the plain path; both give the same math (tests: 1e-5).
 """
@@ -27,9 +27,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from perception3d.ops.flat_window import ORDERS, GroupAttention, flattened_window_mapping, window_indices
-from perception3d.ops.flat_window.attention import fused_linear_active, linear_act, linear_add
+from perception3d.models.layers import GroupAttention, fused_linear_active, linear_act, linear_add
+from perception3d.ops.flat_window import ORDERS, flattened_window_mapping, window_indices
 from perception3d.registry import MODELS
+from perception3d.structures import SparseVoxels
 
 CHUNK_ROWS = 4096  # tokens per chunk on the inference fast path (rounded down to whole groups)
 # With several threads a layer runs in at most this many chunks: chunking multiplies the OpenMP parallel
@@ -108,7 +109,6 @@ class FlatFormer(nn.Module):
         num_blocks: blocks of four layers (orders x, x_shift, y, y_shift).
         window_shape: (wx, wy) window size in voxels.
         group_size: G tokens per attention group.
-        sparse_shape: (nx, ny) or (nx, ny, nz) voxel grid.
         out_channels: optional Linear output projection.
         pe_temperature: temperature of the sinusoidal position encoding.
     """
@@ -121,7 +121,6 @@ class FlatFormer(nn.Module):
         num_blocks: int = 2,
         window_shape: Sequence[int] = (13, 13),
         group_size: int = 69,
-        sparse_shape: Sequence[int] = (468, 468),
         out_channels: Optional[int] = None,
         ffn_ratio: int = 2,
         pe_temperature: float = 10000.0,
@@ -130,7 +129,6 @@ class FlatFormer(nn.Module):
         self.in_channels, self.embed_dim = int(in_channels), int(embed_dim)
         self.window_shape = tuple(int(v) for v in window_shape)
         self.group_size = int(group_size)
-        self.sparse_shape = tuple(int(v) for v in sparse_shape)
         self.pe_temperature = float(pe_temperature)
         self.input_proj = nn.Linear(in_channels, embed_dim) if in_channels != embed_dim else nn.Identity()
         self.layers = nn.ModuleList(
@@ -139,17 +137,15 @@ class FlatFormer(nn.Module):
         self.out_proj = nn.Linear(embed_dim, out_channels) if out_channels else nn.Identity()
         self.out_channels = int(out_channels) if out_channels else self.embed_dim
 
-    def forward(
-        self, voxel_feats: torch.Tensor, coords: torch.Tensor, batch_size: int
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """voxel_feats (V, C_in), coords (V, 4) int (b, z, y, x) -> (voxel_feats_out (V, C_out), coords)."""
-        if voxel_feats.dim() != 2 or voxel_feats.shape[1] != self.in_channels:
-            raise ValueError(f"FlatFormer: `voxel_feats` must be (V, {self.in_channels}), got {tuple(voxel_feats.shape)}")
-        if coords.shape != (voxel_feats.shape[0], 4):
-            raise ValueError(f"FlatFormer: `coords` must be ({voxel_feats.shape[0]}, 4), got {tuple(coords.shape)}")
+    def forward(self, voxels: SparseVoxels) -> SparseVoxels:
+        """Voxels (V, C_in) on any grid -> the same voxels with features (V, C_out)."""
+        voxels.check("FlatFormer", channels=self.in_channels)
+        voxel_feats, coords = voxels.features, voxels.coords
         if voxel_feats.shape[0] == 0 or len(self.layers) == 0:
-            return self.out_proj(self.input_proj(voxel_feats)), coords
-        mapping = flattened_window_mapping(coords, batch_size, self.sparse_shape, self.window_shape, self.group_size)
+            return voxels.replace(self.out_proj(self.input_proj(voxel_feats)))
+        mapping = voxels.cached(("flattened_window_mapping", self.window_shape, self.group_size),
+                                lambda: flattened_window_mapping(coords, voxels.batch_size, voxels.grid_xyz,
+                                                                 self.window_shape, self.group_size))
         orders = [ORDERS[i % len(ORDERS)] for i in range(len(self.layers))]
         idx = {name: window_indices(mapping[name], mapping["flat2win"], mapping["win2flat"]) for name in set(orders)}
         # layer i reads its input rows from order i-1's layout (the voxel order for i = 0) through gathers[i]
@@ -167,7 +163,7 @@ class FlatFormer(nn.Module):
                 if i:
                     x_win = x_win.index_select(0, gathers[i])
                 x_win = layer(x_win, pe_win[orders[i]], self.group_size)
-        return self.out_proj(x_win.index_select(0, idx[orders[-1]][1])), coords
+        return voxels.replace(self.out_proj(x_win.index_select(0, idx[orders[-1]][1])))
 
     def _forward_chunked(
         self, voxel_feats: torch.Tensor, coords: torch.Tensor, idx: Dict[str, Tuple[torch.Tensor, torch.Tensor]],

@@ -19,6 +19,7 @@ from torch import nn
 from perception3d.ops.scatter_attention import BEVWindows, bev_window_partition
 from perception3d.ops.window_attention_padded import padded_window_attention
 from perception3d.registry import MODELS
+from perception3d.structures import SparseVoxels
 
 from .flatformer import sinusoidal_position_encoding
 
@@ -56,39 +57,28 @@ class PaddedWindowAttention(nn.Module):
     Args:
         in_channels, embed_dim, num_heads, num_blocks, out_channels, ffn_ratio: as :class:`ScatterFormer`.
         window_shape: (wx, wy) BEV window in voxels; odd blocks shift by (wx // 2, wy // 2).
-        sparse_shape: (nx, ny[, nz]) voxel grid (only checked against the coordinates).
     """
 
     def __init__(self, in_channels: int, embed_dim: int = 128, num_heads: int = 8, num_blocks: int = 2,
-                 window_shape: Sequence[int] = (12, 12), sparse_shape: Sequence[int] = (468, 468),
+                 window_shape: Sequence[int] = (12, 12),
                  out_channels: Optional[int] = None, ffn_ratio: int = 2) -> None:
         super().__init__()
         self.in_channels, self.embed_dim = int(in_channels), int(embed_dim)
         self.window_shape = tuple(int(v) for v in window_shape)
-        self.sparse_shape = tuple(int(v) for v in sparse_shape)
         self.input_proj = nn.Linear(in_channels, embed_dim) if in_channels != embed_dim else nn.Identity()
         self.blocks = nn.ModuleList(PaddedWindowBlock(embed_dim, num_heads, ffn_ratio) for _ in range(num_blocks))
         self.out_proj = nn.Linear(embed_dim, out_channels) if out_channels else nn.Identity()
         self.out_channels = int(out_channels) if out_channels else self.embed_dim
 
-    def forward(self, voxel_feats: torch.Tensor, coords: torch.Tensor, batch_size: int
-                ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """voxel_feats (V, C_in), coords (V, 4) int (b, z, y, x) -> (voxel_feats_out (V, C_out), coords)."""
-        if voxel_feats.dim() != 2 or voxel_feats.shape[1] != self.in_channels:
-            raise ValueError(f"PaddedWindowAttention: `voxel_feats` must be (V, {self.in_channels}), got "
-                             f"{tuple(voxel_feats.shape)}")
-        if coords.shape != (voxel_feats.shape[0], 4):
-            raise ValueError(f"PaddedWindowAttention: `coords` must be ({voxel_feats.shape[0]}, 4), got "
-                             f"{tuple(coords.shape)}")
-        if coords.shape[0]:
-            hi = coords.max(0).values.tolist()
-            if hi[0] >= batch_size or hi[3] >= self.sparse_shape[0] or hi[2] >= self.sparse_shape[1]:
-                raise ValueError(f"PaddedWindowAttention: `coords` max (b, z, y, x) {hi} outside "
-                                 f"batch_size={batch_size}, sparse_shape={self.sparse_shape}")
+    def forward(self, voxels: SparseVoxels) -> SparseVoxels:
+        """Voxels (V, C_in) on any grid -> the same voxels with features (V, C_out)."""
+        voxels.check("PaddedWindowAttention", channels=self.in_channels)
+        coords = voxels.coords
         shifts = sorted({i % 2 == 1 for i in range(len(self.blocks))})
-        windows = {s: bev_window_partition(coords, self.window_shape, s) for s in shifts}
-        x = self.input_proj(voxel_feats)
+        windows = {s: voxels.cached(("bev_window_partition", self.window_shape, s),
+                                    lambda s=s: bev_window_partition(coords, self.window_shape, s)) for s in shifts}
+        x = self.input_proj(voxels.features)
         pe = sinusoidal_position_encoding(coords[:, [3, 2]], self.embed_dim, dtype=x.dtype)
         for i, block in enumerate(self.blocks):
             x = block(x, pe, windows[i % 2 == 1])
-        return self.out_proj(x), coords
+        return voxels.replace(self.out_proj(x))

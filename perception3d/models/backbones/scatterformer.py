@@ -1,4 +1,5 @@
-"""ScatterFormer backbone: scattered linear window attention + cross-window interaction (OPS.md 3.2-3.4).
+"""ScatterFormer backbone: scattered linear window attention + cross-window interaction (docs/ops.md,
+"scatter_attention").
 
 Each block is (pre-norm)::
 
@@ -9,8 +10,8 @@ Each block is (pre-norm)::
 SLA = ``perception3d.ops.scatter_attention.scatter_linear_attention`` on tokens sorted by window (no padding,
 no window length limit); q, k, v come from one Linear without bias. Window layouts and conv rulebooks are built
 once per forward from the coordinates and shared by all blocks. Interface as :class:`FlatFormer`:
-``forward(voxel_feats (V, C_in), coords (V, 4) int (b, z, y, x), batch_size) -> (feats (V, C_out), coords)``,
-so it drops into ``VoxelDetector`` in front of ``BEVScatter``.
+``forward(SparseVoxels (V, C_in)) -> SparseVoxels (V, C_out)``, so it drops into ``VoxelDetector`` in front of
+``BEVScatter``.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from torch import nn
 
 from perception3d.ops.scatter_attention import BEVWindows, bev_window_partition, scatter_linear_attention
 from perception3d.registry import MODELS
+from perception3d.structures import SparseVoxels
 
 from .cwi import CrossWindowInteraction, cwi_kernel_sizes, cwi_rulebooks, odd_long_kernel
 
@@ -73,8 +75,8 @@ class ScatterFormer(nn.Module):
         num_heads: attention heads (head dim = C / heads; powers of two >= 16 suit the Triton kernels).
         num_blocks: blocks; odd blocks use windows shifted by half a window.
         window_shape: (wx, wy) BEV window size in voxels (windows hold all z of their footprint).
-        sparse_shape: (nx, ny) or (nx, ny, nz) voxel grid; the CWI cube kernel is 1 x 3 x 3 when nz is 1 or
-            absent, 3 x 3 x 3 otherwise.
+        grid_shape: (nz, ny, nx) voxel grid of the input (a detector passes it from its point_cloud_range and
+            voxel_size); the CWI cube kernel is 1 x 3 x 3 when nz is 1, 3 x 3 x 3 otherwise.
         out_channels: optional Linear output projection.
         ffn_ratio: FFN hidden size / C.
         cwi_kernel: (kx, ky) taps of the long CWI convs (odd); default window + 1 (or window if odd).
@@ -88,7 +90,7 @@ class ScatterFormer(nn.Module):
         num_heads: int = 8,
         num_blocks: int = 2,
         window_shape: Sequence[int] = (12, 12),
-        sparse_shape: Sequence[int] = (468, 468),
+        grid_shape: Sequence[int] = (1, 468, 468),
         out_channels: Optional[int] = None,
         ffn_ratio: int = 2,
         cwi_kernel: Optional[Sequence[int]] = None,
@@ -97,13 +99,13 @@ class ScatterFormer(nn.Module):
         super().__init__()
         self.in_channels, self.embed_dim = int(in_channels), int(embed_dim)
         self.window_shape = tuple(int(v) for v in window_shape)
-        self.sparse_shape = tuple(int(v) for v in sparse_shape)
-        if len(self.window_shape) != 2 or len(self.sparse_shape) not in (2, 3):
-            raise ValueError(f"ScatterFormer: `window_shape` must be (wx, wy) and `sparse_shape` (nx, ny[, nz]), "
-                             f"got {window_shape}, {sparse_shape}")
+        self.grid_shape = tuple(int(v) for v in grid_shape)
+        if len(self.window_shape) != 2 or len(self.grid_shape) != 3:
+            raise ValueError(f"ScatterFormer: `window_shape` must be (wx, wy) and `grid_shape` (nz, ny, nx), "
+                             f"got {window_shape}, {grid_shape}")
         kx, ky = (tuple(int(v) for v in cwi_kernel) if cwi_kernel is not None
                   else (odd_long_kernel(self.window_shape[0]), odd_long_kernel(self.window_shape[1])))
-        cube_z = 3 if len(self.sparse_shape) == 3 and self.sparse_shape[2] > 1 else 1
+        cube_z = 3 if self.grid_shape[0] > 1 else 1
         self.kernel_sizes = cwi_kernel_sizes(cube_z, kx, ky)
         self.input_proj = nn.Linear(in_channels, embed_dim) if in_channels != embed_dim else nn.Identity()
         self.blocks = nn.ModuleList(
@@ -113,24 +115,15 @@ class ScatterFormer(nn.Module):
         self.out_proj = nn.Linear(embed_dim, out_channels) if out_channels else nn.Identity()
         self.out_channels = int(out_channels) if out_channels else self.embed_dim
 
-    def forward(
-        self, voxel_feats: torch.Tensor, coords: torch.Tensor, batch_size: int
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """voxel_feats (V, C_in), coords (V, 4) int (b, z, y, x) -> (voxel_feats_out (V, C_out), coords)."""
-        if voxel_feats.dim() != 2 or voxel_feats.shape[1] != self.in_channels:
-            raise ValueError(f"ScatterFormer: `voxel_feats` must be (V, {self.in_channels}), got "
-                             f"{tuple(voxel_feats.shape)}")
-        if coords.shape != (voxel_feats.shape[0], 4):
-            raise ValueError(f"ScatterFormer: `coords` must be ({voxel_feats.shape[0]}, 4), got {tuple(coords.shape)}")
-        if coords.shape[0]:
-            hi = coords.max(0).values.tolist()
-            if hi[0] >= batch_size or hi[3] >= self.sparse_shape[0] or hi[2] >= self.sparse_shape[1]:
-                raise ValueError(f"ScatterFormer: `coords` max (b, z, y, x) {hi} outside batch_size={batch_size}, "
-                                 f"sparse_shape={self.sparse_shape}")
+    def forward(self, voxels: SparseVoxels) -> SparseVoxels:
+        """Voxels (V, C_in) on ``grid_shape`` -> the same voxels with features (V, C_out)."""
+        voxels.check("ScatterFormer", channels=self.in_channels, grid_shape=self.grid_shape)
+        coords = voxels.coords
         shifts = sorted({i % 2 == 1 for i in range(len(self.blocks))})
-        windows = {s: bev_window_partition(coords, self.window_shape, s) for s in shifts}
-        rulebooks = cwi_rulebooks(coords, self.kernel_sizes)
-        x = self.input_proj(voxel_feats)
+        windows = {s: voxels.cached(("bev_window_partition", self.window_shape, s),
+                                    lambda s=s: bev_window_partition(coords, self.window_shape, s)) for s in shifts}
+        rulebooks = voxels.cached(("cwi_rulebooks", tuple(sorted(self.kernel_sizes.items()))), lambda: cwi_rulebooks(coords, self.kernel_sizes))
+        x = self.input_proj(voxels.features)
         for i, block in enumerate(self.blocks):
             x = block(x, windows[i % 2 == 1], rulebooks)
-        return self.out_proj(self.norm(x)), coords
+        return voxels.replace(self.out_proj(self.norm(x)))

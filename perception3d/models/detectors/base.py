@@ -1,34 +1,160 @@
-"""What the BEV detectors share: attaching the head's boxes to data samples, and a loss shortcut for tests."""
+"""``Base3DDetector``: the one contract every detector derives from (lidar, camera, and later models).
+
+- ``forward(inputs, data_samples, mode)`` dispatches once: ``"loss"`` -> :meth:`loss` (dict of losses),
+  ``"predict"`` -> :meth:`predict` (data samples with ``pred_instances_3d``), ``"tensor"`` -> :meth:`_forward`
+  (raw head outputs). A detector writes ``extract_feat``, ``loss``, ``predict`` and ``_forward``.
+- The default data preprocessor is ``Det3DDataPreprocessor``.
+- Geometry written once: ``point_cloud_range`` (x0, y0, z0, x1, y1, z1) and ``voxel_size`` (vx, vy, vz) in metres
+  given to the detector are passed to every child config whose class takes them, and ``grid_shape`` (nz, ny, nx)
+  derived from both (OpenPCDet's ``model_info_dict`` idea). A child config that sets a different value is an
+  error (two truths of one grid); one that sets the same value is accepted.
+- Stages are named sub-modules, run in the order :meth:`stage_names` lists, so per-stage timing is a forward
+  hook (``perception3d.utils.stage_timer``), for benchmarks and ``Inferencer.timings`` alike.
+"""
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+import inspect
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
+from mmengine.model import BaseModel
+from mmengine.structures import InstanceData
 
-from ...structures import Det3DDataSample
+from ...ops.voxelize import grid_shape as voxel_grid_shape
+from ...registry import MODELS
+from ...structures import Boxes3D, Det3DDataSample
+
+MODES = ("loss", "predict", "tensor")
 
 
-class BEVDetectorMixin:
-    """For detectors with a CenterPoint-style ``self.head`` on BEV feature maps (``mmengine`` ``BaseModel``s)."""
+def _accepted_keys(cfg: dict) -> Tuple[set, bool]:
+    """Keyword names the class (or factory) of ``cfg['type']`` takes, and whether it takes ``**kwargs``."""
+    obj = cfg["type"]
+    if isinstance(obj, str):
+        obj = MODELS.get(obj)
+        if obj is None:
+            raise KeyError(f"{cfg['type']!r} is not registered in perception3d's MODELS")
+    fn = obj.__init__ if inspect.isclass(obj) else obj
+    params = inspect.signature(fn).parameters.values()
+    return ({p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)},
+            any(p.kind == p.VAR_KEYWORD for p in params))
 
-    def predict_samples(self, feats: List[torch.Tensor], data_samples: Optional[List[Det3DDataSample]],
-                        batch_size: int) -> List[Det3DDataSample]:
-        """Decode ``feats`` with the head and store the boxes as ``pred_instances_3d`` of each sample (new
-        samples are made when ``data_samples`` is None)."""
-        return self.predict_from_maps(self.head(feats), data_samples, batch_size)
 
-    def predict_from_maps(self, preds: List[Dict[str, torch.Tensor]], data_samples: Optional[List[Det3DDataSample]],
-                          batch_size: int) -> List[Det3DDataSample]:
-        """As :meth:`predict_samples`, from the head's raw per-task maps (``head(feats)``)."""
-        metas = [s.metainfo for s in data_samples] if data_samples else [{} for _ in range(batch_size)]
-        results = self.head.predict_by_feat(preds, metas)
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return [float(v) for v in a] == [float(v) for v in b]
+    except TypeError:
+        return a == b
+
+
+class Base3DDetector(BaseModel):
+    """Base of all 3D detectors (see the module docstring).
+
+    Args:
+        data_preprocessor: config of the data preprocessor (default ``Det3DDataPreprocessor``).
+        point_cloud_range, voxel_size: the detector's geometry, passed to the children that take them.
+        init_cfg: mmengine initialisation config.
+    """
+
+    #: stage sub-modules in execution order (dotted names; absent ones are skipped by :meth:`stage_names`)
+    STAGES: Tuple[str, ...] = ()
+
+    def __init__(self, data_preprocessor: Optional[dict] = None, point_cloud_range: Optional[Sequence[float]] = None,
+                 voxel_size: Optional[Sequence[float]] = None, init_cfg: Optional[dict] = None) -> None:
+        self.geometry: Dict[str, Any] = {}
+        if point_cloud_range is not None:
+            self.geometry["point_cloud_range"] = [float(v) for v in point_cloud_range]
+        if voxel_size is not None:
+            self.geometry["voxel_size"] = [float(v) for v in voxel_size]
+        if len(self.geometry) == 2:
+            self.geometry["grid_shape"] = list(voxel_grid_shape(self.geometry["point_cloud_range"],
+                                                                self.geometry["voxel_size"]))
+        preprocessor = dict(data_preprocessor or dict(type="Det3DDataPreprocessor"))
+        if preprocessor.get("voxel"):
+            layer = dict(preprocessor.get("voxel_layer") or {})
+            self._fill(layer, "data_preprocessor.voxel_layer", ("point_cloud_range", "voxel_size"))
+            preprocessor["voxel_layer"] = layer
+        super().__init__(data_preprocessor=preprocessor, init_cfg=init_cfg)
+
+    # ------------------------------------------------------------------------------------ building
+    def _fill(self, cfg: dict, where: str, keys: Sequence[str]) -> None:
+        for key in keys:
+            if key not in self.geometry:
+                continue
+            if cfg.get(key) is not None and not _same(cfg[key], self.geometry[key]):
+                raise ValueError(f"{type(self).__name__}: {where}.{key}={list(cfg[key])} differs from the detector's "
+                                 f"{key}={self.geometry[key]}; write the geometry once, on the detector")
+            cfg[key] = self.geometry[key]
+
+    def build_child(self, cfg: Optional[dict], name: str) -> Optional[torch.nn.Module]:
+        """Build the child ``name`` from ``cfg`` (None -> None), adding the detector's geometry to the keyword
+        arguments its class takes."""
+        if not cfg:
+            return None
+        cfg = dict(cfg)
+        names, _ = _accepted_keys(cfg)
+        self._fill(cfg, f"model.{name}", [k for k in self.geometry if k in names])
+        return MODELS.build(cfg)
+
+    def stage_names(self) -> List[str]:
+        """The dotted names of this detector's stage sub-modules, in execution order (absent stages skipped)."""
+        out = []
+        for name in self.STAGES:
+            try:
+                mod = self.get_submodule(name)
+            except AttributeError:
+                continue
+            if mod is not None:
+                out.append(name)
+        return out
+
+    # ------------------------------------------------------------------------------------ running
+    def forward(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None, mode: str = "tensor"):
+        if mode == "loss":
+            return self.loss(inputs, data_samples)
+        if mode == "predict":
+            return self.predict(inputs, data_samples)
+        if mode == "tensor":
+            return self._forward(inputs, data_samples)
+        raise ValueError(f"{type(self).__name__}.forward: unknown mode {mode!r} (expected one of {MODES})")
+
+    def extract_feat(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None):
+        raise NotImplementedError
+
+    def loss(self, inputs: dict, data_samples: List[Det3DDataSample]) -> Dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def predict(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None) -> List[Det3DDataSample]:
+        raise NotImplementedError
+
+    def _forward(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None):
+        raise NotImplementedError
+
+    @staticmethod
+    def batch_size_of(inputs: dict) -> int:
+        if "points" in inputs:
+            return len(inputs["points"])
+        if "img" in inputs:
+            return int(inputs["img"].shape[0])
+        raise ValueError(f"cannot tell the batch size of inputs with keys {sorted(inputs)}")
+
+    @staticmethod
+    def add_pred_to_datasample(data_samples: Optional[List[Det3DDataSample]], results: List[InstanceData]
+                               ) -> List[Det3DDataSample]:
+        """Store ``results[i]`` as ``pred_instances_3d`` of sample i (new samples when ``data_samples`` is None)."""
         if data_samples is None:
-            data_samples = [Det3DDataSample() for _ in range(batch_size)]
+            data_samples = [Det3DDataSample() for _ in results]
+        if len(data_samples) != len(results):
+            raise ValueError(f"{len(results)} predictions for {len(data_samples)} data samples")
         for sample, res in zip(data_samples, results):
             sample.pred_instances_3d = res
         return data_samples
 
-    def loss_dict(self, batch: Dict) -> Dict[str, torch.Tensor]:
-        """Preprocess a collated ``batch`` in training mode and return the losses (convenience for tests)."""
-        data = self.data_preprocessor(batch, True)
-        return self(**data, mode="loss")
+    @staticmethod
+    def empty_instances(box_dim: int, device: torch.device) -> InstanceData:
+        """No boxes: ``bboxes_3d`` (0, box_dim), ``scores_3d`` (0,), ``labels_3d`` (0,)."""
+        inst = InstanceData()
+        inst.bboxes_3d = Boxes3D(torch.zeros((0, box_dim), device=device))
+        inst.scores_3d = torch.zeros(0, device=device)
+        inst.labels_3d = torch.zeros(0, dtype=torch.long, device=device)
+        return inst

@@ -11,11 +11,9 @@ import os
 from typing import List, Optional, Tuple
 
 import torch
-from mmengine.model import BaseModel
-
 from ...registry import MODELS
-from .base import BEVDetectorMixin
 from ...structures import Det3DDataSample
+from .base import Base3DDetector
 from ..lifting.depth_head import lidar_depth_distribution, pool_depth_targets
 
 DEPTH_SOURCES = ("pred", "lidar_gt")
@@ -43,7 +41,7 @@ def image_branch_losses(model, logits: Optional[List[torch.Tensor]], img_feats: 
 
 
 @MODELS.register_module()
-class CameraDetector(BEVDetectorMixin, BaseModel):
+class CameraDetector(Base3DDetector):
     """Camera-only 3D detector with a CenterPoint head (``loss`` / ``predict`` as :class:`VoxelDetector`).
 
     Args:
@@ -60,28 +58,32 @@ class CameraDetector(BEVDetectorMixin, BaseModel):
             before any resume), load the listed image-branch submodules (default ``img_backbone``, ``img_neck``,
             ``depth_head``, ``perspective_head``; those this detector does not have are skipped) from a checkpoint,
             e.g. one written by :class:`CameraImagePretrainer`. Every loaded submodule must match exactly.
+        point_cloud_range, voxel_size: the BEV geometry, written once here and passed to ``bev_encoder`` (range)
+            and ``head`` (range and the heatmap's voxel size).
     """
 
     IMAGE_MODULES = ("img_backbone", "img_neck", "depth_head", "perspective_head")
     uses_images = True  # the Inferencer feeds it camera frames (images + calibration)
+    STAGES = ("data_preprocessor", "img_backbone", "img_neck", "depth_head", "bev_encoder", "backbone", "neck", "head",
+              "head.decoder")
 
     def __init__(self, img_backbone: dict, img_neck: dict, bev_encoder: dict, head: dict,
-                 depth_head: Optional[dict] = None, perspective_head: Optional[dict] = None, backbone: Optional[dict] = None, neck: Optional[dict] = None,
-                 depth_source: str = "pred",
-                 image_init: Optional[dict] = None, data_preprocessor: Optional[dict] = None,
+                 depth_head: Optional[dict] = None, perspective_head: Optional[dict] = None,
+                 backbone: Optional[dict] = None, neck: Optional[dict] = None, depth_source: str = "pred",
+                 image_init: Optional[dict] = None, point_cloud_range: Optional[List[float]] = None,
+                 voxel_size: Optional[List[float]] = None, data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(data_preprocessor=data_preprocessor or dict(type="Det3DDataPreprocessor"),
-                         init_cfg=init_cfg)
+        super().__init__(data_preprocessor, point_cloud_range, voxel_size, init_cfg)
         if depth_source not in DEPTH_SOURCES:
             raise ValueError(f"CameraDetector: depth_source must be one of {DEPTH_SOURCES}, got {depth_source!r}")
-        self.img_backbone = MODELS.build(img_backbone)
-        self.img_neck = MODELS.build(img_neck)
-        self.depth_head = MODELS.build(depth_head) if depth_head else None
-        self.perspective_head = MODELS.build(perspective_head) if perspective_head else None
-        self.bev_encoder = MODELS.build(bev_encoder)
-        self.backbone = MODELS.build(backbone) if backbone else None
-        self.neck = MODELS.build(neck) if neck else None
-        self.head = MODELS.build(head)
+        self.img_backbone = self.build_child(img_backbone, "img_backbone")
+        self.img_neck = self.build_child(img_neck, "img_neck")
+        self.depth_head = self.build_child(depth_head, "depth_head")
+        self.perspective_head = self.build_child(perspective_head, "perspective_head")
+        self.bev_encoder = self.build_child(bev_encoder, "bev_encoder")
+        self.backbone = self.build_child(backbone, "backbone")
+        self.neck = self.build_child(neck, "neck")
+        self.head = self.build_child(head, "head")
         self.depth_source = depth_source
         self.image_init = dict(image_init) if image_init else None
         if self.image_init is not None:
@@ -155,9 +157,8 @@ class CameraDetector(BEVDetectorMixin, BaseModel):
         gt = torch.stack([g.float() for g in gts]).to(img.device) if all(g is not None for g in gts) else None
         return torch.stack(mats).to(img.device), gt
 
-    def extract_feat(self, img: torch.Tensor, lidar2img: torch.Tensor,
-                     gt_depth: Optional[torch.Tensor] = None
-                     ) -> Tuple[List[torch.Tensor], Optional[List[torch.Tensor]], List[torch.Tensor]]:
+    def image_features(self, img: torch.Tensor, lidar2img: torch.Tensor, gt_depth: Optional[torch.Tensor] = None
+                       ) -> Tuple[List[torch.Tensor], Optional[List[torch.Tensor]], List[torch.Tensor]]:
         """Images (B, N, 3, H, W) -> (BEV feature maps for the head, depth logits per level (B*N, N_d, H_l, W_l),
         image FPN levels (B*N, C, H_l, W_l))."""
         B, N, _, H, W = img.shape
@@ -179,21 +180,31 @@ class CameraDetector(BEVDetectorMixin, BaseModel):
         x = self.neck(x) if self.neck is not None else x
         return (list(x) if isinstance(x, (list, tuple)) else [x]), logits, feats
 
-    # --------------------------------------------------------------- forward
-    def forward(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None, mode: str = "tensor"):
+    def _inputs(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]]):
         img = inputs["img"]
         if img.dim() != 5:
             raise ValueError(f"CameraDetector: inputs['img'] must be (B, N_cam, 3, H, W), got {tuple(img.shape)}")
         if data_samples is None:
             raise ValueError("CameraDetector: data_samples with 'lidar2img' metainfo are required")
         lidar2img, gt_depth = self.camera_meta(data_samples, img)
-        feats, logits, img_feats = self.extract_feat(img, lidar2img, gt_depth)
-        if mode == "tensor":
-            return self.head(feats)
-        if mode == "loss":
-            losses = self.head.loss(feats, [s.gt_instances_3d for s in data_samples])
-            losses.update(image_branch_losses(self, logits, img_feats, data_samples, lidar2img, gt_depth))
-            return losses
-        if mode == "predict":
-            return self.predict_samples(feats, data_samples, img.shape[0])
-        raise ValueError(f"CameraDetector.forward: unknown mode {mode!r} (expected 'loss', 'predict' or 'tensor')")
+        return img, lidar2img, gt_depth
+
+    def extract_feat(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None) -> List[torch.Tensor]:
+        """Images + per-sample ``lidar2img`` -> BEV feature maps (B, C, H, W) for the head."""
+        return self.image_features(*self._inputs(inputs, data_samples))[0]
+
+    # --------------------------------------------------------------- modes
+    def _forward(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None):
+        return self.head(self.extract_feat(inputs, data_samples))
+
+    def loss(self, inputs: dict, data_samples: List[Det3DDataSample]) -> dict:
+        img, lidar2img, gt_depth = self._inputs(inputs, data_samples)
+        feats, logits, img_feats = self.image_features(img, lidar2img, gt_depth)
+        losses = self.head.loss(feats, [s.gt_instances_3d for s in data_samples])
+        losses.update(image_branch_losses(self, logits, img_feats, data_samples, lidar2img, gt_depth))
+        return losses
+
+    def predict(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None) -> List[Det3DDataSample]:
+        maps = self._forward(inputs, data_samples)
+        return self.add_pred_to_datasample(data_samples, self.head.predict_by_feat(maps, [s.metainfo for s in
+                                                                                           data_samples]))

@@ -16,10 +16,10 @@ from __future__ import annotations
 from typing import List, Optional
 
 import torch
-from mmengine.model import BaseModel
 
 from ...registry import MODELS
 from ...structures import Det3DDataSample
+from .base import Base3DDetector
 from .camera_detector import CameraDetector, image_branch_losses
 
 
@@ -32,7 +32,7 @@ def expected_depth(logits: torch.Tensor, depth_bins) -> torch.Tensor:
 
 
 @MODELS.register_module()
-class CameraImagePretrainer(BaseModel):
+class CameraImagePretrainer(Base3DDetector):
     """Image backbone + FPN + depth head + perspective head of a camera detector, trained per image.
 
     Args: the detector's ``img_backbone``, ``img_neck``, ``depth_head`` and ``perspective_head`` configs (at
@@ -40,39 +40,49 @@ class CameraImagePretrainer(BaseModel):
     :class:`CameraDetector` (``lidar2img`` metainfo, ``gt_depth`` and GT boxes for the losses).
     """
 
+    STAGES = ("data_preprocessor", "img_backbone", "img_neck", "depth_head")
+
     def __init__(self, img_backbone: dict, img_neck: dict, depth_head: Optional[dict] = None,
                  perspective_head: Optional[dict] = None, data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(data_preprocessor=data_preprocessor or dict(type="Det3DDataPreprocessor"),
-                         init_cfg=init_cfg)
+        super().__init__(data_preprocessor, init_cfg=init_cfg)
         if depth_head is None and perspective_head is None:
             raise ValueError("CameraImagePretrainer: needs a depth_head and/or a perspective_head (nothing to train)")
-        self.img_backbone = MODELS.build(img_backbone)
-        self.img_neck = MODELS.build(img_neck)
-        self.depth_head = MODELS.build(depth_head) if depth_head else None
-        self.perspective_head = MODELS.build(perspective_head) if perspective_head else None
+        self.img_backbone = self.build_child(img_backbone, "img_backbone")
+        self.img_neck = self.build_child(img_neck, "img_neck")
+        self.depth_head = self.build_child(depth_head, "depth_head")
+        self.perspective_head = self.build_child(perspective_head, "perspective_head")
 
-    def forward(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None, mode: str = "tensor"):
+    def extract_feat(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None):
+        """Images (B, N, 3, H, W) -> (FPN levels (B*N, C, H_l, W_l), depth logits per level or None)."""
         img = inputs["img"]
         if img.dim() != 5:
             raise ValueError(f"CameraImagePretrainer: inputs['img'] must be (B, N_cam, 3, H, W), "
                              f"got {tuple(img.shape)}")
-        B, N = img.shape[:2]
         feats = self.img_neck(self.img_backbone(img.flatten(0, 1)))
-        logits = self.depth_head(feats) if self.depth_head is not None else None
-        if mode == "tensor":
-            return feats, logits
+        return feats, (self.depth_head(feats) if self.depth_head is not None else None)
+
+    def _forward(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None):
+        return self.extract_feat(inputs)
+
+    def _camera_meta(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]]):
         if data_samples is None:
             raise ValueError("CameraImagePretrainer: data_samples with 'lidar2img' metainfo are required")
-        lidar2img, gt_depth = CameraDetector.camera_meta(data_samples, img)
-        if mode == "loss":
-            return image_branch_losses(self, logits, feats, data_samples, lidar2img, gt_depth)
-        if mode == "predict":
-            if logits is None:
-                raise ValueError("CameraImagePretrainer: predict needs a depth_head (it predicts depth maps)")
-            depth = expected_depth(logits[0], self.depth_head.depth_bins).unflatten(0, (B, N))
-            for i, s in enumerate(data_samples):
-                s.pred_depth = depth[i].detach().cpu()
-            return data_samples
-        raise ValueError(f"CameraImagePretrainer.forward: unknown mode {mode!r} "
-                         "(expected 'loss', 'predict' or 'tensor')")
+        return CameraDetector.camera_meta(data_samples, inputs["img"])
+
+    def loss(self, inputs: dict, data_samples: List[Det3DDataSample]) -> dict:
+        feats, logits = self.extract_feat(inputs)
+        lidar2img, gt_depth = self._camera_meta(inputs, data_samples)
+        return image_branch_losses(self, logits, feats, data_samples, lidar2img, gt_depth)
+
+    def predict(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None) -> List[Det3DDataSample]:
+        """Fills ``pred_depth`` (N_cam, h0, w0) metres of every sample."""
+        feats, logits = self.extract_feat(inputs)
+        self._camera_meta(inputs, data_samples)
+        if logits is None:
+            raise ValueError("CameraImagePretrainer: predict needs a depth_head (it predicts depth maps)")
+        B, N = inputs["img"].shape[:2]
+        depth = expected_depth(logits[0], self.depth_head.depth_bins).unflatten(0, (B, N))
+        for i, s in enumerate(data_samples):
+            s.pred_depth = depth[i].detach().cpu()
+        return data_samples

@@ -1,89 +1,119 @@
 """A lidar 3D detector read top to bottom: voxels -> sparse 3D backbone -> BEV -> 2D backbone/neck -> head.
 
-The sparse backbone is FlatFormer, ScatterFormer, DSVT or the spconv SparseEncoder, chosen by config.
-Sparse backbones return either ``(voxel_feats (V, C), coords (V, 4))`` — then ``bev_scatter`` makes the BEV
-canvas — or a dense BEV tensor (B, C, H, W) directly (spconv with height compression).
+Stages (sub-modules, in order): ``data_preprocessor`` (batching + dynamic voxelization), ``voxel_encoder``
+(points of each voxel -> :class:`SparseVoxels`), ``sparse_backbone`` (FlatFormer, ScatterFormer, DSVT or the
+spconv SparseEncoder: SparseVoxels -> SparseVoxels), ``bev_scatter`` (-> dense BEV map), ``backbone`` and
+``neck`` (2D), ``head`` (CenterPoint maps) and ``head.decoder`` (boxes).
 """
 from __future__ import annotations
 
-from typing import List, Optional, Union
+import warnings
+from typing import Dict, List, Optional
 
 import torch
-from mmengine.model import BaseModel
 
 from ...registry import MODELS
-from .base import BEVDetectorMixin
-from .flip_tta import FLIPS, check_symmetric_grid, flip_points, merge_flipped
 from ...structures import Det3DDataSample
+from .base import Base3DDetector
+from .flip_tta import FLIPS, check_symmetric_grid, flip_points, merge_flipped
 
 
 @MODELS.register_module()
-class VoxelDetector(BEVDetectorMixin, BaseModel):
+class VoxelDetector(Base3DDetector):
     """Voxel/pillar detector (CenterPoint-style head).
 
     Args:
-        voxel_encoder: points -> (voxel_feats, coords (b, z, y, x)).
-        sparse_backbone: optional sparse 3D backbone (see module docstring).
-        bev_scatter: sparse voxels -> dense BEV canvas; required when the backbone's output is sparse.
-        backbone: 2D BEV backbone; neck: 2D neck; head: the detection head (``loss``/``predict``).
-        test_flip: flip test-time augmentation in ``predict`` mode (CenterPoint's "double flip": the input
-            mirrored in x, y and both, head maps flipped back and averaged; 4x the inference cost; needs a
-            BEV range symmetric about the sensor). Training is unaffected.
+        voxel_encoder: voxelized points -> SparseVoxels (e.g. ``DynamicPillarFeatureNet``).
+        head: the detection head (``loss`` / ``predict_by_feat``, a ``decoder`` sub-module).
+        sparse_backbone: optional sparse 3D backbone (SparseVoxels -> SparseVoxels).
+        bev_scatter: sparse voxels -> dense BEV canvas (``BEVScatter``).
+        backbone: 2D BEV backbone; neck: 2D neck.
+        point_cloud_range, voxel_size: the geometry, written once here and passed to the data preprocessor's
+            voxelization, the voxel encoder, the sparse backbone (as ``grid_shape``) and the head.
+        data_preprocessor: default ``Det3DDataPreprocessor(voxel=True)``; ``voxel`` is switched on if unset.
+        test_flip: flip test-time augmentation in ``predict`` (CenterPoint's "double flip": the input mirrored
+            in x, y and both, head maps flipped back and averaged; 4x the inference cost; needs a BEV range
+            symmetric about the sensor). Training is unaffected.
+
+    A sample without any point in range gets no boxes. A training batch with fewer than 2 points in range
+    (BatchNorm needs 2) is skipped with a warning (a zero loss that keeps every parameter in the graph).
     """
 
-    def __init__(self, voxel_encoder: dict, head: dict, sparse_backbone: Optional[dict] = None,
-                 bev_scatter: Optional[dict] = None, backbone: Optional[dict] = None, neck: Optional[dict] = None,
+    STAGES = ("data_preprocessor", "voxel_encoder", "sparse_backbone", "bev_scatter", "backbone", "neck", "head",
+              "head.decoder")
+
+    def __init__(self, voxel_encoder: dict, head: dict, bev_scatter: dict, sparse_backbone: Optional[dict] = None,
+                 backbone: Optional[dict] = None, neck: Optional[dict] = None,
+                 point_cloud_range: Optional[List[float]] = None, voxel_size: Optional[List[float]] = None,
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None,
                  test_flip: bool = False):
-        super().__init__(data_preprocessor=data_preprocessor or dict(type="Det3DDataPreprocessor"),
-                         init_cfg=init_cfg)
-        self.voxel_encoder = MODELS.build(voxel_encoder)
-        self.sparse_backbone = MODELS.build(sparse_backbone) if sparse_backbone else None
-        self.bev_scatter = MODELS.build(bev_scatter) if bev_scatter else None
-        self.backbone = MODELS.build(backbone) if backbone else None
-        self.neck = MODELS.build(neck) if neck else None
-        self.head = MODELS.build(head)
+        preprocessor = dict(data_preprocessor or dict(type="Det3DDataPreprocessor"))
+        preprocessor.setdefault("voxel", True)
+        if not preprocessor["voxel"]:
+            raise ValueError("VoxelDetector: the data preprocessor must voxelize (data_preprocessor.voxel=True)")
+        super().__init__(preprocessor, point_cloud_range, voxel_size, init_cfg)
+        self.voxel_encoder = self.build_child(voxel_encoder, "voxel_encoder")
+        self.sparse_backbone = self.build_child(sparse_backbone, "sparse_backbone")
+        self.bev_scatter = self.build_child(bev_scatter, "bev_scatter")
+        self.backbone = self.build_child(backbone, "backbone")
+        self.neck = self.build_child(neck, "neck")
+        self.head = self.build_child(head, "head")
         self.test_flip = bool(test_flip)
         if self.test_flip:
             check_symmetric_grid(self.head.bbox_coder.pc_range, "VoxelDetector(test_flip=True)")
 
     # -------------------------------------------------------------- features
-    def extract_feat(self, points: List[torch.Tensor]) -> List[torch.Tensor]:
-        """Per-sample point clouds (lidar frame) -> list of BEV feature maps (B, C, H, W)."""
-        batch_size = len(points)
-        batch_idx = torch.cat([torch.full((len(p),), i, dtype=torch.long, device=p.device)
-                               for i, p in enumerate(points)])
-        feats, coords = self.voxel_encoder(torch.cat(points, 0), batch_idx)
-        x: Union[torch.Tensor, tuple] = (feats, coords)
+    def extract_feat(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None) -> List[torch.Tensor]:
+        """``inputs['voxels']`` (``Det3DDataPreprocessor.voxelize``) -> list of BEV feature maps (B, C, H, W)."""
+        x = self.voxel_encoder(inputs["voxels"])
         if self.sparse_backbone is not None:
-            x = self.sparse_backbone(feats, coords, batch_size)
-        if isinstance(x, tuple):
-            if self.bev_scatter is None:
-                raise ValueError("VoxelDetector: the sparse backbone returned voxels but no bev_scatter is configured")
-            x = self.bev_scatter(x[0], x[1], batch_size)
+            x = self.sparse_backbone(x)
+        x = self.bev_scatter(x)
         x = self.backbone(x) if self.backbone is not None else x
         x = self.neck(x) if self.neck is not None else x
         return list(x) if isinstance(x, (list, tuple)) else [x]
 
-    # --------------------------------------------------------------- forward
-    def forward(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None, mode: str = "tensor"):
-        points = inputs["points"]
-        if mode == "predict" and self.test_flip:
-            return self.predict_flipped(points, data_samples)
-        feats = self.extract_feat(points)
-        if mode == "tensor":
-            return self.head(feats)
-        if mode == "loss":
-            gts = [s.gt_instances_3d for s in data_samples]
-            return self.head.loss(feats, gts)
-        if mode == "predict":
-            return self.predict_samples(feats, data_samples, len(points))
-        raise ValueError(f"VoxelDetector.forward: unknown mode {mode!r} (expected 'loss', 'predict' or 'tensor')")
+    @staticmethod
+    def points_in_range(voxels: dict) -> torch.Tensor:
+        """(B,) number of points of each sample inside the voxel grid."""
+        idx = voxels["batch_idx"][voxels["point2voxel"] >= 0]
+        return torch.bincount(idx, minlength=voxels["batch_size"])
 
-    def predict_flipped(self, points: List[torch.Tensor], data_samples: Optional[List[Det3DDataSample]]
-                        ) -> List[Det3DDataSample]:
-        """Flip test-time augmentation (see ``test_flip``): one batch of the four mirrored copies."""
-        batch = len(points)
+    # --------------------------------------------------------------- modes
+    def _forward(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None):
+        return self.head(self.extract_feat(inputs))
+
+    def loss(self, inputs: dict, data_samples: List[Det3DDataSample]) -> Dict[str, torch.Tensor]:
+        voxels = inputs["voxels"]
+        if int(self.points_in_range(voxels).sum()) < 2:
+            tokens = [s.metainfo.get("token", s.metainfo.get("lidar_path")) for s in data_samples]
+            warnings.warn(f"VoxelDetector: skipping a training batch with fewer than 2 points inside "
+                          f"point_cloud_range {self.geometry.get('point_cloud_range')} (samples {tokens})")
+            return {"loss": sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0}
+        return self.head.loss(self.extract_feat(inputs), [s.gt_instances_3d for s in data_samples])
+
+    def predict(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None) -> List[Det3DDataSample]:
+        voxels = inputs["voxels"]
+        batch = voxels["batch_size"]
+        metas = [s.metainfo for s in data_samples] if data_samples else [{} for _ in range(batch)]
+        has_points = self.points_in_range(voxels) > 0
+        device = voxels["points"].device
+        box_dim = self.head.bbox_coder.code_size - 1
+        if not bool(has_points.any()):
+            return self.add_pred_to_datasample(data_samples, [self.empty_instances(box_dim, device)
+                                                              for _ in range(batch)])
+        if self.test_flip:
+            preds = self.flipped_maps(inputs["points"])
+        else:
+            preds = self.head(self.extract_feat(inputs))
+        results = self.head.predict_by_feat(preds, metas)
+        results = [res if keep else self.empty_instances(res.bboxes_3d.tensor.shape[1], device)
+                   for res, keep in zip(results, has_points.tolist())]
+        return self.add_pred_to_datasample(data_samples, results)
+
+    def flipped_maps(self, points: List[torch.Tensor]) -> List[Dict[str, torch.Tensor]]:
+        """Flip test-time augmentation (see ``test_flip``): the four mirrored copies voxelized and run as one
+        batch, head maps flipped back and averaged."""
         copies = [flip_points(p, flip) for flip in FLIPS for p in points]
-        preds = merge_flipped(self.head(self.extract_feat(copies)), batch)
-        return self.predict_from_maps(preds, data_samples, batch)
+        maps = self.head(self.extract_feat(dict(voxels=self.data_preprocessor.voxelize(copies))))
+        return merge_flipped(maps, len(points))

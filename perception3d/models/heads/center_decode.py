@@ -103,3 +103,66 @@ def heading_from_motion(boxes: torch.Tensor, labels: torch.Tensor, min_speed: fl
     out = boxes.clone()
     out[:, 6] = limit_period(new_yaw)
     return out
+
+
+class CenterPointDecoder(torch.nn.Module):
+    """The decode stage of :class:`CenterHead`: raw per-task maps -> boxes per sample (top-k peaks, box decoding,
+    heading from motion, range filter, per-task NMS, best ``max_per_img``). No parameters; a sub-module so that
+    decoding is a named stage (``head.decoder``) a forward hook can time.
+
+    Args:
+        bbox_coder: the head's :class:`CenterPointBBoxCoder`.
+        test_cfg: the head's test config (shared, not copied: later edits of ``head.test_cfg`` apply).
+        task_global_labels: per task, (n_t,) long global label of each local class.
+        align_labels: global labels that take their velocity's direction (``heading_from_motion.align_classes``).
+    """
+
+    def __init__(self, bbox_coder: CenterPointBBoxCoder, test_cfg: dict, task_global_labels: Sequence[torch.Tensor],
+                 align_labels: Sequence[int] = ()) -> None:
+        super().__init__()
+        self.bbox_coder, self.test_cfg = bbox_coder, test_cfg
+        self.task_global_labels = list(task_global_labels)
+        self.align_labels = tuple(align_labels)
+
+    def _per_task(self, key: str, t: int):
+        v = self.test_cfg[key]
+        return v[t] if isinstance(v, (list, tuple)) else v
+
+    @torch.no_grad()
+    def forward(self, preds: list, batch_input_metas: Sequence[dict]) -> list:
+        """``preds``: per task ``dict(heatmap (B, n_t, H, W) logits, reg, height, dim, rot[, vel])`` ->
+        per sample ``InstanceData(bboxes_3d Boxes3D (K, 9|7), scores_3d (K,), labels_3d (K,) global)``."""
+        from mmengine.structures import InstanceData
+
+        from perception3d.structures import Boxes3D
+
+        cfg = self.test_cfg
+        preds = [{k: v.float() for k, v in p.items()} for p in preds]
+        heats = [p["heatmap"].sigmoid() for p in preds]
+        if cfg["max_pool_nms"]:
+            heats = [max_pool_peaks(h) for h in heats]
+        batch = heats[0].shape[0]
+        results = []
+        for b in range(batch):
+            all_boxes, all_scores, all_labels = [], [], []
+            for t, (pred, heat) in enumerate(zip(preds, heats)):
+                boxes, scores, cls = decode_task(pred, b, self.bbox_coder, cfg["pre_topk"], heat)
+                if cfg["heading_from_motion"] is not None:
+                    glob = self.task_global_labels[t].to(cls.device)[cls]
+                    boxes = heading_from_motion(boxes, glob, cfg["heading_from_motion"]["min_speed"],
+                                                self.align_labels)
+                keep = filter_and_nms(boxes, scores, cfg["score_threshold"], cfg["post_center_limit_range"],
+                                      self._per_task("nms_type", t), self._per_task("nms_thr", t),
+                                      cfg["pre_max_size"], cfg["post_max_size"],
+                                      labels=cls if cfg.get("nms_class_aware", False) else None)
+                all_boxes.append(boxes[keep])
+                all_scores.append(scores[keep])
+                all_labels.append(self.task_global_labels[t].to(cls.device)[cls[keep]])
+            boxes, scores, labels = torch.cat(all_boxes), torch.cat(all_scores), torch.cat(all_labels)
+            order = torch.sort(scores, descending=True, stable=True).indices[: cfg["max_per_img"]]
+            inst = InstanceData()
+            inst.bboxes_3d = Boxes3D(boxes[order].float())
+            inst.scores_3d = scores[order]
+            inst.labels_3d = labels[order]
+            results.append(inst)
+        return results

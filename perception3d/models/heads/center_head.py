@@ -1,7 +1,7 @@
 """CenterPoint head: per class-group heatmaps + box regression on a BEV feature map."""
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
 from mmengine.structures import InstanceData
@@ -10,7 +10,7 @@ from torch import nn
 from perception3d.registry import MODELS, TASK_UTILS
 from perception3d.structures import Boxes3D
 
-from .center_decode import decode_task, filter_and_nms, heading_from_motion, max_pool_peaks
+from .center_decode import CenterPointDecoder
 from .center_targets import center_targets_single
 
 NUSCENES_CLASSES = ("car", "truck", "bus", "trailer", "construction_vehicle", "pedestrian", "motorcycle",
@@ -89,7 +89,9 @@ class CenterHead(nn.Module):
                  common_heads: Optional[dict] = None, share_conv_channel: int = 64, head_conv: int = 64,
                  num_heatmap_convs: int = 2, init_bias: float = -2.19,
                  loss_cls: Optional[dict] = None, loss_bbox: Optional[dict] = None,
-                 train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None) -> None:
+                 train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
+                 point_cloud_range: Optional[Sequence[float]] = None,
+                 voxel_size: Optional[Sequence[float]] = None) -> None:
         super().__init__()
         self.class_names = list(class_names)
         self.common_heads = dict(DEFAULT_COMMON_HEADS if common_heads is None else common_heads)
@@ -99,6 +101,13 @@ class CenterHead(nn.Module):
                              f"got {sorted(self.common_heads)}")
         code_size = 10 if "vel" in self.common_heads else 8
         coder_cfg = dict(type="CenterPointBBoxCoder", code_size=code_size, **(bbox_coder or {}))
+        for key, value in (("point_cloud_range", point_cloud_range), ("voxel_size", voxel_size)):
+            if value is None:
+                continue
+            if coder_cfg.get(key) is not None and [float(v) for v in coder_cfg[key]] != [float(v) for v in value]:
+                raise ValueError(f"CenterHead: bbox_coder.{key}={list(coder_cfg[key])} differs from the head's "
+                                 f"{key}={list(value)}; set it once (on the detector)")
+            coder_cfg[key] = value
         self.bbox_coder = TASK_UTILS.build(coder_cfg)
         self.task_label_maps = []
         self.task_global_labels = []
@@ -144,6 +153,7 @@ class CenterHead(nn.Module):
                 raise ValueError(f"CenterHead: test_cfg.heading_from_motion.align_classes {bad} are not in "
                                  f"class_names {self.class_names}")
             self._align_labels = tuple(self.class_names.index(n) for n in hfm.get("align_classes", ()))
+        self.decoder = CenterPointDecoder(self.bbox_coder, self.test_cfg, self.task_global_labels, self._align_labels)
 
     # ------------------------------------------------------------------ forward
     def forward(self, feats: Union[torch.Tensor, Sequence[torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
@@ -202,45 +212,12 @@ class CenterHead(nn.Module):
         return losses
 
     # ------------------------------------------------------------------ inference
-    def _per_task(self, key: str, t: int) -> Any:
-        v = self.test_cfg[key]
-        return v[t] if isinstance(v, (list, tuple)) else v
-
     def predict(self, feats: Union[torch.Tensor, Sequence[torch.Tensor]],
                 batch_input_metas: Sequence[dict]) -> list[InstanceData]:
         """Boxes per sample: InstanceData(bboxes_3d Boxes3D (K, 9|7), scores_3d (K,), labels_3d (K,) global)."""
         return self.predict_by_feat(self(feats), batch_input_metas)
 
-    @torch.no_grad()
     def predict_by_feat(self, preds: list[dict[str, torch.Tensor]],
                         batch_input_metas: Sequence[dict]) -> list[InstanceData]:
-        cfg = self.test_cfg
-        preds = [{k: v.float() for k, v in p.items()} for p in preds]
-        heats = [p["heatmap"].sigmoid() for p in preds]
-        if cfg["max_pool_nms"]:
-            heats = [max_pool_peaks(h) for h in heats]
-        batch = heats[0].shape[0]
-        results = []
-        for b in range(batch):
-            all_boxes, all_scores, all_labels = [], [], []
-            for t, (pred, heat) in enumerate(zip(preds, heats)):
-                boxes, scores, cls = decode_task(pred, b, self.bbox_coder, cfg["pre_topk"], heat)
-                if cfg["heading_from_motion"] is not None:
-                    glob = self.task_global_labels[t].to(cls.device)[cls]
-                    boxes = heading_from_motion(boxes, glob, cfg["heading_from_motion"]["min_speed"],
-                                                self._align_labels)
-                keep = filter_and_nms(boxes, scores, cfg["score_threshold"], cfg["post_center_limit_range"],
-                                      self._per_task("nms_type", t), self._per_task("nms_thr", t),
-                                      cfg["pre_max_size"], cfg["post_max_size"],
-                                      labels=cls if cfg.get("nms_class_aware", False) else None)
-                all_boxes.append(boxes[keep])
-                all_scores.append(scores[keep])
-                all_labels.append(self.task_global_labels[t].to(cls.device)[cls[keep]])
-            boxes, scores, labels = torch.cat(all_boxes), torch.cat(all_scores), torch.cat(all_labels)
-            order = torch.sort(scores, descending=True, stable=True).indices[: cfg["max_per_img"]]
-            inst = InstanceData()
-            inst.bboxes_3d = Boxes3D(boxes[order].float())
-            inst.scores_3d = scores[order]
-            inst.labels_3d = labels[order]
-            results.append(inst)
-        return results
+        """Raw maps (``self(feats)``) -> boxes per sample, by the ``decoder`` stage."""
+        return self.decoder(preds, batch_input_metas)

@@ -3,7 +3,7 @@
 spconv is loaded lazily: ``type='SparseEncoder'`` in a config resolves to a small factory that
 imports :mod:`.sparse_encoder` (which installs the spconv CPU stream stub) on first build.
 """
-from typing import Any
+from typing import Any, Sequence
 
 from perception3d.registry import MODELS
 
@@ -11,11 +11,12 @@ from .bev_scatter import BEVScatter, scatter_to_bev  # noqa: F401
 
 
 @MODELS.register_module(name="SparseEncoder")
-def build_sparse_encoder(**kwargs: Any):
-    """Build :class:`.sparse_encoder.SparseEncoder` (spconv) from config keyword arguments."""
+def build_sparse_encoder(in_channels: int, grid_shape: Sequence[int], **kwargs: Any):
+    """Build :class:`.sparse_encoder.SparseEncoder` (spconv) from config keyword arguments (the signature names
+    ``grid_shape`` so a detector passes its grid to it)."""
     from .sparse_encoder import SparseEncoder
 
-    return SparseEncoder(**kwargs)
+    return SparseEncoder(in_channels, grid_shape, **kwargs)
 
 
 def __getattr__(name: str):

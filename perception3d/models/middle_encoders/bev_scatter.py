@@ -6,28 +6,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from perception3d.ops import voxelize
 from perception3d.registry import MODELS
-
-
-def check_sparse_input(voxel_feats: torch.Tensor, coords: torch.Tensor, batch_size: int,
-                       grid_shape: Sequence[int], where: str) -> None:
-    """Validate (V, C) features and (V, 4) int (b, z, y, x) coordinates against a (nz, ny, nx) grid."""
-    if voxel_feats.dim() != 2:
-        raise ValueError(f"{where}: voxel_feats must be (V, C), got {tuple(voxel_feats.shape)}")
-    if coords.dim() != 2 or coords.shape[1] != 4 or coords.shape[0] != voxel_feats.shape[0]:
-        raise ValueError(f"{where}: coords must be (V, 4) int (b, z, y, x) with V={voxel_feats.shape[0]}, "
-                         f"got {tuple(coords.shape)}")
-    if coords.dtype not in (torch.int32, torch.int64):
-        raise TypeError(f"{where}: coords must be int32 (b, z, y, x), got {coords.dtype}")
-    if coords.shape[0] == 0:
-        return
-    hi = torch.tensor([batch_size, *grid_shape], device=coords.device)
-    bad = (coords < 0).any(1) | (coords >= hi).any(1)
-    if bool(bad.any()):
-        row = coords[bad][0].tolist()
-        raise ValueError(f"{where}: coords row {row} (b, z, y, x) outside batch_size={batch_size}, "
-                         f"grid (nz, ny, nx)={tuple(grid_shape)}")
+from perception3d.structures import SparseVoxels
 
 
 def scatter_to_bev(voxel_feats: torch.Tensor, coords: torch.Tensor, batch_size: int,
@@ -53,29 +33,13 @@ class BEVScatter(nn.Module):
 
     Args:
         in_channels: C of the voxel features.
-        point_cloud_range: [x0, y0, z0, x1, y1, z1] metres (lidar frame); with ``voxel_size``
-            defines the grid. Alternatively pass ``grid_shape`` (nz, ny, nx) directly.
-        voxel_size: (vx, vy, vz) metres.
-        grid_shape: (nz, ny, nx); overrides the range-derived shape (pillars: nz = 1).
-    Output: (B, in_channels * nz, ny, nx); ``out_channels`` = in_channels * nz.
+    Forward: :class:`SparseVoxels` (V, C) on the grid (nz, ny, nx) -> (B, C * nz, ny, nx), channel c * nz + z.
     """
 
-    def __init__(self, in_channels: int, point_cloud_range: Sequence[float] | None = None,
-                 voxel_size: Sequence[float] | None = None, grid_shape: Sequence[int] | None = None) -> None:
+    def __init__(self, in_channels: int) -> None:
         super().__init__()
-        if grid_shape is None:
-            if point_cloud_range is None or voxel_size is None:
-                raise ValueError("BEVScatter: give grid_shape (nz, ny, nx) or point_cloud_range + voxel_size")
-            grid_shape = voxelize.grid_shape(point_cloud_range, voxel_size)
-        if len(grid_shape) != 3:
-            raise ValueError(f"BEVScatter: grid_shape must be (nz, ny, nx), got {list(grid_shape)}")
         self.in_channels = int(in_channels)
-        self.grid_shape = tuple(int(g) for g in grid_shape)
-        self.out_channels = self.in_channels * self.grid_shape[0]
 
-    def forward(self, voxel_feats: torch.Tensor, coords: torch.Tensor, batch_size: int) -> torch.Tensor:
-        """voxel_feats (V, C), coords (V, 4) int32 (b, z, y, x) -> (B, C * nz, ny, nx)."""
-        check_sparse_input(voxel_feats, coords, batch_size, self.grid_shape, "BEVScatter")
-        if voxel_feats.shape[1] != self.in_channels:
-            raise ValueError(f"BEVScatter: expected {self.in_channels} feature channels, got {voxel_feats.shape[1]}")
-        return scatter_to_bev(voxel_feats, coords, batch_size, self.grid_shape)
+    def forward(self, voxels: SparseVoxels) -> torch.Tensor:
+        voxels.check("BEVScatter", channels=self.in_channels)
+        return scatter_to_bev(voxels.features, voxels.coords, voxels.batch_size, voxels.grid_shape)

@@ -1,7 +1,7 @@
 """SECOND / VoxelNet-style sparse 3D convolution encoder on spconv 2.x (the baseline sparse backbone).
 
 Stages of submanifold convolutions, each after the first opened by a stride-2 sparse convolution,
-then a z-only stride-2 convolution and height compression into a dense BEV map. spconv is imported
+then a z-only stride-2 convolution; ``BEVScatter`` compresses the height into a dense BEV map. spconv is imported
 here (not on ``import perception3d``) and its CPU backward is made to work by ``spconv_compat``.
 """
 from __future__ import annotations
@@ -12,9 +12,7 @@ import torch
 from torch import nn
 
 from . import spconv_compat
-from perception3d.ops.voxelize import grid_shape
-
-from .bev_scatter import check_sparse_input, scatter_to_bev
+from perception3d.structures import SparseVoxels
 
 import spconv.pytorch as spconv  # noqa: E402  (heavy import only when this module is used)
 
@@ -38,43 +36,42 @@ def _block(conv: nn.Module, channels: int) -> spconv.SparseSequential:
 
 
 class SparseEncoder(nn.Module):
-    """Sparse 3D conv encoder: voxels -> dense BEV (B, output_channels * nz_out, ny / 8, nx / 8).
+    """Sparse 3D conv encoder: voxels -> sparse voxels on the z-compressed grid (nz_out, ny / 8, nx / 8).
 
-    Registered in MODELS as ``SparseEncoder`` through a lazy factory in the package ``__init__``.
+    Registered in MODELS as ``SparseEncoder`` through a lazy factory in the package ``__init__``; a
+    ``BEVScatter`` after it makes the dense BEV map (B, output_channels * nz_out, ny / 8, nx / 8).
 
     Args:
         in_channels: voxel feature channels C.
-        sparse_shape: (nz, ny, nx) input grid; or derive it from ``point_cloud_range`` + ``voxel_size``
-            with ``z_pad`` extra z cells (SECOND uses 41 = 40 + 1 for an 8 m / 0.2 m column).
+        grid_shape: (nz, ny, nx) input voxel grid (a detector passes it from its point_cloud_range and voxel_size).
+        z_pad: extra z cells of the convolution grid (SECOND uses 41 = 40 + 1 for an 8 m / 0.2 m column):
+            ``spatial_shape`` = (nz + z_pad, ny, nx).
         base_channels: channels of the input submanifold conv.
         encoder_channels: per stage, the channels of each layer. Stages after the first start with a
             stride-2 SparseConv3d (kernel 3) whose padding is the stage's first ``encoder_paddings``
             entry; the other layers are SubMConv3d (kernel 3).
         output_channels: channels of the final (3, 1, 1) / stride (2, 1, 1) z-reduction conv.
-    Forward: (voxel_feats (V, C), coords (V, 4) int32 (b, z, y, x), batch_size) -> BEV tensor.
+    Forward: :class:`SparseVoxels` (V, C) on ``grid_shape`` -> :class:`SparseVoxels` (M, output_channels) on
+    ``out_shape``.
     """
 
-    def __init__(self, in_channels: int, sparse_shape: Sequence[int] | None = None,
-                 point_cloud_range: Sequence[float] | None = None, voxel_size: Sequence[float] | None = None,
-                 z_pad: int = 1, base_channels: int = 16, output_channels: int = 128,
+    def __init__(self, in_channels: int, grid_shape: Sequence[int], z_pad: int = 1, base_channels: int = 16,
+                 output_channels: int = 128,
                  encoder_channels: Sequence[Sequence[int]] = ((16,), (32, 32, 32), (64, 64, 64), (64, 64, 64)),
                  encoder_paddings: Sequence[Sequence[Pad]] = ((1,), (1, 1, 1), (1, 1, 1), ((0, 1, 1), 1, 1))) -> None:
         super().__init__()
-        if sparse_shape is None:
-            if point_cloud_range is None or voxel_size is None:
-                raise ValueError("SparseEncoder: give sparse_shape (nz, ny, nx) or point_cloud_range + voxel_size")
-            nz, ny, nx = grid_shape(point_cloud_range, voxel_size)
-            sparse_shape = (nz + z_pad, ny, nx)
-        if len(sparse_shape) != 3:
-            raise ValueError(f"SparseEncoder: sparse_shape must be (nz, ny, nx), got {list(sparse_shape)}")
+        if len(grid_shape) != 3 or min(int(v) for v in grid_shape) < 1:
+            raise ValueError(f"SparseEncoder: grid_shape must be (nz, ny, nx) >= 1, got {list(grid_shape)}")
+        self.grid_shape = tuple(int(v) for v in grid_shape)
+        spatial_shape = (self.grid_shape[0] + int(z_pad), self.grid_shape[1], self.grid_shape[2])
         if len(encoder_channels) != len(encoder_paddings):
             raise ValueError("SparseEncoder: encoder_channels and encoder_paddings need one entry per stage")
         self.in_channels = int(in_channels)
-        self.sparse_shape = [int(s) for s in sparse_shape]
+        self.spatial_shape = [int(v) for v in spatial_shape]
         self.conv_input = _block(spconv.SubMConv3d(in_channels, base_channels, 3, padding=1, bias=False,
                                                    indice_key="subm1"), base_channels)
         stages = []
-        size = list(self.sparse_shape)
+        size = list(self.spatial_shape)
         c_in = base_channels
         for i, (chans, pads) in enumerate(zip(encoder_channels, encoder_paddings)):
             if len(chans) != len(pads):
@@ -95,18 +92,16 @@ class SparseEncoder(nn.Module):
                                                    bias=False, indice_key="spconv_down2"), output_channels)
         self.out_shape = _out_size(size, (3, 1, 1), (2, 1, 1), 0)  # (nz, ny, nx) of the output grid
         if min(self.out_shape) < 1:
-            raise ValueError(f"SparseEncoder: sparse_shape {self.sparse_shape} too small, output grid {self.out_shape}")
-        self.output_channels = int(output_channels)
-        self.out_channels = self.output_channels * self.out_shape[0]
+            raise ValueError(f"SparseEncoder: grid {self.spatial_shape} (nz + z_pad, ny, nx) too small, output grid "
+                             f"{self.out_shape}")
+        self.out_channels = int(output_channels)
 
-    def forward(self, voxel_feats: torch.Tensor, coords: torch.Tensor, batch_size: int) -> torch.Tensor:
-        """voxel_feats (V, C), coords (V, 4) int32 (b, z, y, x) -> (B, output_channels * nz_out, ny_out, nx_out)."""
-        check_sparse_input(voxel_feats, coords, batch_size, self.sparse_shape, "SparseEncoder")
-        if voxel_feats.shape[1] != self.in_channels:
-            raise ValueError(f"SparseEncoder: expected {self.in_channels} feature channels, got {voxel_feats.shape[1]}")
-        x = spconv.SparseConvTensor(voxel_feats, coords.int().contiguous(), self.sparse_shape, batch_size)
+    def forward(self, voxels: SparseVoxels) -> SparseVoxels:
+        voxels.check("SparseEncoder", channels=self.in_channels, grid_shape=self.grid_shape)
+        x = spconv.SparseConvTensor(voxels.features, voxels.coords.int().contiguous(), self.spatial_shape,
+                                    voxels.batch_size)
         x = self.conv_input(x)
         for stage in self.encoder_layers:
             x = stage(x)
         x = self.conv_out(x)
-        return scatter_to_bev(x.features, x.indices, batch_size, x.spatial_shape)
+        return SparseVoxels(x.features, x.indices, voxels.batch_size, tuple(x.spatial_shape))

@@ -5,7 +5,8 @@ points (3, ``with_cluster_center``), offset to its voxel's geometric centre (3, 
 range ||xyz|| (1, ``with_distance``)]. Each layer is Linear -> norm (BN1d or LayerNorm) -> ReLU on points;
 every layer but the last pools its point features per voxel (max) and concatenates the pooled feature back
 to each point (VFE style), so the next layer's input is 2x wider. The last layer is pooled per voxel with
-``mode`` ("max" or "mean"). Points outside ``point_cloud_range`` are dropped (see ops.voxelize).
+``mode`` ("max" or "mean"). The points arrive voxelized by the data preprocessor
+(``Det3DDataPreprocessor(voxel=True)``, on the same grid); points outside ``point_cloud_range`` are dropped.
 """
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from typing import Callable, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from perception3d.ops.scatter import segment_reduce_sorted, sort_by_segment
-from perception3d.ops.voxelize import dynamic_voxelize, scatter_max, scatter_mean
+from perception3d.ops.scatter import scatter_max, scatter_mean, segment_reduce_sorted, sort_by_segment
+from perception3d.ops.voxelize import grid_shape
 from perception3d.registry import MODELS
+from perception3d.structures import SparseVoxels
 
 
 def _norm(kind: str, c: int) -> nn.Module:
@@ -59,6 +61,7 @@ class DynamicVFE(nn.Module):
         self.in_channels = int(in_channels)
         self.voxel_size = tuple(float(v) for v in voxel_size)
         self.point_cloud_range = tuple(float(v) for v in point_cloud_range)
+        self.grid_shape = grid_shape(self.point_cloud_range, self.voxel_size)
         self.with_cluster_center, self.with_voxel_center = with_cluster_center, with_voxel_center
         self.with_distance, self.mode = with_distance, mode
         c = self.in_channels + 3 * with_cluster_center + 3 * with_voxel_center + int(with_distance)
@@ -96,30 +99,35 @@ class DynamicVFE(nn.Module):
             feats.append(xyz.norm(dim=1, keepdim=True))
         return torch.cat(feats, dim=1)
 
-    def forward(self, points: torch.Tensor, batch_idx: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """points (N, C_in) float (x, y, z, ...), batch_idx (N,) long -> (voxel_feats (V, C_out), coords (V, 4) int32)."""
+    def forward(self, voxels: dict) -> SparseVoxels:
+        """Voxelized points (``Det3DDataPreprocessor.voxelize``: ``points`` (N, C_in+) x, y, z, ..., ``coords``,
+        ``point2voxel``, ``num_voxels``, ``grid_shape``, ``batch_size``) -> :class:`SparseVoxels` (V, C_out)."""
+        points = voxels["points"]
         if points.dim() != 2 or points.shape[1] < max(3, self.in_channels):
             raise ValueError(
                 f"{type(self).__name__}: `points` must be (N, >= {max(3, self.in_channels)}), got {tuple(points.shape)}"
             )
-        vox = dynamic_voxelize(points, batch_idx, self.voxel_size, self.point_cloud_range)
+        if tuple(voxels["grid_shape"]) != self.grid_shape:
+            raise ValueError(f"{type(self).__name__}: voxels on the grid (nz, ny, nx)={tuple(voxels['grid_shape'])} "
+                             f"but this encoder's point_cloud_range / voxel_size give {self.grid_shape}")
+        vox = voxels
         if not torch.is_grad_enabled():
             # inference: scatter reductions have the faster (multi-threaded) forward
             idx, v = vox["point2voxel"][vox["point2voxel"] >= 0], vox["num_voxels"]
             x = self.pointnet(self.augment(points, vox), lambda t: scatter_max(t, idx, v),
                               lambda t: t.index_select(0, idx))
             pooled = scatter_max(x, idx, v) if self.mode == "max" else scatter_mean(x, idx, v)
-            return pooled, vox["coords"]
-        # training: pool over runs of voxel-sorted points (segment_reduce's backward is ~5x cheaper)
-        keep = vox["point2voxel"] >= 0
-        # group the in-range points by voxel once: every pooling below is then a reduction over runs
-        order, lengths = sort_by_segment(vox["point2voxel"][keep], vox["num_voxels"])
-        sorted_vox = dict(vox, point2voxel=vox["point2voxel"][keep][order])
-        x = self.pointnet(self.augment(points[keep][order], sorted_vox, lengths),
-                          lambda t: segment_reduce_sorted(t, lengths, "max"),
-                          lambda t: t.repeat_interleave(lengths, dim=0))
-        pooled = segment_reduce_sorted(x, lengths, "max" if self.mode == "max" else "mean")
-        return pooled, vox["coords"]
+        else:
+            # training: pool over runs of voxel-sorted points (segment_reduce's backward is ~5x cheaper)
+            keep = vox["point2voxel"] >= 0
+            # group the in-range points by voxel once: every pooling below is then a reduction over runs
+            order, lengths = sort_by_segment(vox["point2voxel"][keep], vox["num_voxels"])
+            sorted_vox = dict(vox, point2voxel=vox["point2voxel"][keep][order])
+            x = self.pointnet(self.augment(points[keep][order], sorted_vox, lengths),
+                              lambda t: segment_reduce_sorted(t, lengths, "max"),
+                              lambda t: t.repeat_interleave(lengths, dim=0))
+            pooled = segment_reduce_sorted(x, lengths, "max" if self.mode == "max" else "mean")
+        return SparseVoxels(pooled, vox["coords"], voxels["batch_size"], self.grid_shape)
 
     def pointnet(self, x: torch.Tensor, pool_max: Callable[[torch.Tensor], torch.Tensor],
                  expand: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
