@@ -18,11 +18,11 @@ _CHUNK_PAIRS = 65536
 
 
 def bev_corners(boxes: torch.Tensor) -> torch.Tensor:
-    """BEV corners of boxes (N, 7+) -> (N, 4, 2), counter-clockwise order (front-left last)."""
+    """BEV corners of boxes (N, 7+) -> (N, 4, 2), counter-clockwise seen from above, from the front-left corner:
+    (+l/2, +w/2), (-l/2, +w/2), (-l/2, -w/2), (+l/2, -w/2) in the box frame, rotated by yaw and moved to (x, y)."""
     x, y, l, w, yaw = boxes[:, 0], boxes[:, 1], boxes[:, 3], boxes[:, 4], boxes[:, 6]
-    # Local corners, CCW: (+l/2,-w/2) -> (+l/2,+w/2) -> (-l/2,+w/2) -> (-l/2,-w/2)
-    sx = torch.tensor([0.5, 0.5, -0.5, -0.5], dtype=boxes.dtype, device=boxes.device)
-    sy = torch.tensor([-0.5, 0.5, 0.5, -0.5], dtype=boxes.dtype, device=boxes.device)
+    sx = torch.tensor([0.5, -0.5, -0.5, 0.5], dtype=boxes.dtype, device=boxes.device)
+    sy = torch.tensor([0.5, 0.5, -0.5, -0.5], dtype=boxes.dtype, device=boxes.device)
     lx = l[:, None] * sx
     ly = w[:, None] * sy
     c, s = torch.cos(yaw)[:, None], torch.sin(yaw)[:, None]

@@ -13,9 +13,10 @@ Conventions (all ops):
 - Corner order of depth scores: raster order [0] = (y0, x0), [1] = (y0, x0+1), [2] = (y0+1, x0),
   [3] = (y0+1, x0+1), x0 = floor(x_im), y0 = floor(y_im) (upstream DFA3D uses 0, 1, 3, 2 of these).
 
-Paths: ``impl="reference"`` (pure PyTorch, any device, chunked over queries), ``impl="triton"`` (CUDA tensors, or
-CPU tensors under ``TRITON_INTERPRET=1``), ``impl="auto"`` = triton for CUDA tensors when triton imports, else
-reference. Triton is imported lazily, only when that path runs.
+Paths (``ms_deform_attn`` and ``dfa3d``): ``impl="reference"`` (pure PyTorch, any device, chunked over queries),
+``impl="triton"`` (CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``), ``impl="auto"`` = triton for CUDA
+tensors when triton imports, else reference (see ``ops/_dispatch.py``). Triton is imported lazily, only when that
+path runs. ``depth_score_sample`` has the reference only. Definition: docs/ops.md, "deform_attn".
 """
 from __future__ import annotations
 
@@ -23,105 +24,76 @@ from typing import List, Sequence, Tuple, Union
 
 import torch
 
+from .._dispatch import check_same_dtype_device, check_tensor, choose_impl, error_prefix
 from .reference import DEFAULT_CORNER_BUDGET, deform_attn_reference, depth_score_sample_reference
 
-__all__ = ["ms_deform_attn", "dfa3d", "depth_score_sample", "triton_available"]
+__all__ = ["ms_deform_attn", "dfa3d", "depth_score_sample"]
 
 ShapesLike = Union[torch.Tensor, Sequence[Sequence[int]]]
 IndexLike = Union[torch.Tensor, Sequence[int]]
-_IMPLS = ("auto", "reference", "triton")
-
-
-def triton_available() -> bool:
-    """True when ``import triton`` works (the Triton path can be used for CUDA tensors / the interpreter)."""
-    try:
-        import triton  # noqa: F401
-    except Exception:  # pragma: no cover - depends on the install
-        return False
-    return True
 
 
 def _shape(t: torch.Tensor) -> Tuple[int, ...]:
     return tuple(t.shape)
 
 
-def _levels(name: str, spatial_shapes: ShapesLike, level_start_index: IndexLike,
+def _levels(op: str, spatial_shapes: ShapesLike, level_start_index: IndexLike,
             num_keys: int) -> Tuple[List[Tuple[int, int]], List[int]]:
     """Validate the level description against S; return Python (H, W) pairs and start offsets."""
     ss = spatial_shapes if isinstance(spatial_shapes, torch.Tensor) else torch.as_tensor(spatial_shapes)
     ls = level_start_index if isinstance(level_start_index, torch.Tensor) else torch.as_tensor(level_start_index)
     if ss.dim() != 2 or ss.shape[1] != 2 or ss.shape[0] < 1:
-        raise ValueError(f"{name}: `spatial_shapes` must be (L, 2) rows (H, W) with L >= 1, got {_shape(ss)}")
+        raise ValueError(f"{error_prefix(op)}`spatial_shapes` must be (L, 2) rows (H, W) with L >= 1, got {_shape(ss)}")
     if ss.is_floating_point() or ls.is_floating_point() or ss.dtype == torch.bool or ls.dtype == torch.bool:
-        raise TypeError(f"{name}: `spatial_shapes` / `level_start_index` must be integer, got {ss.dtype} / {ls.dtype}")
+        raise TypeError(f"{error_prefix(op)}`spatial_shapes` / `level_start_index` must be integer, got {ss.dtype} / "
+                        f"{ls.dtype}")
     if ls.dim() != 1 or ls.shape[0] != ss.shape[0]:
-        raise ValueError(f"{name}: `level_start_index` must be (L,) = ({ss.shape[0]},), got {_shape(ls)}")
+        raise ValueError(f"{error_prefix(op)}`level_start_index` must be (L,) = ({ss.shape[0]},), got {_shape(ls)}")
     shapes = [(int(h), int(w)) for h, w in ss.tolist()]
     starts = [int(s) for s in ls.tolist()]
     if any(h < 1 or w < 1 for h, w in shapes):
-        raise ValueError(f"{name}: `spatial_shapes` entries must be >= 1, got {shapes}")
+        raise ValueError(f"{error_prefix(op)}`spatial_shapes` entries must be >= 1, got {shapes}")
     expected, acc = [], 0
     for h, w in shapes:
         expected.append(acc)
         acc += h * w
     if starts != expected:
-        raise ValueError(f"{name}: `level_start_index` {starts} does not match `spatial_shapes` {shapes} "
+        raise ValueError(f"{error_prefix(op)}`level_start_index` {starts} does not match `spatial_shapes` {shapes} "
                          f"(expected the exclusive cumsum of H*W: {expected})")
     if acc != num_keys:
-        raise ValueError(f"{name}: value has S={num_keys} keys but sum(H*W) over `spatial_shapes` {shapes} is {acc}")
+        raise ValueError(f"{error_prefix(op)}`value` has S={num_keys} keys but sum(H*W) over `spatial_shapes` "
+                         f"{shapes} is {acc}")
     return shapes, starts
 
 
-def _check_common(name: str, value: torch.Tensor, loc: torch.Tensor, attn: torch.Tensor, loc_dim: int,
-                  impl: str) -> None:
-    if impl not in _IMPLS:
-        raise ValueError(f"{name}: `impl` must be one of {_IMPLS}, got {impl!r}")
-    for field, t in (("value", value), ("sampling_locations", loc), ("attention_weights", attn)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name}: `{field}` must be a torch.Tensor, got {type(t).__name__}")
-        if not t.is_floating_point():
-            raise TypeError(f"{name}: `{field}` must be floating point, got {t.dtype}")
-        if t.dtype != value.dtype or t.device != value.device:
-            raise TypeError(f"{name}: `{field}` is {t.dtype} on {t.device} but `value` is {value.dtype} on "
-                            f"{value.device}; all float inputs must share dtype and device")
-    if value.dim() != 4:
-        raise ValueError(f"{name}: `value` must be (B, S, M, Ch), got {_shape(value)}")
-    B, _, M, _ = value.shape
+def _check_common(op: str, value: torch.Tensor, loc: torch.Tensor, attn: torch.Tensor, loc_dim: int) -> None:
+    fields = {"value": value, "sampling_locations": loc, "attention_weights": attn}
+    for field, t in fields.items():
+        check_tensor(op, field, t, dtype="float")
+    check_same_dtype_device(op, **fields)
+    B, _, M, _ = check_tensor(op, "value", value, ("B", "S", "M", "Ch")).shape
     if loc.dim() != 6 or loc.shape[0] != B or loc.shape[2] != M or loc.shape[5] != loc_dim:
         want = "(x, y)" if loc_dim == 2 else "(x, y, z)"
-        raise ValueError(f"{name}: sampling locations must be (B={B}, Q, M={M}, L, P, {loc_dim}) {want}, "
+        raise ValueError(f"{error_prefix(op)}sampling locations must be (B={B}, Q, M={M}, L, P, {loc_dim}) {want}, "
                          f"got {_shape(loc)}")
     if _shape(attn) != _shape(loc)[:5]:
-        raise ValueError(f"{name}: `attention_weights` must be (B, Q, M, L, P) = {_shape(loc)[:5]}, got {_shape(attn)}")
+        raise ValueError(f"{error_prefix(op)}`attention_weights` must be (B, Q, M, L, P) = {_shape(loc)[:5]}, "
+                         f"got {_shape(attn)}")
 
 
-def _check_depth(name: str, depth_dist: torch.Tensor, value: torch.Tensor) -> None:
-    if not isinstance(depth_dist, torch.Tensor) or not depth_dist.is_floating_point():
-        raise TypeError(f"{name}: `depth_dist` must be a floating point tensor, got "
-                        f"{getattr(depth_dist, 'dtype', type(depth_dist).__name__)}")
+def _check_depth(op: str, depth_dist: torch.Tensor, value: torch.Tensor) -> None:
+    check_tensor(op, "depth_dist", depth_dist, dtype="float")
     if depth_dist.dim() != 3 or depth_dist.shape[:2] != value.shape[:2] or depth_dist.shape[2] < 1:
-        raise ValueError(f"{name}: `depth_dist` must be (B, S, N_d) = ({value.shape[0]}, {value.shape[1]}, N_d) "
-                         f"per pixel and shared by the heads, got {_shape(depth_dist)}")
-    if depth_dist.dtype != value.dtype or depth_dist.device != value.device:
-        raise TypeError(f"{name}: `depth_dist` is {depth_dist.dtype} on {depth_dist.device}, expected "
-                        f"{value.dtype} on {value.device} like `value`")
+        raise ValueError(f"{error_prefix(op)}`depth_dist` must be (B, S, N_d) = ({value.shape[0]}, {value.shape[1]}, "
+                         f"N_d) per pixel and shared by the heads, got {_shape(depth_dist)}")
+    check_same_dtype_device(op, value=value, depth_dist=depth_dist)
 
 
-def _use_triton(name: str, impl: str, device: torch.device) -> bool:
-    if impl == "reference":
-        return False
-    if impl == "triton":
-        if not triton_available():
-            raise RuntimeError(f"{name}: impl='triton' but triton cannot be imported")
-        return True
-    return device.type == "cuda" and triton_available()
-
-
-def _run(name, value, depth, loc, attn, impl, shapes, starts):
+def _run(op, value, depth, loc, attn, impl, shapes, starts):
     if loc.shape[3] != len(shapes):
-        raise ValueError(f"{name}: sampling locations have L={loc.shape[3]} levels but `spatial_shapes` has "
+        raise ValueError(f"{error_prefix(op)}sampling locations have L={loc.shape[3]} levels but `spatial_shapes` has "
                          f"{len(shapes)}")
-    if _use_triton(name, impl, value.device):
+    if choose_impl(op, impl, value.device) == "triton":
         from .triton import deform_attn_triton
 
         ss = torch.as_tensor(shapes, dtype=torch.int64, device=value.device)
@@ -147,10 +119,10 @@ def ms_deform_attn(value: torch.Tensor, spatial_shapes: ShapesLike, level_start_
     Returns:
         (B, Q, M*Ch), dtype of ``value``. Differentiable w.r.t. value, locations and weights.
     """
-    name = "ops/deform_attn ms_deform_attn"
-    _check_common(name, value, sampling_locations, attention_weights, 2, impl)
-    shapes, starts = _levels(name, spatial_shapes, level_start_index, value.shape[1])
-    return _run(name, value, None, sampling_locations, attention_weights, impl, shapes, starts)
+    op = "deform_attn.ms_deform_attn"
+    _check_common(op, value, sampling_locations, attention_weights, 2)
+    shapes, starts = _levels(op, spatial_shapes, level_start_index, value.shape[1])
+    return _run(op, value, None, sampling_locations, attention_weights, impl, shapes, starts)
 
 
 def dfa3d(value: torch.Tensor, depth_dist: torch.Tensor, spatial_shapes: ShapesLike, level_start_index: IndexLike,
@@ -172,15 +144,15 @@ def dfa3d(value: torch.Tensor, depth_dist: torch.Tensor, spatial_shapes: ShapesL
         contains the bilinear-weight derivative times the depth scores (the depth scores themselves are piecewise
         constant in x, y), the z gradient the slope of each corner's depth interpolation.
     """
-    name = "ops/deform_attn dfa3d"
-    _check_common(name, value, sampling_locations_3d, attention_weights, 3, impl)
-    _check_depth(name, depth_dist, value)
-    shapes, starts = _levels(name, spatial_shapes, level_start_index, value.shape[1])
-    return _run(name, value, depth_dist, sampling_locations_3d, attention_weights, impl, shapes, starts)
+    op = "deform_attn.dfa3d"
+    _check_common(op, value, sampling_locations_3d, attention_weights, 3)
+    _check_depth(op, depth_dist, value)
+    shapes, starts = _levels(op, spatial_shapes, level_start_index, value.shape[1])
+    return _run(op, value, depth_dist, sampling_locations_3d, attention_weights, impl, shapes, starts)
 
 
 def depth_score_sample(depth_dist: torch.Tensor, spatial_shapes: ShapesLike, level_start_index: IndexLike,
-                       sampling_locations_3d: torch.Tensor, impl: str = "auto") -> torch.Tensor:
+                       sampling_locations_3d: torch.Tensor) -> torch.Tensor:
     """Per-corner depth scores of 3D samples (step 1 of DFA3D).
 
     For each of the 4 bilinear corners (raster order, see module doc) of the sample at (x, y), the linear
@@ -191,24 +163,17 @@ def depth_score_sample(depth_dist: torch.Tensor, spatial_shapes: ShapesLike, lev
         depth_dist: (B, S, N_d) float per pixel (shared by heads).
         spatial_shapes, level_start_index: as :func:`ms_deform_attn`.
         sampling_locations_3d: (B, Q, M, L, P, 3) normalised (x, y, z).
-        impl: "auto" | "reference" (plain PyTorch gathers on any device; there is no separate Triton kernel).
+    Plain PyTorch gathers on any device (no separate Triton kernel for this step).
+
     Returns:
         (B, Q, M, L, P, 4). Differentiable w.r.t. depth_dist and z (the x/y gradient is exactly 0).
     """
-    name = "ops/deform_attn depth_score_sample"
-    if impl not in ("auto", "reference"):
-        raise ValueError(f"{name}: `impl` must be 'auto' or 'reference' (no Triton kernel for this step), got {impl!r}")
-    if not isinstance(depth_dist, torch.Tensor) or depth_dist.dim() != 3 or not depth_dist.is_floating_point():
-        raise ValueError(f"{name}: `depth_dist` must be a float (B, S, N_d) tensor, got "
-                         f"{getattr(depth_dist, 'shape', type(depth_dist).__name__)}")
-    loc = sampling_locations_3d
-    if not isinstance(loc, torch.Tensor) or loc.dim() != 6 or loc.shape[0] != depth_dist.shape[0] or loc.shape[5] != 3:
-        raise ValueError(f"{name}: `sampling_locations_3d` must be (B={depth_dist.shape[0]}, Q, M, L, P, 3), got "
-                         f"{getattr(loc, 'shape', type(loc).__name__)}")
-    if loc.dtype != depth_dist.dtype or loc.device != depth_dist.device:
-        raise TypeError(f"{name}: `sampling_locations_3d` is {loc.dtype} on {loc.device}, expected "
-                        f"{depth_dist.dtype} on {depth_dist.device} like `depth_dist`")
-    shapes, starts = _levels(name, spatial_shapes, level_start_index, depth_dist.shape[1])
+    op = "deform_attn.depth_score_sample"
+    b = check_tensor(op, "depth_dist", depth_dist, ("B", "S", "N_d"), "float").shape[0]
+    loc = check_tensor(op, "sampling_locations_3d", sampling_locations_3d, (b, "Q", "M", "L", "P", 3))
+    check_same_dtype_device(op, depth_dist=depth_dist, sampling_locations_3d=loc)
+    shapes, starts = _levels(op, spatial_shapes, level_start_index, depth_dist.shape[1])
     if loc.shape[3] != len(shapes):
-        raise ValueError(f"{name}: `sampling_locations_3d` has L={loc.shape[3]} levels, spatial_shapes {len(shapes)}")
+        raise ValueError(f"{error_prefix(op)}`sampling_locations_3d` has L={loc.shape[3]} levels, `spatial_shapes` "
+                         f"{len(shapes)}")
     return depth_score_sample_reference(depth_dist, shapes, starts, loc)

@@ -1,4 +1,4 @@
-"""DSVT index construction (OPS.md 4.1 / 10.5): shifted windows, rotated dynamic sets, z-pooling maps.
+"""DSVT index construction: shifted windows, rotated dynamic sets, z-pooling maps (docs/ops.md, "dsvt").
 
 Pure PyTorch only (the attention itself is ``scaled_dot_product_attention`` in the model); all outputs are
 computed under ``no_grad`` and depend only on the set of voxel coordinates, not on the input row order.
@@ -13,6 +13,7 @@ from typing import Sequence, Tuple
 
 import torch
 
+from .._dispatch import check_ints, check_tensor, error_prefix
 from .reference import (
     SET_AXES, DSVTSets, ingroup_inds_reference, set_partition_reference, window_partition_reference,
     z_pool_index_reference,
@@ -21,37 +22,22 @@ from .reference import (
 __all__ = ["window_partition", "ingroup_inds", "set_partition", "dsvt_partition", "z_pool_index", "DSVTSets",
            "SET_AXES"]
 
-_NAME = "ops/dsvt"
-
-
-def _check_impl(impl: str, fn: str) -> None:
-    if impl not in ("auto", "reference"):
-        raise ValueError(f"{_NAME} {fn}: `impl` must be 'auto'|'reference', got {impl!r}")
-
-
 def _triple(v: Sequence[int], field: str, fn: str, minimum: int) -> Tuple[int, int, int]:
-    vals = tuple(int(a) for a in v)
-    if len(vals) != 3 or min(vals) < minimum:
-        raise ValueError(f"{_NAME} {fn}: `{field}` must be 3 ints (x, y, z) >= {minimum}, got {tuple(v)}")
-    return vals
+    return check_ints(f"dsvt.{fn}", field, v, 3, minimum, "(x, y, z)")  # type: ignore[return-value]
 
 
 def _check_coords(coords: torch.Tensor, sparse_shape: Sequence[int], fn: str) -> None:
-    if not isinstance(coords, torch.Tensor) or coords.dim() != 2 or coords.shape[1] != 4:
-        raise ValueError(f"{_NAME} {fn}: `coords` must be (N, 4) (b, z, y, x), got "
-                         f"{getattr(coords, 'shape', type(coords))}")
-    if coords.dtype not in (torch.int32, torch.int64):
-        raise TypeError(f"{_NAME} {fn}: `coords` must be int32/int64, got {coords.dtype}")
+    check_tensor(f"dsvt.{fn}", "coords", coords, ("N", 4), "int")
     if coords.shape[0]:
         lo, hi = coords.min(0).values.tolist(), coords.max(0).values.tolist()
         nx, ny, nz = sparse_shape
         if min(lo) < 0 or hi[3] >= nx or hi[2] >= ny or hi[1] >= nz:
-            raise ValueError(f"{_NAME} {fn}: `coords` (b, z, y, x) range {lo}..{hi} outside sparse_shape "
-                             f"(nx, ny, nz)={tuple(sparse_shape)}")
+            raise ValueError(f"{error_prefix(f'dsvt.{fn}')}`coords` (b, z, y, x) range {lo}..{hi} outside "
+                             f"sparse_shape (nx, ny, nz)={tuple(sparse_shape)}")
 
 
 def window_partition(coords: torch.Tensor, sparse_shape: Sequence[int], window: Sequence[int],
-                     shift: Sequence[int] = (0, 0, 0), impl: str = "auto") -> Tuple[torch.Tensor, torch.Tensor]:
+                     shift: Sequence[int] = (0, 0, 0)) -> Tuple[torch.Tensor, torch.Tensor]:
     """Assign voxels to (shifted) 3D windows.
 
     Args:
@@ -63,7 +49,6 @@ def window_partition(coords: torch.Tensor, sparse_shape: Sequence[int], window: 
         win_ids (N,) int64 global window id (batch-major: windows never mix samples) and coors_in_win (N, 3)
         int64 in-window (z, y, x).
     """
-    _check_impl(impl, "window_partition")
     shape = _triple(sparse_shape, "sparse_shape", "window_partition", 1)
     win = _triple(window, "window", "window_partition", 1)
     sh = _triple(shift, "shift", "window_partition", 0)
@@ -72,18 +57,15 @@ def window_partition(coords: torch.Tensor, sparse_shape: Sequence[int], window: 
         return window_partition_reference(coords, shape, win, sh)
 
 
-def ingroup_inds(group_ids: torch.Tensor, impl: str = "auto") -> torch.Tensor:
+def ingroup_inds(group_ids: torch.Tensor) -> torch.Tensor:
     """(N,) int group ids -> (N,) int64 rank of each element among the elements of its group, in input order."""
-    _check_impl(impl, "ingroup_inds")
-    if group_ids.dim() != 1 or group_ids.dtype not in (torch.int32, torch.int64):
-        raise ValueError(f"{_NAME} ingroup_inds: `group_ids` must be (N,) int32/int64, got "
-                         f"{tuple(group_ids.shape)} {group_ids.dtype}")
+    check_tensor("dsvt.ingroup_inds", "group_ids", group_ids, ("N",), "int")
     with torch.no_grad():
         return ingroup_inds_reference(group_ids)
 
 
-def set_partition(win_ids: torch.Tensor, coors_in_win: torch.Tensor, window: Sequence[int], set_size: int,
-                  impl: str = "auto") -> DSVTSets:
+def set_partition(win_ids: torch.Tensor, coors_in_win: torch.Tensor, window: Sequence[int],
+                  set_size: int) -> DSVTSets:
     """Rotated dynamic sets of ``set_size`` voxels per window (see :class:`DSVTSets` and
     :func:`perception3d.ops.dsvt.reference.set_partition_reference`).
 
@@ -91,43 +73,38 @@ def set_partition(win_ids: torch.Tensor, coors_in_win: torch.Tensor, window: Seq
         win_ids: (N,) int64 window id of each voxel; coors_in_win: (N, 3) int in-window (z, y, x), unique per
             window; window: (wx, wy, wz); set_size: tau >= 1.
     """
-    _check_impl(impl, "set_partition")
+    op = "dsvt.set_partition"
     win = _triple(window, "window", "set_partition", 1)
-    if win_ids.dim() != 1 or win_ids.dtype not in (torch.int32, torch.int64):
-        raise ValueError(f"{_NAME} set_partition: `win_ids` must be (N,) int, got {tuple(win_ids.shape)} "
-                         f"{win_ids.dtype}")
-    if coors_in_win.shape != (win_ids.shape[0], 3):
-        raise ValueError(f"{_NAME} set_partition: `coors_in_win` must be ({win_ids.shape[0]}, 3) (z, y, x), got "
-                         f"{tuple(coors_in_win.shape)}")
+    check_tensor(op, "win_ids", win_ids, ("N",), "int")
+    check_tensor(op, "coors_in_win", coors_in_win, (win_ids.shape[0], 3), "int")
     if int(set_size) < 1:
-        raise ValueError(f"{_NAME} set_partition: `set_size` must be >= 1, got {set_size}")
+        raise ValueError(f"{error_prefix(op)}`set_size` must be >= 1, got {set_size}")
     if coors_in_win.shape[0]:
         lo, hi = coors_in_win.min(0).values.tolist(), coors_in_win.max(0).values.tolist()
         if min(lo) < 0 or hi[0] >= win[2] or hi[1] >= win[1] or hi[2] >= win[0]:
-            raise ValueError(f"{_NAME} set_partition: `coors_in_win` (z, y, x) range {lo}..{hi} outside window "
+            raise ValueError(f"{error_prefix(op)}`coors_in_win` (z, y, x) range {lo}..{hi} outside window "
                              f"(wx, wy, wz)={win}")
     with torch.no_grad():
         return set_partition_reference(win_ids.to(torch.int64), coors_in_win, win, int(set_size))
 
 
 def dsvt_partition(coords: torch.Tensor, sparse_shape: Sequence[int], window: Sequence[int],
-                   shift: Sequence[int], set_size: int, impl: str = "auto") -> Tuple[DSVTSets, torch.Tensor]:
+                   shift: Sequence[int], set_size: int) -> Tuple[DSVTSets, torch.Tensor]:
     """``window_partition`` then ``set_partition``: returns (sets, coors_in_win (N, 3) int64 (z, y, x))."""
-    win_ids, coors_in_win = window_partition(coords, sparse_shape, window, shift, impl)
-    return set_partition(win_ids, coors_in_win, window, set_size, impl), coors_in_win
+    win_ids, coors_in_win = window_partition(coords, sparse_shape, window, shift)
+    return set_partition(win_ids, coors_in_win, window, set_size), coors_in_win
 
 
-def z_pool_index(coords: torch.Tensor, stride: int, sparse_shape: Sequence[int], impl: str = "auto"
+def z_pool_index(coords: torch.Tensor, stride: int, sparse_shape: Sequence[int]
                  ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Parents of voxels pooled along z by ``stride`` (attention-style 3D pooling, OPS.md 4.2).
+    """Parents of voxels pooled along z by ``stride`` (attention-style 3D pooling of DSVT).
 
     Returns (parent_coords (M, 4) int64 (b, z // stride, y, x) sorted by (b, z, y, x); pool_map (N,) int64 parent
     row of each voxel; slot (N,) int64 = z % stride). ``sparse_shape`` = (nx, ny, nz) of the input grid.
     """
-    _check_impl(impl, "z_pool_index")
     shape = _triple(sparse_shape, "sparse_shape", "z_pool_index", 1)
     if int(stride) < 1:
-        raise ValueError(f"{_NAME} z_pool_index: `stride` must be >= 1, got {stride}")
+        raise ValueError(f"{error_prefix('dsvt.z_pool_index')}`stride` must be >= 1, got {stride}")
     _check_coords(coords, shape, "z_pool_index")
     with torch.no_grad():
         return z_pool_index_reference(coords, int(stride), shape)

@@ -1,4 +1,4 @@
-"""DSVT index construction in pure PyTorch (OPS.md 4.1 / 10.5): windows, rotated dynamic sets, z pooling.
+"""DSVT index construction in pure PyTorch (docs/ops.md, "dsvt"): windows, rotated dynamic sets, z pooling.
 
 Everything here is integer index work done once per forward under ``no_grad``; no Python loops over voxels,
 windows or sets (sort / unique / bincount / cumsum / repeat_interleave only). Results depend only on the set of

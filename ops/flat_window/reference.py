@@ -1,4 +1,5 @@
-"""FlatFormer flattened-window sorting and equal-size grouping, pure PyTorch (OPS.md 2.2-2.3).
+"""FlatFormer flattened-window sorting, equal-size grouping and attention within the groups, pure PyTorch
+(docs/ops.md, "flat_window").
 
 Sort key per order (exact, int64), lexicographic from most to least significant:
   1. batch index b (explicit primary key: groups can never mix samples, for any grid/window size);
@@ -13,7 +14,7 @@ Shifted orders add (wx // 2, wy // 2) to (x, y) before windowing.
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 
@@ -105,3 +106,56 @@ def flattened_window_mapping_reference(
         out.update(group_mapping(counts, group_size))
         out["counts"] = counts
     return out
+
+
+def group_attention_reference(
+    x: torch.Tensor,
+    pe: torch.Tensor,
+    perm: torch.Tensor,
+    flat2win: torch.Tensor,
+    win2flat: torch.Tensor,
+    group_size: int,
+    attn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Gather tokens into groups along ``perm``, run ``attn`` per group and scatter back to input order.
+
+    Args: x, pe (N, C); perm (N,) a permutation (sorted position -> token); flat2win (P,), win2flat (N,)
+    from :func:`group_mapping`; attn callable (num_groups, G, C) x2 -> (num_groups, G, C).
+    Returns (N, C) in the original token order. Padding copies act as extra keys; their outputs are dropped.
+    """
+    gather_idx, scatter_idx = window_indices(perm, flat2win, win2flat)
+    pe_win = pe.index_select(0, gather_idx)
+    return group_attention_indexed(x, pe_win, gather_idx, scatter_idx, group_size, attn)
+
+
+def window_indices(perm: torch.Tensor, flat2win: torch.Tensor, win2flat: torch.Tensor):
+    """Compose an order with the group mapping: (gather_idx (P,), scatter_idx (N,)) int64.
+
+    ``x.index_select(0, gather_idx)`` is ``x[perm][flat2win]`` (tokens in padded group layout) and
+    ``y_win.index_select(0, scatter_idx)`` brings group outputs back to the input token order.
+    """
+    with torch.no_grad():
+        inv = torch.empty_like(perm)
+        inv[perm] = torch.arange(perm.numel(), device=perm.device)
+        return perm[flat2win], win2flat[inv]
+
+
+def group_attention_indexed(
+    x: torch.Tensor,
+    pe_win: torch.Tensor,
+    gather_idx: torch.Tensor,
+    scatter_idx: torch.Tensor,
+    group_size: int,
+    attn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Same as :func:`group_attention_reference` with composed indices and a pre-gathered ``pe_win`` (P, C).
+
+    Lets a backbone gather the (layer-independent) positional encoding once per order.
+    """
+    n, c = x.shape
+    if n == 0:
+        return x.clone()
+    g = int(group_size)
+    xw = x.index_select(0, gather_idx).view(-1, g, c)
+    out = attn(xw, pe_win.view(-1, g, c))
+    return out.reshape(-1, c).index_select(0, scatter_idx)

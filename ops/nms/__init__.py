@@ -1,26 +1,26 @@
-"""Non-maximum suppression for lidar-frame boxes: rotated BEV NMS and circle (centre distance) NMS."""
+"""Non-maximum suppression for lidar-frame boxes: rotated BEV NMS and circle (centre distance) NMS.
+
+Pure PyTorch only. Definition: docs/ops.md, "nms".
+"""
 from __future__ import annotations
 
 import torch
 
+from .._dispatch import check_same_device, check_tensor
 from . import reference
 
 __all__ = ["nms_bev", "circle_nms"]
 
 
-def _check(boxes: torch.Tensor, scores: torch.Tensor, min_cols: int, impl: str) -> None:
-    if not isinstance(boxes, torch.Tensor) or boxes.dim() != 2 or boxes.shape[1] < min_cols:
-        shape = tuple(boxes.shape) if isinstance(boxes, torch.Tensor) else type(boxes).__name__
-        raise ValueError(f"ops.nms: boxes must be a tensor of shape (N, {min_cols}+), got {shape}")
-    if not isinstance(scores, torch.Tensor) or scores.shape != (boxes.shape[0],):
-        shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
-        raise ValueError(f"ops.nms: scores must have shape ({boxes.shape[0]},), got {shape}")
-    if impl not in ("auto", "reference"):
-        raise ValueError(f"ops.nms: impl must be 'auto' or 'reference', got {impl!r}")
+def _check(op: str, field: str, boxes: torch.Tensor, scores: torch.Tensor, min_cols: int) -> None:
+    op = f"nms.{op}"
+    check_tensor(op, field, boxes, ("N", f"{min_cols}+"), "float")
+    check_tensor(op, "scores", scores, (boxes.shape[0],))
+    check_same_device(op, **{field: boxes, "scores": scores})
 
 
 def nms_bev(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
-            pre_max: int | None = None, post_max: int | None = None, impl: str = "auto") -> torch.Tensor:
+            pre_max: int | None = None, post_max: int | None = None) -> torch.Tensor:
     """Greedy rotated-BEV NMS.
 
     Args:
@@ -32,12 +32,12 @@ def nms_bev(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
     Returns:
         (K,) long indices into ``boxes``, by descending score (stable for ties).
     """
-    _check(boxes, scores, 7, impl)
+    _check("nms_bev", "boxes", boxes, scores, 7)
     return reference.nms_bev(boxes, scores, iou_threshold, pre_max, post_max)
 
 
 def circle_nms(centers: torch.Tensor, scores: torch.Tensor, dist_threshold: float,
-               pre_max: int | None = None, post_max: int | None = None, impl: str = "auto") -> torch.Tensor:
+               pre_max: int | None = None, post_max: int | None = None) -> torch.Tensor:
     """Greedy NMS on BEV centre distance (metres): centers (N, 2+), scores (N,) -> kept indices (K,)."""
-    _check(centers, scores, 2, impl)
+    _check("circle_nms", "centers", centers, scores, 2)
     return reference.circle_nms(centers, scores, dist_threshold, pre_max, post_max)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..box_iou.reference import bev_iou
+from ..box_iou import bev_iou
 
 
 def _greedy(over: np.ndarray, post_max: int | None) -> list[int]:

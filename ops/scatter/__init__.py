@@ -3,30 +3,34 @@
 ``src`` is (N, C) (or (N,)), ``index`` (N,) int64 in ``[0, num_segments)``; the output is
 (num_segments, C). Segments that receive no row are 0 (``include_self=False`` semantics).
 Rows whose index is negative are rejected; filter them (e.g. points outside the voxel range) first.
+Definition: docs/ops.md, "scatter".
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
+from .._dispatch import check_same_device, check_tensor, error_prefix
 from .reference import scatter_reduce_reference, segment_reduce_sorted_reference
 
 __all__ = ["scatter_mean", "scatter_max", "scatter_sum", "segment_reduce_sorted", "sort_by_segment"]
 
 
-def _check(src: torch.Tensor, index: torch.Tensor, num_segments: int, name: str) -> None:
-    if not isinstance(src, torch.Tensor) or src.dim() < 1:
-        raise ValueError(f"ops/scatter {name}: `src` must be a tensor (N, ...), got {getattr(src, 'shape', type(src))}")
-    if not isinstance(index, torch.Tensor) or index.dim() != 1 or index.shape[0] != src.shape[0]:
-        raise ValueError(
-            f"ops/scatter {name}: `index` must be (N,)={src.shape[0]} long, got {getattr(index, 'shape', type(index))}"
-        )
-    if index.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"ops/scatter {name}: `index` must be int64/int32, got {index.dtype}")
+def _check(src: Optional[torch.Tensor], index: torch.Tensor, num_segments: int, name: str) -> None:
+    op = f"scatter.{name}"
+    if src is None:
+        check_tensor(op, "index", index, ("N",), "int")
+    else:
+        if check_tensor(op, "src", src).dim() < 1:
+            raise ValueError(f"{error_prefix(op)}`src` must be (N, ...), got a 0-d tensor")
+        check_tensor(op, "index", index, (src.shape[0],), "int")
+        check_same_device(op, src=src, index=index)
     if int(num_segments) < 0:
-        raise ValueError(f"ops/scatter {name}: `num_segments` must be >= 0, got {num_segments}")
+        raise ValueError(f"{error_prefix(op)}`num_segments` must be >= 0, got {num_segments}")
     if index.numel() and (int(index.min()) < 0 or int(index.max()) >= int(num_segments)):
         raise ValueError(
-            f"ops/scatter {name}: `index` values must lie in [0, {int(num_segments)}), "
+            f"{error_prefix(op)}`index` values must lie in [0, {int(num_segments)}), "
             f"got [{int(index.min())}, {int(index.max())}] (drop unassigned rows, index -1, first)"
         )
 
@@ -55,7 +59,7 @@ def sort_by_segment(index: torch.Tensor, num_segments: int) -> tuple[torch.Tenso
     ``src[order]`` is then sorted by segment (stable: rows keep their order inside a segment), the
     input :func:`segment_reduce_sorted` expects; ``index[order]`` is non-decreasing.
     """
-    _check(index, index, num_segments, "sort_by_segment")
+    _check(None, index, num_segments, "sort_by_segment")
     order = torch.argsort(index, stable=True)
     lengths = torch.bincount(index.long(), minlength=int(num_segments))
     return order, lengths
@@ -67,11 +71,13 @@ def segment_reduce_sorted(src: torch.Tensor, lengths: torch.Tensor, reduce: str)
     Same result as :func:`scatter_max` / :func:`scatter_mean` / :func:`scatter_sum` on the unsorted rows
     (empty segments are 0), with a much cheaper backward on CPU. ``reduce``: "max", "mean" or "sum".
     """
+    op = "scatter.segment_reduce_sorted"
     if reduce not in ("max", "mean", "sum"):
-        raise ValueError(f"ops/scatter segment_reduce_sorted: `reduce` must be 'max', 'mean' or 'sum', got {reduce!r}")
-    if not isinstance(lengths, torch.Tensor) or lengths.dim() != 1:
-        raise ValueError(f"ops/scatter segment_reduce_sorted: `lengths` must be (S,) int, got {getattr(lengths, 'shape', type(lengths))}")
+        raise ValueError(f"{error_prefix(op)}`reduce` must be 'max', 'mean' or 'sum', got {reduce!r}")
+    if check_tensor(op, "src", src).dim() < 1:
+        raise ValueError(f"{error_prefix(op)}`src` must be (N, ...), got a 0-d tensor")
+    check_tensor(op, "lengths", lengths, ("S",), "int")
     if int(lengths.sum()) != src.shape[0] or (lengths.numel() and int(lengths.min()) < 0):
-        raise ValueError(f"ops/scatter segment_reduce_sorted: `lengths` must be >= 0 and sum to src rows "
+        raise ValueError(f"{error_prefix(op)}`lengths` must be >= 0 and sum to src rows "
                          f"{src.shape[0]}, got sum {int(lengths.sum())}")
     return segment_reduce_sorted_reference(src, lengths.long(), reduce)

@@ -1,63 +1,42 @@
-"""ScatterFormer scattered linear attention (SLA) over tokens sorted by BEV window (OPS.md 3.2-3.3, 10.6).
+"""ScatterFormer ops: scattered linear attention (SLA) over tokens sorted by BEV window, the BEV window
+partition that sorts them, and the submanifold depth-wise sparse convolution of its cross-window interaction.
 
-``bev_window_partition`` sorts voxels into windows once per forward; ``scatter_linear_attention`` runs the
-attention on the sorted tokens with no padding and no limit on the window length. The Triton path is
-imported lazily (never on ``import perception3d``).
+``bev_window_partition`` sorts voxels into windows once per forward (it is also the window layout of the
+padded-window baseline, :mod:`perception3d.ops.window_attention_padded`); ``scatter_linear_attention`` runs
+the attention on the sorted tokens with no padding and no limit on the window length. The Triton path is
+imported lazily (never on ``import perception3d``). Definition: docs/ops.md, "scatter_attention".
 """
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import torch
 
+from .._dispatch import (
+    check_offsets, check_same_dtype_device, check_same_device, check_tensor, choose_impl, error_prefix,
+)
 from .reference import scatter_linear_attention_from_parts, scatter_linear_attention_reference
 from .depthwise import Rulebook, sparse_depthwise_conv, submanifold_rulebook
 from .windows import BEVWindows, bev_window_partition
 
 __all__ = [
-    "scatter_linear_attention", "bev_window_partition", "BEVWindows", "triton_available",
+    "scatter_linear_attention", "bev_window_partition", "BEVWindows",
     "sparse_depthwise_conv", "submanifold_rulebook", "Rulebook",
 ]
 
-_NAME = "ops/scatter_attention scatter_linear_attention"
-
-
-def triton_available() -> bool:
-    """True when triton imports (no GPU needed to import it)."""
-    try:
-        import triton  # noqa: F401
-    except Exception:  # pragma: no cover - depends on the environment
-        return False
-    return True
-
-
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+_OP = "scatter_attention.scatter_linear_attention"
 
 
 def _validate(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offsets: torch.Tensor) -> int:
     for field, t in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(t, torch.Tensor) or t.dim() != 3:
-            raise ValueError(f"{_NAME}: `{field}` must be a (N, H, d) tensor, got {getattr(t, 'shape', type(t))}")
-        if not t.is_floating_point():
-            raise TypeError(f"{_NAME}: `{field}` must be floating point, got {t.dtype}")
+        check_tensor(_OP, field, t, ("N", "H", "d" if field != "v" else "e"), "float")
     if q.shape != k.shape or k.shape[:2] != v.shape[:2]:
-        raise ValueError(f"{_NAME}: `q` and `k` must be (N, H, d) and `v` (N, H, e) with the same N, H; got "
+        raise ValueError(f"{error_prefix(_OP)}`q` and `k` must be (N, H, d) and `v` (N, H, e) with the same N, H; got "
                          f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
-    if not (q.dtype == k.dtype == v.dtype) or not (q.device == k.device == v.device == offsets.device):
-        raise ValueError(f"{_NAME}: `q`, `k`, `v`, `window_offsets` must share dtype/device, got "
-                         f"{q.dtype}/{q.device}, {k.dtype}/{k.device}, {v.dtype}/{v.device}, offsets on {offsets.device}")
-    if offsets.dim() != 1 or offsets.numel() < 1 or offsets.dtype not in (torch.int32, torch.int64):
-        raise ValueError(f"{_NAME}: `window_offsets` must be (W + 1,) int32/int64 cumulative counts, got "
-                         f"{tuple(offsets.shape)} {offsets.dtype}")
-    n = q.shape[0]
-    first, last = int(offsets[0]), int(offsets[-1])
-    if first != 0 or last != n:
-        raise ValueError(f"{_NAME}: `window_offsets` must start at 0 and end at N={n}, got {first} .. {last}")
-    if offsets.numel() > 1 and bool((offsets[1:] < offsets[:-1]).any()):
-        raise ValueError(f"{_NAME}: `window_offsets` must be non-decreasing")
-    return offsets.numel() - 1
+    check_same_dtype_device(_OP, q=q, k=k, v=v)
+    num_windows = check_offsets(_OP, "window_offsets", offsets, q.shape[0])
+    check_same_device(_OP, q=q, window_offsets=offsets)
+    return num_windows
 
 
 def scatter_linear_attention(
@@ -88,22 +67,17 @@ def scatter_linear_attention(
     Returns:
         (N, H, e) in the input dtype and row order.
     """
-    if impl not in ("auto", "reference", "triton"):
-        raise ValueError(f"{_NAME}: `impl` must be 'auto'|'reference'|'triton', got {impl!r}")
     num_windows = _validate(q, k, v, window_offsets)
     offsets = window_offsets.to(torch.int64)
     if win_ids is None:
         win_ids = torch.repeat_interleave(torch.arange(num_windows, device=q.device), offsets.diff())
-    elif win_ids.shape != (q.shape[0],):
-        raise ValueError(f"{_NAME}: `win_ids` must be ({q.shape[0]},), got {tuple(win_ids.shape)}")
+    else:
+        check_tensor(_OP, "win_ids", win_ids, (q.shape[0],), "int")
     win_ids = win_ids.to(torch.int64)
-    if impl == "auto":
-        impl = "triton" if q.is_cuda and triton_available() else "reference"
+    impl = choose_impl(_OP, impl, q.device)
     if impl == "triton":
-        if not (q.is_cuda or _interpreting()):
-            raise ValueError(f"{_NAME}: impl='triton' needs CUDA tensors (or TRITON_INTERPRET=1), got {q.device}")
         if q.dtype not in (torch.float16, torch.bfloat16, torch.float32):
-            raise TypeError(f"{_NAME}: impl='triton' supports fp16/bf16/fp32, got {q.dtype}")
+            raise TypeError(f"{error_prefix(_OP)}impl='triton' supports fp16/bf16/fp32, got {q.dtype}")
         from .triton import segment_kv_triton, segment_qkv_triton
 
         y = scatter_linear_attention_from_parts(

@@ -1,4 +1,5 @@
-"""Submanifold depth-wise sparse convolution for ScatterFormer's cross-window interaction (OPS.md 3.4, 10.7).
+"""Submanifold depth-wise sparse convolution for ScatterFormer's cross-window interaction (docs/ops.md,
+"scatter_attention").
 
 spconv 2.3.8 rejects ``groups != 1`` ("don't support groups for now"), so this is our own op, pure PyTorch:
 
@@ -16,6 +17,8 @@ import itertools
 from typing import NamedTuple, Optional, Sequence
 
 import torch
+
+from .._dispatch import check_tensor, error_prefix
 
 
 class Rulebook(NamedTuple):
@@ -41,24 +44,23 @@ def submanifold_rulebook(coords: torch.Tensor, kernel_size: Sequence[int]) -> Ru
         coords: (N, 4) int32/int64 unique voxel coordinates (b, z, y, x), >= 0.
         kernel_size: (kz, ky, kx), each odd.
     """
-    name = "ops/scatter_attention submanifold_rulebook"
-    if coords.dim() != 2 or coords.shape[1] != 4 or coords.dtype not in (torch.int32, torch.int64):
-        raise ValueError(f"{name}: `coords` must be (N, 4) int (b, z, y, x), got {tuple(coords.shape)} {coords.dtype}")
+    prefix = error_prefix("scatter_attention.submanifold_rulebook")
+    check_tensor("scatter_attention.submanifold_rulebook", "coords", coords, ("N", 4), "int")
     ks = tuple(int(k) for k in kernel_size)
     if len(ks) != 3 or any(k < 1 or k % 2 == 0 for k in ks):
-        raise ValueError(f"{name}: `kernel_size` must be three odd sizes (kz, ky, kx), got {kernel_size}")
+        raise ValueError(f"{prefix}`kernel_size` must be three odd sizes (kz, ky, kx), got {kernel_size}")
     device = coords.device
     n = coords.shape[0]
     with torch.no_grad():
         c = coords.to(torch.int64)
         if n and bool((c < 0).any()):
-            raise ValueError(f"{name}: `coords` must be >= 0")
+            raise ValueError(f"{prefix}`coords` must be >= 0")
         hi = (c.max(0).values + 1).tolist() if n else [1, 1, 1, 1]
         _, nz, ny, nx = hi
         key = ((c[:, 0] * nz + c[:, 1]) * ny + c[:, 2]) * nx + c[:, 3]
         sorted_key, order = torch.sort(key)
         if n > 1 and bool((sorted_key[1:] == sorted_key[:-1]).any()):
-            raise ValueError(f"{name}: `coords` contains duplicate voxels")
+            raise ValueError(f"{prefix}`coords` contains duplicate voxels")
         ins, outs, counts = [], [], []
         rng = [range(-(k // 2), k // 2 + 1) for k in ks]
         for dz, dy, dx in itertools.product(*rng):
@@ -107,7 +109,7 @@ class _DepthwiseConv(torch.autograd.Function):
 
 
 def sparse_depthwise_conv(feats: torch.Tensor, weight: torch.Tensor, rulebook: Rulebook,
-                          bias: Optional[torch.Tensor] = None, impl: str = "auto") -> torch.Tensor:
+                          bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Submanifold depth-wise sparse convolution.
 
     Args:
@@ -116,21 +118,19 @@ def sparse_depthwise_conv(feats: torch.Tensor, weight: torch.Tensor, rulebook: R
             ``weight.t().reshape(C, 1, kz, ky, kx)`` for ``conv3d(groups=C)``).
         rulebook: from :func:`submanifold_rulebook`.
         bias: optional (C,).
-        impl: "auto" | "reference" (the only path).
     Returns:
-        (N, C).
+        (N, C). Pure PyTorch (the only path).
     """
-    name = "ops/scatter_attention sparse_depthwise_conv"
-    if impl not in ("auto", "reference"):
-        raise ValueError(f"{name}: `impl` must be 'auto'|'reference', got {impl!r}")
+    op = "scatter_attention.sparse_depthwise_conv"
     kz, ky, kx = rulebook.kernel_size
-    if feats.dim() != 2 or feats.shape[0] != rulebook.num_voxels:
-        raise ValueError(f"{name}: `feats` must be ({rulebook.num_voxels}, C), got {tuple(feats.shape)}")
-    if weight.shape != (kz * ky * kx, feats.shape[1]):
-        raise ValueError(f"{name}: `weight` must be ({kz * ky * kx}, {feats.shape[1]}), got {tuple(weight.shape)}")
+    check_tensor(op, "feats", feats, (rulebook.num_voxels, "C"), "float")
+    check_tensor(op, "weight", weight, (kz * ky * kx, feats.shape[1]), "float")
+    if bias is not None:
+        check_tensor(op, "bias", bias, (feats.shape[1],), "float")
     if weight.dtype != feats.dtype:
         if not torch.is_autocast_enabled(feats.device.type):
-            raise ValueError(f"{name}: `weight` dtype {weight.dtype} must equal `feats` dtype {feats.dtype}")
+            raise TypeError(f"{error_prefix(op)}`weight` dtype {weight.dtype} must equal `feats` dtype {feats.dtype} "
+                            f"(mixed dtypes only under autocast)")
         # under autocast (bf16 activations, fp32 parameters) compute in the wider of the two dtypes
         wide = torch.promote_types(weight.dtype, feats.dtype)
         feats, weight = feats.to(wide), weight.to(wide)

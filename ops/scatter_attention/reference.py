@@ -1,4 +1,4 @@
-"""Scattered linear attention, pure PyTorch reference (OPS.md 3.2, 10.6).
+"""Scattered linear attention, pure PyTorch reference (docs/ops.md, "scatter_attention").
 
 For tokens sorted by window (window w owns rows offsets[w]:offsets[w+1]), head h, phi = ReLU:
 

@@ -1,4 +1,4 @@
-"""Scattered linear attention, Triton kernels (chunk-wise algorithm, OPS.md 3.3).
+"""Scattered linear attention, Triton kernels (chunk-wise algorithm; docs/ops.md, "scatter_attention").
 
 Imported lazily (only when the Triton path is chosen). Two kernels, each one program per (window, head)
 looping over the window's rows in chunks of ``BLOCK_N`` with fp32 accumulators and ``tl.dot``:

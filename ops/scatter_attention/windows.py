@@ -1,4 +1,4 @@
-"""BEV window partition for scattered window attention (ScatterFormer, OPS.md 3.2).
+"""BEV window partition for scattered window attention (ScatterFormer; docs/ops.md, "scatter_attention").
 
 A window is a (b, x // wx, y // wy) cell of the BEV plane after an optional shift: it holds every z of its
 (x, y) footprint and never mixes batch samples. Tokens are sorted by window and, inside a window, by
@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import NamedTuple, Sequence, Union
 
 import torch
+
+from .._dispatch import check_ints, check_tensor, error_prefix
 
 
 class BEVWindows(NamedTuple):
@@ -41,20 +43,13 @@ def bev_window_partition(
     Returns:
         :class:`BEVWindows` (all int64, on ``coords.device``); windows ordered by (b, y-window, x-window).
     """
-    name = "ops/scatter_attention bev_window_partition"
-    if not isinstance(coords, torch.Tensor) or coords.dim() != 2 or coords.shape[1] != 4:
-        raise ValueError(f"{name}: `coords` must be (N, 4) (b, z, y, x), got {getattr(coords, 'shape', type(coords))}")
-    if coords.dtype not in (torch.int32, torch.int64):
-        raise TypeError(f"{name}: `coords` must be int32/int64, got {coords.dtype}")
-    if len(window_shape) != 2 or min(int(w) for w in window_shape) < 1:
-        raise ValueError(f"{name}: `window_shape` must be (wx, wy) >= 1, got {window_shape}")
-    wx, wy = int(window_shape[0]), int(window_shape[1])
+    op = "scatter_attention.bev_window_partition"
+    check_tensor(op, "coords", coords, ("N", 4), "int")
+    wx, wy = check_ints(op, "window_shape", window_shape, 2, 1, "(wx, wy)")
     if isinstance(shift, bool):
         sx, sy = (wx // 2, wy // 2) if shift else (0, 0)
     else:
-        if len(shift) != 2 or min(int(s) for s in shift) < 0:
-            raise ValueError(f"{name}: `shift` must be a bool or (sx, sy) >= 0, got {shift}")
-        sx, sy = int(shift[0]), int(shift[1])
+        sx, sy = check_ints(op, "shift", shift, 2, 0, "(sx, sy) (or a bool)")
     device = coords.device
     n = coords.shape[0]
     with torch.no_grad():
@@ -63,7 +58,7 @@ def bev_window_partition(
             return BEVWindows(empty, empty, torch.zeros(1, dtype=torch.int64, device=device), empty, empty)
         c = coords.to(torch.int64)
         if bool((c < 0).any()):
-            raise ValueError(f"{name}: `coords` must be >= 0, got min {c.min(0).values.tolist()}")
+            raise ValueError(f"{error_prefix(op)}`coords` must be >= 0, got min {c.min(0).values.tolist()}")
         b, z, y, x = c.unbind(1)
         xs, ys = x + sx, y + sy
         xw, yw = xs // wx, ys // wy

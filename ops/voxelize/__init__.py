@@ -3,7 +3,8 @@
 Points are batched by concatenation with a ``batch_idx`` column (never padded). The result is
 deterministic: voxels are sorted by (b, z, y, x). There is no cap on points per voxel or on voxels.
 Points outside ``point_cloud_range`` (half-open ``[min, max)`` per axis) get ``point2voxel == -1``.
-Segment reductions to pool point features into voxels are re-exported from :mod:`perception3d.ops.scatter`.
+``grid_shape`` is the one voxel-grid helper of the package. Pooling point features into the voxels is
+:mod:`perception3d.ops.scatter`'s job. Definition: docs/ops.md, "voxelize".
 """
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from typing import Dict, Sequence
 
 import torch
 
-from ..scatter import scatter_max, scatter_mean, scatter_sum
+from .._dispatch import check_tensor, error_prefix
 from .reference import _MAX_KEY, dynamic_voxelize_reference, grid_shape
 
-__all__ = ["dynamic_voxelize", "grid_shape", "scatter_mean", "scatter_max", "scatter_sum"]
+__all__ = ["dynamic_voxelize", "grid_shape"]
+
+_OP = "voxelize.dynamic_voxelize"
 
 
 def dynamic_voxelize(
@@ -22,7 +25,6 @@ def dynamic_voxelize(
     batch_idx: torch.Tensor,
     voxel_size: Sequence[float],
     point_cloud_range: Sequence[float],
-    impl: str = "auto",
 ) -> Dict[str, object]:
     """Assign points to voxels.
 
@@ -31,7 +33,6 @@ def dynamic_voxelize(
         batch_idx: (N,) int64 sample index of each point (>= 0).
         voxel_size: (vx, vy, vz) metres. For pillars use vz = z1 - z0.
         point_cloud_range: (x0, y0, z0, x1, y1, z1) metres.
-        impl: "auto" | "reference" (both the pure-PyTorch path).
 
     Returns:
         dict with
@@ -39,36 +40,20 @@ def dynamic_voxelize(
           point2voxel (N,) int64 row of ``coords`` holding each point, -1 for points outside the range;
           num_voxels int V; grid_shape (nz, ny, nx).
     """
-    if impl not in ("auto", "reference"):
-        raise ValueError(f"ops/voxelize dynamic_voxelize: `impl` must be 'auto' or 'reference', got {impl!r}")
-    if not isinstance(points, torch.Tensor) or points.dim() != 2 or points.shape[1] < 3:
-        raise ValueError(
-            f"ops/voxelize dynamic_voxelize: `points` must be (N, C>=3), got {getattr(points, 'shape', type(points))}"
-        )
-    if not points.is_floating_point():
-        raise TypeError(f"ops/voxelize dynamic_voxelize: `points` must be floating point, got {points.dtype}")
-    if not isinstance(batch_idx, torch.Tensor) or batch_idx.shape != (points.shape[0],):
-        raise ValueError(
-            f"ops/voxelize dynamic_voxelize: `batch_idx` must be ({points.shape[0]},), "
-            f"got {getattr(batch_idx, 'shape', type(batch_idx))}"
-        )
-    if batch_idx.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"ops/voxelize dynamic_voxelize: `batch_idx` must be int64/int32, got {batch_idx.dtype}")
+    prefix = error_prefix(_OP)
+    check_tensor(_OP, "points", points, ("N", "3+"), "float")
+    check_tensor(_OP, "batch_idx", batch_idx, (points.shape[0],), "int")
     if len(voxel_size) != 3 or any(float(v) <= 0 for v in voxel_size):
-        raise ValueError(f"ops/voxelize dynamic_voxelize: `voxel_size` must be 3 positive values, got {voxel_size}")
+        raise ValueError(f"{prefix}`voxel_size` must be 3 positive values, got {voxel_size}")
     if len(point_cloud_range) != 6 or any(
         float(point_cloud_range[i + 3]) <= float(point_cloud_range[i]) for i in range(3)
     ):
-        raise ValueError(
-            "ops/voxelize dynamic_voxelize: `point_cloud_range` must be (x0, y0, z0, x1, y1, z1) with max > min, "
-            f"got {point_cloud_range}"
-        )
+        raise ValueError(f"{prefix}`point_cloud_range` must be (x0, y0, z0, x1, y1, z1) with max > min, "
+                         f"got {point_cloud_range}")
     nz, ny, nx = grid_shape(point_cloud_range, voxel_size)
-    if min(nz, ny, nx) < 1:
-        raise ValueError(f"ops/voxelize dynamic_voxelize: grid shape (nz, ny, nx)={(nz, ny, nx)} must be >= 1")
     nb = int(batch_idx.max()) + 1 if batch_idx.numel() else 0
     if batch_idx.numel() and int(batch_idx.min()) < 0:
-        raise ValueError("ops/voxelize dynamic_voxelize: `batch_idx` must be >= 0")
+        raise ValueError(f"{prefix}`batch_idx` must be >= 0")
     if nb * nz * ny * nx >= _MAX_KEY:
-        raise ValueError(f"ops/voxelize dynamic_voxelize: grid {(nb, nz, ny, nx)} too large for a 64-bit voxel key")
+        raise ValueError(f"{prefix}grid (b, nz, ny, nx)={(nb, nz, ny, nx)} too large for a 64-bit voxel key")
     return dynamic_voxelize_reference(points, batch_idx, voxel_size, point_cloud_range)

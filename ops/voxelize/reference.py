@@ -12,6 +12,8 @@ from typing import Dict, Sequence, Tuple
 
 import torch
 
+from .._dispatch import error_prefix
+
 _MAX_KEY = 2**62
 
 
@@ -21,16 +23,17 @@ def grid_shape(point_cloud_range: Sequence[float], voxel_size: Sequence[float]) 
     The one grid convention of the package: (nz, ny, nx), the order of the voxel coordinates (b, z, y, x).
     Each count is ``round((max - min) / size)``; raises ValueError for malformed input or an empty grid.
     """
+    prefix = error_prefix("voxelize.grid_shape")
     if len(point_cloud_range) != 6 or len(voxel_size) != 3:
-        raise ValueError(f"grid_shape: point_cloud_range must have 6 values (x0, y0, z0, x1, y1, z1) and voxel_size 3 "
+        raise ValueError(f"{prefix}`point_cloud_range` must have 6 values (x0, y0, z0, x1, y1, z1) and `voxel_size` 3 "
                          f"(vx, vy, vz), got {list(point_cloud_range)} and {list(voxel_size)}")
     vs = [float(v) for v in voxel_size]
     pcr = [float(v) for v in point_cloud_range]
     if min(vs) <= 0:
-        raise ValueError(f"grid_shape: voxel_size must be > 0, got {vs}")
+        raise ValueError(f"{prefix}`voxel_size` must be > 0, got {vs}")
     nx, ny, nz = (int(round((pcr[i + 3] - pcr[i]) / vs[i])) for i in range(3))
     if min(nx, ny, nz) < 1:
-        raise ValueError(f"grid_shape: empty voxel grid (nx, ny, nz)=({nx}, {ny}, {nz}) from range {pcr} and voxel "
+        raise ValueError(f"{prefix}empty voxel grid (nx, ny, nz)=({nx}, {ny}, {nz}) from range {pcr} and voxel "
                          f"size {vs}")
     return nz, ny, nx
 

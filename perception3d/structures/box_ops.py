@@ -14,7 +14,8 @@ order as nuScenes ``Box.corners()`` so that the two can be compared index by ind
       6 -------- 2
 
 BEV corners (N, 4, 2) are counter-clockwise seen from above, starting front-left:
-(+l/2, +w/2), (-l/2, +w/2), (-l/2, -w/2), (+l/2, -w/2).
+(+l/2, +w/2), (-l/2, +w/2), (-l/2, -w/2), (+l/2, -w/2); one helper computes them,
+:func:`perception3d.ops.box_iou.bev_corners` (``Boxes3D.bev_corners``).
 """
 from __future__ import annotations
 
@@ -30,7 +31,6 @@ _CORNER_SIGNS = (
     (1, 1, 1), (1, -1, 1), (1, -1, -1), (1, 1, -1),
     (-1, 1, 1), (-1, -1, 1), (-1, -1, -1), (-1, 1, -1),
 )
-_BEV_SIGNS = ((1, 1), (-1, 1), (-1, -1), (1, -1))
 
 
 def _lib(x: Array):
@@ -68,16 +68,6 @@ def boxes_to_corners(boxes: Array) -> Array:
     lib = _lib(boxes)
     rotated = lib.matmul(local, lib.swapaxes(rot, 1, 2)) if lib is np else local @ rot.transpose(1, 2)
     return rotated + boxes[:, None, 0:3]
-
-
-def boxes_to_bev_corners(boxes: Array) -> Array:
-    """(N, 7+) boxes -> (N, 4, 2) BEV corners, counter-clockwise from the front-left corner."""
-    local = boxes[:, None, 3:5] * _signs(boxes, _BEV_SIGNS)[None] / 2  # (N, 4, 2)
-    lib = _lib(boxes)
-    c, s = lib.cos(boxes[:, 6])[:, None], lib.sin(boxes[:, 6])[:, None]
-    x = local[..., 0] * c - local[..., 1] * s + boxes[:, None, 0]
-    y = local[..., 0] * s + local[..., 1] * c + boxes[:, None, 1]
-    return lib.stack([x, y], -1)
 
 
 def points_in_boxes(points: Array, boxes: Array, eps: float = 1e-6) -> Array:

@@ -21,6 +21,8 @@ from typing import Iterable, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from perception3d.ops.box_iou import bev_corners, bev_iou, box3d_iou
+
 from . import box_ops
 
 IndexLike = Union[int, slice, Sequence[int], np.ndarray, torch.Tensor]
@@ -83,8 +85,9 @@ class Boxes3D:
 
     @property
     def bev_corners(self) -> torch.Tensor:
-        """(N, 4, 2) BEV corners, counter-clockwise from front-left."""
-        return box_ops.boxes_to_bev_corners(self.tensor)
+        """(N, 4, 2) BEV corners, counter-clockwise seen from above from the front-left corner
+        (:func:`perception3d.ops.box_iou.bev_corners`, the one BEV corner helper)."""
+        return bev_corners(self.tensor)
 
     @property
     def bev(self) -> torch.Tensor:
@@ -200,6 +203,24 @@ class Boxes3D:
             bev_range = [bev_range[0], bev_range[1], bev_range[3], bev_range[4]]
         x, y = self.tensor[:, 0], self.tensor[:, 1]
         return (x >= bev_range[0]) & (y >= bev_range[1]) & (x < bev_range[2]) & (y < bev_range[3])
+
+    def overlaps(self, other: "Boxes3D", mode: str = "3d", aligned: bool = False) -> torch.Tensor:
+        """IoU of these N boxes with ``other``'s M boxes (same frame), by :mod:`perception3d.ops.box_iou`.
+
+        Args:
+            other: Boxes3D.
+            mode: "3d" (volume IoU: rotated BEV intersection x height overlap / union volume) or "bev"
+                (rotated bird's-eye-view IoU, heights ignored).
+            aligned: IoU of box i with ``other``'s box i only (N == M) -> (N,).
+        Returns:
+            (N, M) (or (N,)) IoU in [0, 1], this tensor's dtype.
+        """
+        if not isinstance(other, Boxes3D):
+            raise TypeError(f"Boxes3D.overlaps: `other` must be a Boxes3D, got {type(other).__name__}")
+        if mode not in ("3d", "bev"):
+            raise ValueError(f"Boxes3D.overlaps: `mode` must be '3d' or 'bev', got {mode!r}")
+        iou = box3d_iou if mode == "3d" else bev_iou
+        return iou(self.tensor, other.tensor.to(self.tensor.dtype), aligned=aligned)
 
     def points_in_boxes(self, points: torch.Tensor) -> torch.Tensor:
         """(M, 3+) points -> (M, N) mask of which point lies in which box."""

@@ -10,16 +10,6 @@ import numpy as np
 from .colors import CLASS_COLORS as _CLASS_COLORS
 
 
-def box_bev_corners(boxes: np.ndarray) -> np.ndarray:
-    """BEV corners (N, 4, 2) of boxes (N, >=7) = x, y, z, l, w, h, yaw (counter-clockwise from +x)."""
-    b = np.asarray(boxes, np.float64).reshape(-1, boxes.shape[-1] if len(boxes) else 7)
-    sx = np.array([0.5, 0.5, -0.5, -0.5])
-    sy = np.array([0.5, -0.5, -0.5, 0.5])
-    lx, ly = b[:, 3:4] * sx, b[:, 4:5] * sy  # (N, 4)
-    c, s = np.cos(b[:, 6:7]), np.sin(b[:, 6:7])
-    return np.stack([b[:, 0:1] + c * lx - s * ly, b[:, 1:2] + s * lx + c * ly], -1)
-
-
 def plot_bev(points: np.ndarray, boxes: np.ndarray | None, labels: Sequence[str] | None, out_png: str | Path,
              range: float | tuple[float, float, float, float] = 60.0, color_by: str = "z",
              title: str | None = None, dpi: int = 110, pred_boxes: np.ndarray | None = None,
@@ -31,6 +21,9 @@ def plot_bev(points: np.ndarray, boxes: np.ndarray | None, labels: Sequence[str]
     half-width r (plot [-r, r]^2) or (xmin, xmax, ymin, ymax). The file is written atomically.
     """
     import matplotlib
+    import torch
+
+    from perception3d.ops.box_iou import bev_corners
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
@@ -54,11 +47,11 @@ def plot_bev(points: np.ndarray, boxes: np.ndarray | None, labels: Sequence[str]
         bxs = np.asarray(bxs, np.float64)
         if bxs.ndim != 2 or bxs.shape[1] < 7:
             raise ValueError(f"plot_bev: {'boxes' if kind == 'gt' else 'pred_boxes'} must be (M, >=7), got {bxs.shape}")
-        corners = box_bev_corners(bxs)
+        corners = bev_corners(torch.from_numpy(bxs)).numpy()  # (M, 4, 2) CCW from front-left
         names = list(lbls) if lbls is not None else ["car"] * len(bxs)
         cols = [_CLASS_COLORS.get(str(n), "#ffffff") for n in names]
         segs = [np.vstack([c, c[:1]]) for c in corners]
-        front = corners[:, :2].mean(1)
+        front = corners[:, [0, 3]].mean(1)  # midpoint of the front edge (front-left, front-right)
         heads = [np.stack([b[:2], f]) for b, f in zip(bxs, front)]
         if kind == "gt":
             ax.add_collection(LineCollection(segs, colors=cols, linewidths=1.2, zorder=2))

@@ -22,7 +22,7 @@ from perception3d.datasets.transforms.loading import (LoadAnnotations3D, LoadPoi
                                                       LoadPointsFromMultiSweeps)
 from perception3d.datasets.transforms.object_sample import GTDatabaseSampler, ObjectSample
 from perception3d.structures import Boxes3D
-from perception3d.structures.box_ops import boxes_to_bev_corners, points_in_boxes
+from perception3d.structures.box_ops import points_in_boxes
 
 VERSION = "v1.0-trainval"
 CLASSES = list(DETECTION_CLASSES)
@@ -74,8 +74,7 @@ def _sampler_cfg(db_path, **kw):
 def _bev_overlap_oracle(a, b):
     from shapely.geometry import Polygon
 
-    pa, pb = Polygon(boxes_to_bev_corners(a[None].astype(np.float64))[0]), Polygon(boxes_to_bev_corners(
-        b[None].astype(np.float64))[0])
+    pa, pb = (Polygon(Boxes3D(box[None, :7].astype(np.float64)).bev_corners[0].numpy()) for box in (a, b))
     return pa.intersection(pb).area > 1e-9
 
 

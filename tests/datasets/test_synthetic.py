@@ -271,11 +271,11 @@ def test_default_lidar_sweep_points_rings_and_clutter():
 
 def test_bev_plot_and_corners(nusc, synthetic_nuscenes_root, tmp_path):
     from perception3d.datasets.synthetic.preview import nuscenes_sample_lidar_and_boxes, plot_nuscenes_sample
-    from perception3d.visualization.bev import box_bev_corners
+    from perception3d.structures import Boxes3D
 
     pts, boxes, names = nuscenes_sample_lidar_and_boxes(synthetic_nuscenes_root, 0)
     _, dk_boxes, _ = nusc.get_sample_data(nusc.sample[0]["data"]["LIDAR_TOP"])
-    ours = box_bev_corners(boxes)
+    ours = Boxes3D(np.asarray(boxes, np.float64)).bev_corners.numpy()
     for c, b in zip(ours, dk_boxes):  # same footprint as the devkit's corners (tilt of the lidar ~1 deg)
         ref = b.bottom_corners()[:2].T
         assert np.abs(np.sort(c, axis=0) - np.sort(ref, axis=0)).max() < 0.05

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from perception3d.models.backbones.flatformer import FlatFormer, sinusoidal_position_encoding
 from perception3d.ops.flat_window import ORDERS, flattened_window_mapping
-from perception3d.ops.flat_window.attention import fused_linear_active, linear_act, linear_add
+from perception3d.models.layers import fused_linear_active, linear_act, linear_add
 from _sparse_coords import coords_for  # noqa: E402
 
 

@@ -136,5 +136,5 @@ def test_depthwise_mixed_dtypes_only_under_autocast():
         out = sparse_depthwise_conv(f.bfloat16(), w, rb)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, ref)
-    with pytest.raises(ValueError, match="dtype"):
+    with pytest.raises(TypeError, match="dtype"):
         sparse_depthwise_conv(f.bfloat16(), w, rb)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from shapely.geometry import Polygon
 
-from perception3d.ops.box_iou import bev_intersection, bev_iou, box3d_iou
+from perception3d.ops.box_iou import bev_corners, bev_intersection, bev_iou, box3d_iou
 
 
 def _shapely_poly(box):
@@ -31,6 +31,22 @@ def _shapely_iou(a, b):
             va, vb = float(ba[3] * ba[4] * ba[5]), float(bb[3] * bb[4] * bb[5])
             out3[i, j] = vi / (va + vb - vi)
     return out, out3
+
+
+def test_bev_corners_order_counter_clockwise_from_front_left():
+    # 4 x 2 box at (1, -1), yaw 0: front = +x, left = +y
+    b = torch.tensor([[1.0, -1.0, 0.0, 4.0, 2.0, 1.0, 0.0]], dtype=torch.float64)
+    np.testing.assert_allclose(bev_corners(b)[0].numpy(), [[3, 0], [-1, 0], [-1, -2], [3, -2]])
+    # yaw 30 deg: the same box-frame corners rotated about the centre, counter-clockwise (positive area l * w)
+    yaw = math.pi / 6
+    c = bev_corners(torch.tensor([[1.0, -1.0, 0.0, 4.0, 2.0, 1.0, yaw]], dtype=torch.float64))[0].numpy()
+    local = np.array([[2, 1], [-2, 1], [-2, -1], [2, -1]])
+    rot = np.array([[math.cos(yaw), -math.sin(yaw)], [math.sin(yaw), math.cos(yaw)]])
+    np.testing.assert_allclose(c, local @ rot.T + [1, -1], atol=1e-12)
+    x, y = c[:, 0], c[:, 1]
+    assert 0.5 * np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y) == pytest.approx(8.0)
+    with pytest.raises(ValueError, match=r"ops\.box_iou\.bev_corners: `boxes` must have shape \(N, 7\+\)"):
+        bev_corners(torch.zeros(2, 6))
 
 
 def test_identical_boxes_iou_one():

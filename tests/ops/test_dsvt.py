@@ -148,5 +148,3 @@ def test_empty_input_and_errors():
         window_partition(c.float(), (4, 4, 1), (2, 2, 1))
     with pytest.raises(ValueError, match="set_size"):
         set_partition(torch.zeros(1, dtype=torch.int64), torch.zeros(1, 3, dtype=torch.int64), (2, 2, 1), 0)
-    with pytest.raises(ValueError, match="impl"):
-        window_partition(c, (4, 4, 1), (2, 2, 1), impl="triton")

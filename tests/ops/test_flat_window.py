@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from perception3d.ops.flat_window import ORDERS, GroupAttention, flattened_window_mapping, group_attention
+from perception3d.models.layers import GroupAttention
+from perception3d.ops.flat_window import ORDERS, flattened_window_mapping, group_attention
 
 
 def random_coords(counts, nx, ny, nz=1, seed=0):

@@ -1,4 +1,5 @@
-"""Segment reductions over sorted runs equal the scatter reductions on unsorted rows (values and gradients)."""
+"""Scatter reductions against per-segment loops; segment reductions over sorted runs equal them (values and
+gradients)."""
 import pytest
 import torch
 
@@ -36,3 +37,22 @@ def test_segment_reduce_sorted_rejects_bad_lengths():
         segment_reduce_sorted(torch.zeros(5, 2), torch.tensor([2, 2]), "max")
     with pytest.raises(ValueError, match="reduce"):
         segment_reduce_sorted(torch.zeros(4, 2), torch.tensor([2, 2]), "min")
+
+
+def test_scatter_mean_max_against_loops_and_grad():
+    g = torch.Generator().manual_seed(1)
+    src = torch.randn(40, 3, generator=g, dtype=torch.float64)
+    idx = torch.randint(0, 7, (40,), generator=g)
+    idx[idx == 5] = 4  # segment 5 stays empty
+    mean, mx = scatter_mean(src, idx, 7), scatter_max(src, idx, 7)
+    for s in range(7):
+        rows = src[idx == s]
+        if len(rows):
+            assert torch.allclose(mean[s], rows.mean(0)) and torch.equal(mx[s], rows.max(0).values)
+        else:
+            assert bool((mean[s] == 0).all() and (mx[s] == 0).all())
+    src.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: scatter_mean(t, idx, 7), (src,))
+    assert torch.autograd.gradcheck(lambda t: scatter_max(t, idx, 7), (src,))
+    with pytest.raises(ValueError, match="index"):
+        scatter_max(src, torch.full((40,), -1), 7)

@@ -1,10 +1,10 @@
-"""dynamic_voxelize and scatter helpers against hand cases and a brute-force python-dict oracle."""
+"""dynamic_voxelize against hand cases and a brute-force python-dict oracle."""
 import math
 
 import pytest
 import torch
 
-from perception3d.ops.voxelize import dynamic_voxelize, scatter_max, scatter_mean
+from perception3d.ops.voxelize import dynamic_voxelize
 
 VS = (0.5, 0.5, 0.5)
 PCR = (0.0, 0.0, 0.0, 2.0, 2.0, 2.0)  # grid 4 x 4 x 4
@@ -94,21 +94,3 @@ def test_validation_errors():
     with pytest.raises(ValueError, match="point_cloud_range"):
         dynamic_voxelize(torch.zeros(3, 3), torch.zeros(3, dtype=torch.long), VS, (0, 0, 0, 1, -1, 1))
 
-
-def test_scatter_mean_max_against_loops_and_grad():
-    g = torch.Generator().manual_seed(1)
-    src = torch.randn(40, 3, generator=g, dtype=torch.float64)
-    idx = torch.randint(0, 7, (40,), generator=g)
-    idx[idx == 5] = 4  # segment 5 stays empty
-    mean, mx = scatter_mean(src, idx, 7), scatter_max(src, idx, 7)
-    for s in range(7):
-        rows = src[idx == s]
-        if len(rows):
-            assert torch.allclose(mean[s], rows.mean(0)) and torch.equal(mx[s], rows.max(0).values)
-        else:
-            assert bool((mean[s] == 0).all() and (mx[s] == 0).all())
-    src.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda t: scatter_mean(t, idx, 7), (src,))
-    assert torch.autograd.gradcheck(lambda t: scatter_max(t, idx, 7), (src,))
-    with pytest.raises(ValueError, match="index"):
-        scatter_max(src, torch.full((40,), -1), 7)

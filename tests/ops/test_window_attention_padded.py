@@ -71,7 +71,9 @@ def test_validation():
     q = torch.randn(5, 2, 4)
     with pytest.raises(ValueError, match="N=5"):
         padded_window_attention(q, q, q, torch.tensor([0, 3]))
-    with pytest.raises(ValueError, match="impl"):
-        padded_window_attention(q, q, q, torch.tensor([0, 5]), impl="triton")
+    with pytest.raises(ValueError, match="non-decreasing"):
+        padded_window_attention(q, q, q, torch.tensor([0, 3, 2, 5]))
+    with pytest.raises(TypeError, match="`v` is torch.float64"):
+        padded_window_attention(q, q, q.double(), torch.tensor([0, 5]))
     with pytest.raises(ValueError, match="layout"):
         padded_window_attention(q, q, q, torch.tensor([0, 5]), layout="dense")

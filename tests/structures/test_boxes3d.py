@@ -1,6 +1,5 @@
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +9,6 @@ from mmengine.structures import InstanceData
 from perception3d.structures import Boxes3D
 from perception3d.structures import box_ops
 
-CALIB = Path(__file__).resolve().parents[3] / "shared" / "real" / "nuscenes" / "calibration_two_samples.json"
 
 
 def test_corner_order_hand_case():
@@ -88,10 +86,15 @@ def _devkit_box(center, wlh, yaw_q):
     return Box(center, wlh, Quaternion(yaw_q))
 
 
-def test_nuscenes_round_trip_and_corners_match_devkit():
+@pytest.mark.parametrize("frames", ["identity", "real"])
+def test_nuscenes_round_trip_and_corners_match_devkit(frames, request):
+    """lidar2ego / ego2global: identity, and a real nuScenes sample's (skipped without the real data folder)."""
     from pyquaternion import Quaternion
 
-    calib = json.loads(CALIB.read_text())["samples"][0] if CALIB.exists() else None
+    calib = None
+    if frames == "real":
+        path = request.getfixturevalue("real_data") / "nuscenes" / "calibration_two_samples.json"
+        calib = json.loads(path.read_text())["samples"][0]
     lidar2ego = np.array(calib["lidar_points"]["lidar2ego"]) if calib else np.eye(4)
     ego2global = np.array(calib["ego2global"]) if calib else np.eye(4)
     rng = np.random.default_rng(1)
@@ -153,3 +156,33 @@ def test_bad_shapes_rejected():
     with pytest.raises(ValueError, match=r"\(N, 7\) or \(N, 9\)"):
         Boxes3D(torch.zeros(3, 8))
     assert len(Boxes3D(torch.zeros(0, 9))) == 0
+
+
+def test_bev_corners_is_the_box_iou_helper():
+    from perception3d.ops.box_iou import bev_corners
+
+    b = Boxes3D(torch.tensor([[1.0, -2.0, 0.5, 4.0, 1.5, 1.2, 0.7, 1.0, 0.0],
+                              [0.0, 3.0, 1.0, 2.0, 2.0, 1.0, -2.9, 0.0, 0.0]]))
+    assert torch.equal(b.bev_corners, bev_corners(b.tensor))
+    assert not hasattr(box_ops, "boxes_to_bev_corners")  # one helper for BEV corners
+
+
+def test_overlaps_hand_computed():
+    a = Boxes3D([[0.0, 0.0, 0.0, 4.0, 2.0, 2.0, 0.0]])
+    b = Boxes3D([
+        [1.0, 0.0, 0.0, 4.0, 2.0, 2.0, 0.0],  # shifted 1 m along x: BEV 3 x 2 = 6 of 8 + 8 - 6 -> 0.6
+        [1.0, 0.0, 1.0, 4.0, 2.0, 2.0, 0.0],  # ... and 1 m up: volume 6 x 1 of 16 + 16 - 6 -> 3 / 13
+        [0.0, 0.0, 0.0, 2.0, 4.0, 2.0, math.pi / 2],  # the same box described rotated: IoU 1
+        [5.0, 0.0, 0.0, 4.0, 2.0, 2.0, 0.0],  # disjoint
+    ])
+    np.testing.assert_allclose(a.overlaps(b, mode="bev").numpy(), [[0.6, 0.6, 1.0, 0.0]], atol=1e-6)
+    np.testing.assert_allclose(a.overlaps(b).numpy(), [[0.6, 3 / 13, 1.0, 0.0]], atol=1e-6)
+    # 2 x 2 square and the same square turned 45 deg: a regular octagon of area 8 (sqrt2 - 1) -> IoU 1 / sqrt2
+    sq = Boxes3D([[0.0, 0.0, 0.0, 2.0, 2.0, 1.0, 0.0], [3.0, 3.0, 0.0, 2.0, 2.0, 1.0, 0.0]])
+    turned = Boxes3D([[0.0, 0.0, 0.0, 2.0, 2.0, 1.0, math.pi / 4], [3.0, 3.0, 0.5, 2.0, 2.0, 1.0, 0.0]])
+    np.testing.assert_allclose(sq.overlaps(turned, aligned=True).numpy(), [1 / math.sqrt(2), 1 / 3], atol=1e-6)
+    assert sq.overlaps(turned).shape == (2, 2) and a.overlaps(Boxes3D(torch.zeros(0, 7))).shape == (1, 0)
+    with pytest.raises(ValueError, match="mode"):
+        a.overlaps(b, mode="2d")
+    with pytest.raises(TypeError, match="other"):
+        a.overlaps(b.tensor)

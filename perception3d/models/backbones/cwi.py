@@ -1,4 +1,5 @@
-"""ScatterFormer cross-window interaction (CWI, OPS.md 3.4): an inception-style depth-wise sparse conv mixer.
+"""ScatterFormer cross-window interaction (CWI; docs/ops.md, "scatter_attention"): an inception-style depth-wise
+sparse conv mixer.
 
 ``x + concat[dw_cube(g0), dw_x(g1), dw_y(g2), g3]`` of ``BN(x)`` split into four channel groups, where
 dw_cube is a submanifold depth-wise (kz, 3, 3) conv, dw_x a (1, 1, kx) conv along x and dw_y a (1, ky, 1)

@@ -1,4 +1,4 @@
-"""Attention-style 3D pooling of DSVT (OPS.md 4.2 ``Stage_ReductionAtt_Block``): pool voxels along z.
+"""Attention-style 3D pooling of DSVT (``Stage_ReductionAtt_Block``; docs/ops.md, "dsvt"): pool voxels along z.
 
 Children of a parent cell (b, z // r, y, x) are placed into a (M, r, C) placeholder by their slot z % r; the
 query is the max over the slots, keys/values are the children plus a learned per-slot embedding, and the output
