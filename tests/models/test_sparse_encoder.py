@@ -7,6 +7,7 @@ from perception3d.models.middle_encoders import BEVScatter
 from perception3d.ops.voxelize import grid_shape
 from perception3d.models.middle_encoders import spconv_compat
 from perception3d.registry import MODELS
+from perception3d.structures import SparseVoxels
 
 
 def _random_coords(batch, shape, n, seed):
@@ -23,10 +24,10 @@ def test_grid_shape():
 def test_bev_scatter_hand_case_and_vs_spconv_dense():
     import spconv.pytorch as spconv
 
-    scatter = BEVScatter(in_channels=3, grid_shape=(2, 4, 5))
+    scatter = BEVScatter(in_channels=3)
     coords = torch.tensor([[0, 0, 1, 2], [1, 1, 3, 4], [1, 0, 3, 4]], dtype=torch.int32)
     feats = torch.arange(9, dtype=torch.float32).view(3, 3)
-    out = scatter(feats, coords, 2)
+    out = scatter(SparseVoxels(feats, coords, 2, (2, 4, 5)))
     assert out.shape == (2, 6, 4, 5)
     # channel = c * nz + z
     assert out[0, [0, 2, 4], 1, 2].tolist() == [0.0, 1.0, 2.0]
@@ -37,22 +38,27 @@ def test_bev_scatter_hand_case_and_vs_spconv_dense():
     coords = _random_coords(2, (3, 6, 7), 60, 0)
     feats = torch.randn(coords.shape[0], 4, requires_grad=True)
     ref = spconv.SparseConvTensor(feats, coords, [3, 6, 7], 2).dense()
-    out = BEVScatter(4, grid_shape=(3, 6, 7))(feats, coords, 2)
+    out = BEVScatter(4)(SparseVoxels(feats, coords, 2, (3, 6, 7)))
     torch.testing.assert_close(out, ref.reshape(2, 12, 6, 7), rtol=0, atol=0)
     out.sum().backward()
     assert torch.equal(feats.grad, torch.ones_like(feats))
 
 
 def test_bev_scatter_pillars_from_range_and_errors():
-    scatter = MODELS.build(dict(type="BEVScatter", in_channels=2, point_cloud_range=[0, 0, -1, 4, 2, 3],
-                                voxel_size=[0.5, 0.5, 4]))
-    assert scatter.grid_shape == (1, 4, 8) and scatter.out_channels == 2
+    # the grid now comes with the voxels (SparseVoxels.grid_shape), derived once from the range
+    scatter = MODELS.build(dict(type="BEVScatter", in_channels=2))
+    grid = grid_shape([0, 0, -1, 4, 2, 3], [0.5, 0.5, 4])
+    assert grid == (1, 4, 8)
     coords = torch.tensor([[0, 0, 3, 7]], dtype=torch.int32)
-    assert scatter(torch.ones(1, 2), coords, 1)[0, :, 3, 7].tolist() == [1.0, 1.0]
+    out = scatter(SparseVoxels(torch.ones(1, 2), coords, 1, grid))
+    assert out.shape == (1, 2, 4, 8)  # C * nz = 2 channels
+    assert out[0, :, 3, 7].tolist() == [1.0, 1.0]
     with pytest.raises(ValueError, match="outside"):
-        scatter(torch.ones(1, 2), torch.tensor([[0, 0, 4, 0]], dtype=torch.int32), 1)
+        scatter(SparseVoxels(torch.ones(1, 2), torch.tensor([[0, 0, 4, 0]], dtype=torch.int32), 1, grid))
     with pytest.raises(TypeError, match="int32"):
-        scatter(torch.ones(1, 2), torch.zeros(1, 4), 1)
+        scatter(SparseVoxels(torch.ones(1, 2), torch.zeros(1, 4), 1, grid))
+    with pytest.raises(ValueError, match="BEVScatter: expected voxel features with 2 channels, got 3"):
+        scatter(SparseVoxels(torch.ones(1, 3), coords, 1, grid))
 
 
 def test_stream_stub_is_idempotent_and_backward_matches_dense_conv():
@@ -83,14 +89,18 @@ def test_stream_stub_is_idempotent_and_backward_matches_dense_conv():
 
 
 def test_sparse_encoder_forward_backward_cpu():
-    cfg = dict(type="SparseEncoder", in_channels=4, sparse_shape=(25, 32, 32), base_channels=8, output_channels=16,
-               encoder_channels=((8,), (8, 8), (16, 16), (16, 16)),
+    # old sparse_shape=(25, 32, 32) is grid_shape (24, 32, 32) + z_pad 1
+    cfg = dict(type="SparseEncoder", in_channels=4, grid_shape=(24, 32, 32), z_pad=1, base_channels=8,
+               output_channels=16, encoder_channels=((8,), (8, 8), (16, 16), (16, 16)),
                encoder_paddings=((1,), (1, 1), (1, 1), ((0, 1, 1), 1)))
     enc = MODELS.build(cfg)
+    assert enc.spatial_shape == [25, 32, 32]
     assert enc.out_shape == [1, 4, 4] and enc.out_channels == 16
-    coords = _random_coords(2, (25, 32, 32), 500, 1)
+    coords = _random_coords(2, (24, 32, 32), 500, 1)
     feats = torch.randn(coords.shape[0], 4, requires_grad=True)
-    bev = enc(feats, coords, 2)
+    out = enc(SparseVoxels(feats, coords, 2, (24, 32, 32)))
+    assert isinstance(out, SparseVoxels) and out.grid_shape == tuple(enc.out_shape) and out.channels == 16
+    bev = BEVScatter(16)(out)
     assert bev.shape == (2, 16, 4, 4)
     assert torch.isfinite(bev).all() and (bev > 0).any()
     bev.pow(2).mean().backward()
@@ -99,11 +109,45 @@ def test_sparse_encoder_forward_backward_cpu():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
     assert enc.conv_input[0].weight.grad.abs().sum() > 0
     # default SECOND config on a nuScenes-like 41 x 64 x 64 grid: 2 z cells x 128 channels
-    enc2 = MODELS.build(dict(type="SparseEncoder", in_channels=5, point_cloud_range=[-3.2, -3.2, -5, 3.2, 3.2, 3],
-                             voxel_size=[0.1, 0.1, 0.2]))
-    assert enc2.sparse_shape == [41, 64, 64] and enc2.out_shape == [2, 8, 8] and enc2.out_channels == 256
-    with pytest.raises(ValueError, match="feature channels"):
-        enc(torch.randn(coords.shape[0], 3), coords, 2)
+    enc2 = MODELS.build(dict(type="SparseEncoder", in_channels=5,
+                             grid_shape=grid_shape([-3.2, -3.2, -5, 3.2, 3.2, 3], [0.1, 0.1, 0.2])))
+    assert enc2.grid_shape == (40, 64, 64)
+    assert enc2.spatial_shape == [41, 64, 64] and enc2.out_shape == [2, 8, 8] and enc2.out_channels == 128
+    # the BEV map after it has 2 x 128 = 256 channels (the old SparseEncoder's out_channels)
+    coords2 = _random_coords(1, (40, 64, 64), 300, 2)
+    with torch.no_grad():
+        enc2.eval()
+        assert BEVScatter(128)(enc2(SparseVoxels(torch.randn(len(coords2), 5), coords2, 1, (40, 64, 64)))).shape \
+            == (1, 256, 8, 8)
+    with pytest.raises(ValueError, match="SparseEncoder: expected voxel features with 4 channels, got 3"):
+        enc(SparseVoxels(torch.randn(coords.shape[0], 3), coords, 2, (24, 32, 32)))
+    # voxels on another grid (range / voxel size differ between stages) are an error naming both grids
+    with pytest.raises(ValueError, match=r"SparseEncoder: expected voxels on the grid \(nz, ny, nx\)=\(24, 32, 32\), "
+                                         r"got \(25, 32, 32\)"):
+        enc(SparseVoxels(feats, coords, 2, (25, 32, 32)))
+
+
+def test_sparse_encoder_then_bev_scatter_is_spconv_dense():
+    """SparseEncoder -> BEVScatter equals spconv's own ``dense()`` of the same output viewed as (B, C * D, H, W)
+    (what the old SparseEncoder's built-in height compression returned)."""
+    import spconv.pytorch as spconv
+
+    torch.manual_seed(0)
+    enc = MODELS.build(dict(type="SparseEncoder", in_channels=3, grid_shape=(40, 16, 16), base_channels=4,
+                            output_channels=5, encoder_channels=((4,), (4, 4), (8, 8), (8, 8)),
+                            encoder_paddings=((1,), (1, 1), (1, 1), ((0, 1, 1), 1))))  # train BN: O(1) outputs
+    assert enc.out_shape == [2, 2, 2]  # two z cells left: the channel order c * nz + z matters
+    coords = _random_coords(2, (40, 16, 16), 400, 3)
+    feats = torch.randn(len(coords), 3)
+    with torch.no_grad():
+        bev = BEVScatter(5)(enc(SparseVoxels(feats, coords, 2, (40, 16, 16))))
+        x = spconv.SparseConvTensor(feats, coords, enc.spatial_shape, 2)
+        x = enc.conv_input(x)
+        for stage in enc.encoder_layers:
+            x = stage(x)
+        ref = enc.conv_out(x).dense()  # (B, C, D, H, W)
+    assert ref.shape == (2, 5, 2, 2, 2) and ref[:, :, 0].abs().max() > 0.1 and ref[:, :, 1].abs().max() > 0.1
+    torch.testing.assert_close(bev, ref.reshape(2, 10, 2, 2), rtol=0, atol=0)
 
 
 def test_spconv_cpu_is_deterministic_with_two_threads():
