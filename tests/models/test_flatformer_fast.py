@@ -6,14 +6,22 @@ import torch.nn.functional as F
 from perception3d.models.backbones.flatformer import FlatFormer, sinusoidal_position_encoding
 from perception3d.ops.flat_window import ORDERS, flattened_window_mapping
 from perception3d.models.layers import fused_linear_active, linear_act, linear_add
+from perception3d.structures import SparseVoxels
 from _sparse_coords import coords_for  # noqa: E402
+
+GRID = (3, 10, 12)  # (nz, ny, nx) of the test voxels
+
+
+def fast_forward(model, feats, coords, batch_size):
+    """The model's own forward on the voxels (grid ``GRID``): output features."""
+    return model(SparseVoxels(feats, coords, batch_size, GRID)).features
 
 
 def reference_forward(model, feats, coords, batch_size):
     """Textbook FlatFormer: every layer gathers the tokens of its order into padded groups, runs brute-force
     multi-head attention per group (q = k = x + pe, v = x), scatters back to voxel order, then the post-norm
     residuals and the FFN per token. Positional encoding from the formula, in float32."""
-    m = flattened_window_mapping(coords, batch_size, model.sparse_shape, model.window_shape, model.group_size)
+    m = flattened_window_mapping(coords, batch_size, GRID[::-1], model.window_shape, model.group_size)
     G, C = model.group_size, model.embed_dim
     d = C // 2 // 2 * 2
     inv_freq = model.pe_temperature ** (-2.0 * torch.arange(d // 2, dtype=torch.float32) / d)
@@ -46,7 +54,7 @@ def reference_forward(model, feats, coords, batch_size):
 def make_case(seed=0):
     torch.manual_seed(seed)
     model = FlatFormer(in_channels=5, embed_dim=16, num_heads=2, num_blocks=2, window_shape=(4, 3), group_size=6,
-                       sparse_shape=(12, 10, 3), out_channels=7)
+                       out_channels=7)
     coords = coords_for([20, 4, 0, 13], 12, 10, nz=3, seed=seed)  # padding, N_b < G, an empty sample
     coords = coords[torch.randperm(len(coords))]
     feats = torch.randn(len(coords), 5)
@@ -57,10 +65,10 @@ def test_forward_matches_reference_in_every_mode():
     model, feats, coords = make_case()
     with torch.no_grad():
         ref = reference_forward(model, feats, coords, 4)
-        fast = model(feats, coords, 4)[0]
+        fast = fast_forward(model, feats, coords, 4)
     with torch.inference_mode():
-        fast_im = model(feats, coords, 4)[0]
-    plain = model(feats, coords, 4)[0]  # autograd on: the plain F.linear / F.gelu path
+        fast_im = fast_forward(model, feats, coords, 4)
+    plain = fast_forward(model, feats, coords, 4)  # autograd on: the plain F.linear / F.gelu path
     assert ref.shape == (37, 7)
     for out in (fast, fast_im, plain):
         assert torch.allclose(out, ref, atol=1e-5, rtol=0), (out - ref).abs().max()
@@ -70,7 +78,7 @@ def test_backward_matches_reference():
     model, feats, coords = make_case(seed=1)
     w = torch.randn(len(coords), 7)
     grads = []
-    for fn in (lambda f: model(f, coords, 4)[0], lambda f: reference_forward(model, f, coords, 4)):
+    for fn in (lambda f: fast_forward(model, f, coords, 4), lambda f: reference_forward(model, f, coords, 4)):
         f = feats.clone().requires_grad_(True)
         model.zero_grad(set_to_none=True)
         (fn(f) * w).sum().backward()
@@ -138,5 +146,5 @@ def test_chunked_inference_matches_reference(monkeypatch):
         ref = reference_forward(model, feats, coords, 4)
         monkeypatch.setattr(flatformer, "CHUNK_ROWS", 7)  # one 6-token group per chunk: 8 chunks per layer
         monkeypatch.setattr(flatformer, "MAX_CHUNKS_MULTITHREAD", 1 << 20)  # the same with any thread count
-        chunked = model(feats, coords, 4)[0]
+        chunked = fast_forward(model, feats, coords, 4)
     assert torch.allclose(chunked, ref, atol=1e-5, rtol=0), (chunked - ref).abs().max()
