@@ -83,9 +83,28 @@ def _to_open3d(sc: SceneData) -> list:
     return geoms
 
 
+def load_triton_before_opengl() -> None:
+    """Import triton, when installed, before Open3D opens an OpenGL context (call it right before).
+
+    Without a GPU, OpenGL is Mesa's llvmpipe: ``libEGL_mesa`` loads ``swrast_dri.so`` and the system's
+    ``libLLVM-NN.so`` into the process's global symbol scope. triton's ``libtriton.so`` carries its own LLVM and
+    exports those symbols: loaded afterwards (e.g. ``torch._dynamo`` importing triton when an optimizer is built),
+    its LLVM references bind to the system LLVM and its static initialisers crash (segfault). Loaded first, its
+    references are bound to its own LLVM, and Mesa's later ones to the system LLVM."""
+    import importlib.util
+
+    if importlib.util.find_spec("triton") is None:
+        return
+    try:
+        import triton  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - a broken triton install: nothing to protect
+        logger.debug("triton not loaded before OpenGL (%s: %s)", type(exc).__name__, exc)
+
+
 def _render_legacy(sc: SceneData, cam: Camera, point_size: float, line_width: float) -> np.ndarray | None:
     import open3d as o3d
 
+    load_triton_before_opengl()
     vis = o3d.visualization.Visualizer()
     if not vis.create_window(visible=False, width=cam.width, height=cam.height):
         return None
@@ -123,6 +142,7 @@ def _render_legacy(sc: SceneData, cam: Camera, point_size: float, line_width: fl
 def _render_filament(sc: SceneData, cam: Camera, point_size: float, line_width: float) -> np.ndarray | None:
     import open3d as o3d
 
+    load_triton_before_opengl()
     rnd = o3d.visualization.rendering.OffscreenRenderer(cam.width, cam.height)
     rnd.scene.set_background([*BACKGROUND, 1.0])
     for i, g in enumerate(_to_open3d(sc)):
@@ -213,6 +233,7 @@ def show_frame(points, gt_boxes=None, gt_labels=None, pred_boxes=None, pred_labe
     geoms = build_scene(points, gt_boxes, gt_labels, pred_boxes, pred_labels, pred_scores, score_thr, color_by,
                         cameras, gaussians, voxels, class_names)
     geoms.append(o3d.geometry.TriangleMesh.create_coordinate_frame(size=2.0))
+    load_triton_before_opengl()
     vis = o3d.visualization.Visualizer()
     if not vis.create_window(window_name=window_name, width=1280, height=960):
         raise RuntimeError("Open3D could not open a window on this display")
