@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from perception3d.models.backbones.cwi import CrossWindowInteraction, cwi_kernel_sizes, cwi_rulebooks
 from perception3d.ops.scatter_attention import sparse_depthwise_conv, submanifold_rulebook
 from perception3d.registry import MODELS
+from perception3d.structures import SparseVoxels
 from _sparse_coords import coords_for  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,9 +73,14 @@ def test_cwi_branches_and_identity_group():
 
 def small_model(**kw):
     cfg = dict(type="ScatterFormer", in_channels=5, embed_dim=16, num_heads=2, num_blocks=2, window_shape=(4, 3),
-               sparse_shape=(12, 10))
+               grid_shape=(1, 10, 12))
     cfg.update(kw)
     return MODELS.build(cfg)
+
+
+def run(model, feats, coords, batch_size):
+    """Output features of ``model`` on the voxels (on the model's grid)."""
+    return model(SparseVoxels(feats, coords, batch_size, model.grid_shape)).features
 
 
 def test_gradients_reach_all_parameters_and_inputs():
@@ -82,8 +88,11 @@ def test_gradients_reach_all_parameters_and_inputs():
     model = small_model(out_channels=7)
     coords = coords_for([20, 4], 12, 10)
     feats = torch.randn(len(coords), 5, requires_grad=True)
-    out, c_out = model(feats, coords, 2)
-    assert out.shape == (24, 7) and c_out is coords
+    vox = SparseVoxels(feats, coords, 2, (1, 10, 12))
+    res = model(vox)
+    out = res.features
+    assert out.shape == (24, 7) and res.coords is coords
+    assert res.batch_size == 2 and res.grid_shape == (1, 10, 12) and res.cache is vox.cache
     out.square().sum().backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and bool(p.grad.abs().sum() > 0), name
@@ -92,19 +101,24 @@ def test_gradients_reach_all_parameters_and_inputs():
 
 def test_permutation_equivariance_batch_separation_3d():
     torch.manual_seed(2)
-    model = small_model(sparse_shape=(12, 10, 3)).eval()
+    model = small_model(grid_shape=(3, 10, 12)).eval()
     assert model.kernel_sizes["cube"] == (3, 3, 3)
+    assert small_model().kernel_sizes["cube"] == (1, 3, 3)  # nz = 1: flat cube kernel
     coords = coords_for([30, 25], 12, 10, nz=3, seed=3)
     feats = torch.randn(len(coords), 5)
     with torch.no_grad():
-        out, _ = model(feats, coords, 2)
+        out = run(model, feats, coords, 2)
         perm = torch.randperm(len(coords))
-        out_p, _ = model(feats[perm], coords[perm], 2)
-        alone, _ = model(feats[30:], coords[30:] - torch.tensor([1, 0, 0, 0], dtype=torch.int32), 1)
+        out_p = run(model, feats[perm], coords[perm], 2)
+        alone = run(model, feats[30:], coords[30:] - torch.tensor([1, 0, 0, 0], dtype=torch.int32), 1)
     torch.testing.assert_close(out_p, out[perm], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(alone, out[30:], rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match="sparse_shape"):
-        model(feats, coords * 5, 2)
+    with pytest.raises(ValueError, match=r"ScatterFormer: voxel coords row .* outside batch_size=2, "
+                                         r"grid \(nz, ny, nx\)=\(3, 10, 12\)"):
+        run(model, feats, coords * 5, 2)
+    # voxels of another grid (the old sparse_shape mismatch): the error names both grids
+    with pytest.raises(ValueError, match=r"ScatterFormer: expected voxels on the grid \(nz, ny, nx\)=\(3, 10, 12\)"):
+        model(SparseVoxels(feats, coords, 2, (3, 10, 13)))
 
 
 def test_demo_config_is_a_drop_in_for_flatformer():
@@ -117,11 +131,17 @@ def test_demo_config_is_a_drop_in_for_flatformer():
         {k: v for k, v in flat.model.items() if k != "sparse_backbone"}
     nus = Config.fromfile(str(REPO / "configs/scatterformer/scatterformer_nus.py"))
     assert nus.model.sparse_backbone.type == "ScatterFormer"
-    net = MODELS.build(cfg.model.sparse_backbone).eval()
-    bev = MODELS.build(cfg.model.bev_scatter)
-    coords = coords_for([50], *cfg.sparse_shape, seed=4)
+    # built as the detector builds it: the grid comes from the detector's point_cloud_range / voxel_size
+    from mmengine.registry import DefaultScope
+
+    with DefaultScope.overwrite_default_scope("perception3d"):  # mmengine builds the data preprocessor
+        det = MODELS.build(cfg.model)
+    net, bev = det.sparse_backbone.eval(), det.bev_scatter
+    assert net.grid_shape == tuple(det.geometry["grid_shape"]) == (1, 256, 256)
+    nz, ny, nx = net.grid_shape
+    coords = coords_for([50], nx, ny, seed=4)
     with torch.no_grad():
-        canvas = bev(*net(torch.randn(50, net.in_channels), coords, 1), 1)
+        canvas = bev(net(SparseVoxels(torch.randn(50, net.in_channels), coords, 1, net.grid_shape)))
     assert canvas.shape[:2] == (1, cfg.model.bev_scatter.in_channels)
 
 
