@@ -11,7 +11,7 @@ with the sinusoidal (x, y) position encoding of FlatFormer. Interface as :class:
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import torch
 from torch import nn

@@ -15,7 +15,7 @@ once per forward from the coordinates and shared by all blocks. Interface as :cl
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import torch
 from torch import nn

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Sequence, Union
 
-import torch
 from torch import nn
 
 from . import spconv_compat

@@ -10,7 +10,7 @@ to each point (VFE style), so the next layer's input is 2x wider. The last layer
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import nn
