@@ -35,7 +35,9 @@ import numpy as np
 from perception3d.structures.box_ops import points_in_boxes
 from perception3d.utils.atomic import atomic_open
 
-from .nuscenes_index import DETECTION_CLASSES
+from .nuscenes_index import DETECTION_CLASSES, read_pickle
+
+GT_DB_REBUILD = "python tools/create_data.py gt-database --root <dataroot> --split <split>"
 
 DB_SCHEMA_VERSION = 1
 _CHUNK_POINTS = 32768
@@ -93,10 +95,8 @@ def dbinfo_path(out_dir: str, prefix: str, split: str) -> str:
 def load_dbinfos(path: str) -> Dict[str, Any]:
     """Read and check a db-info pickle; returns ``{"metainfo": ..., "infos": {class: [entry, ...]}}``."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"GT database info not found: {path} (build it with "
-                                "`python tools/create_data.py gt-database --root <dataroot> --split <split>`)")
-    with open(path, "rb") as f:
-        db = pickle.load(f)
+        raise FileNotFoundError(f"GT database info not found: {path} (build it with `{GT_DB_REBUILD}`)")
+    db = read_pickle(path, "GT database info pickle", GT_DB_REBUILD)
     if not isinstance(db, dict) or "infos" not in db or "metainfo" not in db:
         raise ValueError(f"{path}: expected a dict with 'metainfo' and 'infos' (a GT database info pickle)")
     version = db["metainfo"].get("schema_version")

@@ -24,7 +24,7 @@ from mmengine.dataset import BaseDataset
 
 from perception3d.registry import DATASETS
 
-from .nuscenes_index import DETECTION_CLASSES, SCHEMA_VERSION
+from .nuscenes_index import DETECTION_CLASSES, INDEX_REBUILD, SCHEMA_VERSION, read_pickle
 
 
 @DATASETS.register_module()
@@ -64,13 +64,8 @@ class NuScenesDataset(BaseDataset):
     # ------------------------------------------------------------- loading
     def load_data_list(self) -> List[dict]:
         if not os.path.isfile(self.ann_file):
-            raise FileNotFoundError(
-                f"nuScenes index not found: {self.ann_file} (build it with "
-                "`python tools/create_data.py nuscenes --root <dataroot> --version <version>`)")
-        import pickle
-
-        with open(self.ann_file, "rb") as f:
-            ann = pickle.load(f)
+            raise FileNotFoundError(f"nuScenes index not found: {self.ann_file} (build it with `{INDEX_REBUILD}`)")
+        ann = read_pickle(self.ann_file, "nuScenes index", INDEX_REBUILD)
         if not isinstance(ann, dict) or "data_list" not in ann or "metainfo" not in ann:
             raise ValueError(f"{self.ann_file}: expected a dict with 'metainfo' and 'data_list'")
         meta = ann["metainfo"]

@@ -113,6 +113,20 @@ def _existing_is_current(path: str, source: Dict) -> bool:
     return meta.get("schema_version") == SCHEMA_VERSION and meta.get("source") == source
 
 
+INDEX_REBUILD = "python tools/create_data.py nuscenes --root <dataroot> --version <version>"
+
+
+def read_pickle(path: str, what: str, rebuild: str) -> Any:
+    """``pickle.load`` of ``path``; a file that does not unpickle (truncated, corrupt) raises a ``ValueError``
+    naming it, ``what`` it should hold and the command ``rebuild`` that writes it again."""
+    with open(path, "rb") as f:
+        try:
+            return pickle.load(f)
+        except Exception as exc:  # pickle raises many types for broken bytes (EOFError, UnpicklingError, ...)
+            raise ValueError(f"{path}: not a readable {what} (truncated or corrupt: {type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:200]}); rebuild it with `{rebuild}`") from exc
+
+
 def write_pickle_atomic(obj: Any, path: str) -> None:
     """Pickle ``obj`` to ``path`` via a temp file in the same folder and ``os.replace``."""
     from perception3d.utils.atomic import atomic_open

@@ -60,13 +60,13 @@ def attribute_prior_from_index(index_path: str) -> AttributePrior:
     Bayes choice of the attribute given class and moving/static, estimated on the training annotations —
     the rule the default hard-codes from real nuScenes statistics.
     """
-    import pickle
     from collections import Counter
+
+    from perception3d.datasets.nuscenes_index import INDEX_REBUILD, read_pickle
 
     if not os.path.isfile(index_path):
         raise FileNotFoundError(f"attribute prior: index file not found: {index_path}")
-    with open(index_path, "rb") as f:
-        infos = pickle.load(f)
+    infos = read_pickle(index_path, "nuScenes index", INDEX_REBUILD)
     infos = infos.get("data_list", infos) if isinstance(infos, dict) else infos
     counts: Dict[Tuple[str, bool], Counter] = {}
     for info in infos:

@@ -146,6 +146,20 @@ def test_bad_inputs(index, synthetic_nuscenes_root, tmp_path):
         LoadAnnotations3D()(dict(token="abc"))
 
 
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_corrupt_index_names_the_file_and_the_rebuild_command(index, synthetic_nuscenes_root, tmp_path, damage):
+    from perception3d.evaluation.nuscenes_submission import attribute_prior_from_index
+
+    data = open(_ann_file(index), "rb").read()
+    bad = tmp_path / "nuscenes_infos_bad.pkl"
+    bad.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x80\x04garbage" * 20)
+    with pytest.raises(ValueError, match="not a readable nuScenes index .*create_data.py nuscenes --root") as err:
+        NuScenesDataset(str(bad), data_root=synthetic_nuscenes_root)
+    assert str(bad) in str(err.value)
+    with pytest.raises(ValueError, match=re.escape(f"{bad}: not a readable nuScenes index")):
+        attribute_prior_from_index(str(bad))
+
+
 def test_empty_and_nan_sweeps(tmp_path):
     """An empty sweep contributes nothing; NaN rows are dropped with a warning (reader policy)."""
     from perception3d.datasets.io.points import NonFinitePointsWarning
