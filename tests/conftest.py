@@ -1,9 +1,45 @@
-"""Shared pytest fixtures (generated, never downloaded)."""
+"""Shared pytest fixtures (generated, never downloaded) and helpers."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def real_data_dir() -> Path:
+    """The folder of real sample files (nuScenes, KITTI, ...): ``$PERCEPTION3D_REAL_DATA``, else ``shared/real``
+    beside the repository folder."""
+    env = os.environ.get("PERCEPTION3D_REAL_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "real"
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """:func:`real_data_dir`; a test using it is skipped when the folder is missing (and fails on missing files)."""
+    folder = real_data_dir()
+    if not folder.is_dir():
+        pytest.skip(f"real sample data folder missing: {folder} (set PERCEPTION3D_REAL_DATA)")
+    return folder
+
+
+def temp_files(folder) -> list:
+    """Temp or partial files anywhere under ``folder``: dotfiles (atomic writes use ``.<name>.XXXX.tmp``) and
+    ``*.tmp`` / ``*.part``. Listed with ``os.walk`` (``glob`` skips dotfiles)."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        for name in files + dirs:
+            if name.startswith(".") or name.endswith((".tmp", ".part")):
+                found.append(os.path.join(root, name))
+    return sorted(found)
+
+
+@pytest.fixture
+def leftovers():
+    """:func:`temp_files`: ``assert leftovers(out_dir) == []`` after an atomic write."""
+    return temp_files
 
 @pytest.fixture(scope="session")
 def synthetic_nuscenes_root(tmp_path_factory) -> Path:

@@ -3,14 +3,11 @@ every invalid field is reported with the file and the field."""
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
 
 from perception3d.datasets.io.calibration import CameraCalibration, load_calibration, save_calibration
-
-REAL = "/work/shared/real/nuscenes/calibration_two_samples.json"
 
 
 def _valid() -> dict:
@@ -24,9 +21,8 @@ def _write(tmp_path, obj, name="calib.json") -> str:
     return str(p)
 
 
-@pytest.mark.skipif(not os.path.isfile(REAL), reason="real calibration sample missing")
-def test_real_nuscenes_calibration_projects_like_a_pinhole(tmp_path):
-    with open(REAL) as f:
+def test_real_nuscenes_calibration_projects_like_a_pinhole(tmp_path, real_data):
+    with open(real_data / "nuscenes" / "calibration_two_samples.json") as f:
         images = json.load(f)["samples"][0]["images"]
     cams = {name: {"intrinsics": c["cam2img"], "lidar2cam": c["lidar2cam"], "img_shape": [900, 1600]}
             for name, c in images.items()}

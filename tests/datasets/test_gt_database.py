@@ -4,7 +4,6 @@ Oracles: the plain (unchunked) ``box_ops.points_in_boxes`` on independently relo
 polygons for BEV overlap, and the database files themselves for the pasted points.
 """
 import copy
-import glob
 import json
 import os
 import pickle
@@ -92,7 +91,7 @@ def test_chunked_point_tests_match_plain_call():
     assert points_in_any_box(pts, boxes[:0]).sum() == 0
 
 
-def test_database_matches_reloaded_frames(synthetic_nuscenes_root, index, db):
+def test_database_matches_reloaded_frames(synthetic_nuscenes_root, index, db, leftovers):
     split = "synthetic_train"
     info = load_dbinfos(db[split])
     meta = info["metainfo"]
@@ -126,7 +125,7 @@ def test_database_matches_reloaded_frames(synthetic_nuscenes_root, index, db):
             np.testing.assert_array_equal(pts[:, 3:], ref[:, 3:])  # intensity and time lag as is
             n_checked += 1
     assert not entries and n_checked > 10
-    assert not glob.glob(os.path.join(root, "**", "*.tmp"), recursive=True)
+    assert leftovers(root) == []  # atomic writes leave no temp file
 
 
 def test_rebuild_overwrites_and_removes_stale_files(synthetic_nuscenes_root, index, tmp_path):
@@ -167,6 +166,16 @@ def test_missing_inputs_give_clear_errors(synthetic_nuscenes_root, index, tmp_pa
                           sweeps_num=SWEEPS, progress=False)
     with pytest.raises(FileNotFoundError, match="nuscenes_dbinfos_x.pkl"):
         ObjectSample(_sampler_cfg(str(tmp_path / "nuscenes_dbinfos_x.pkl")))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_corrupt_db_info_names_the_file_and_the_rebuild_command(db, tmp_path, damage):
+    data = open(db["synthetic_train"], "rb").read()
+    bad = tmp_path / "nuscenes_dbinfos_bad.pkl"
+    bad.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"garbage, not a pickle" * 20)
+    with pytest.raises(ValueError, match="not a readable GT database info pickle .*create_data.py gt-database") as err:
+        ObjectSample(_sampler_cfg(str(bad)))
+    assert str(bad) in str(err.value)
 
 
 def _train_frame(root, index, i=0):

@@ -139,7 +139,7 @@ def test_sweeps_and_cameras_match_devkit_transforms(nusc, built, synthetic_nusce
     assert n_sweeps > 0 and n_cams > 0
 
 
-def test_resumable_force_and_atomic(built, synthetic_nuscenes_root):
+def test_resumable_force_and_atomic(built, synthetic_nuscenes_root, leftovers):
     out, paths, _ = built
     splits = sorted(paths)
     mtimes = {s: os.stat(p).st_mtime_ns for s, p in paths.items()}
@@ -147,7 +147,7 @@ def test_resumable_force_and_atomic(built, synthetic_nuscenes_root):
     assert {s: os.stat(p).st_mtime_ns for s, p in paths.items()} == mtimes  # skipped: same schema + source
     build_nuscenes_index(synthetic_nuscenes_root, VERSION, splits[:1], out_dir=str(out), force=True)
     assert os.stat(paths[splits[0]]).st_mtime_ns != mtimes[splits[0]]
-    assert not [f for f in os.listdir(out) if f.startswith(".tmp_")]
+    assert leftovers(out) == []
     # a different max_sweeps is a different source -> rebuilt
     build_nuscenes_index(synthetic_nuscenes_root, VERSION, splits[-1:], out_dir=str(out), max_sweeps=1)
     with open(paths[splits[-1]], "rb") as f:

@@ -1,6 +1,5 @@
 """Point readers: real nuScenes samples, devkit parity, and bad input (missing, truncated, NaN, empty)."""
 import glob
-import os
 
 import numpy as np
 import pytest
@@ -8,13 +7,16 @@ import pytest
 from perception3d.datasets.io.points import (NonFinitePointsWarning, get_point_reader, load_kitti_points,
                                              load_nuscenes_points, load_points)
 
-REAL = "/work/shared/real/nuscenes"
-REAL_FILES = sorted(glob.glob(f"{REAL}/samples/LIDAR_TOP/*.pcd.bin") + glob.glob(f"{REAL}/sweeps/LIDAR_TOP/*.pcd.bin"))
+
+def test_real_nuscenes_files_match_numpy_and_devkit(real_data):
+    real = real_data / "nuscenes"
+    files = sorted(glob.glob(f"{real}/samples/LIDAR_TOP/*.pcd.bin") + glob.glob(f"{real}/sweeps/LIDAR_TOP/*.pcd.bin"))
+    assert len(files) >= 2, f"no real nuScenes lidar files under {real}"
+    for path in files:
+        _check_real_nuscenes_file(path)
 
 
-@pytest.mark.skipif(not REAL_FILES, reason="real nuScenes samples missing")
-@pytest.mark.parametrize("path", REAL_FILES, ids=os.path.basename)
-def test_real_nuscenes_files_match_numpy_and_devkit(path):
+def _check_real_nuscenes_file(path):
     from nuscenes.utils.data_classes import LidarPointCloud
 
     pts = load_nuscenes_points(path)

@@ -13,10 +13,6 @@ import pytest
 from perception3d.datasets.io.points import (NonFinitePointsWarning, load_npy_points, load_pcd_points, load_points,
                                              load_ply_points, save_points)
 
-REAL = "/work/shared/real"
-REAL_NUS = sorted(glob.glob(f"{REAL}/nuscenes/*/LIDAR_TOP/*.pcd.bin"))
-REAL_KITTI = sorted(glob.glob(f"{REAL}/kitti/*.bin"))
-
 
 def _cloud(n: int = 257, seed: int = 0) -> np.ndarray:
     """x, y, z, intensity, ring: float32 values that need all 24 mantissa bits."""
@@ -119,8 +115,9 @@ def test_ply_big_endian_int_types_and_faces_by_hand(tmp_path):
     np.testing.assert_array_equal(load_ply_points(str(p)), want)
 
 
-@pytest.mark.skipif(not os.path.isdir(REAL), reason="real samples folder missing")
-def test_real_samples_load_and_convert(tmp_path):
+def test_real_samples_load_and_convert(tmp_path, real_data):
+    REAL_NUS = sorted(glob.glob(f"{real_data}/nuscenes/*/LIDAR_TOP/*.pcd.bin"))
+    REAL_KITTI = sorted(glob.glob(f"{real_data}/kitti/*.bin"))
     assert REAL_NUS and REAL_KITTI
     for path in REAL_NUS:
         pts = load_points(path)
