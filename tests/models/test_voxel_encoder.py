@@ -1,9 +1,12 @@
 """DynamicVFE / DynamicPillarFeatureNet against a per-voxel python-loop oracle."""
+import pytest
 import torch
 
+from perception3d.models.data_preprocessors import Det3DDataPreprocessor
 from perception3d.models.voxel_encoders import DynamicPillarFeatureNet, DynamicVFE
 from perception3d.ops.voxelize import dynamic_voxelize
 from perception3d.registry import MODELS
+from perception3d.structures import SparseVoxels
 
 VS, PCR = (0.5, 0.5, 0.5), (0.0, 0.0, -1.0, 2.0, 2.0, 1.0)
 
@@ -12,6 +15,16 @@ def make_points(n=120, seed=0):
     g = torch.Generator().manual_seed(seed)
     pts = torch.rand(n, 4, generator=g) * torch.tensor([2.4, 2.4, 2.4, 1.0]) - torch.tensor([0.2, 0.2, 1.2, 0.0])
     return pts, torch.randint(0, 2, (n,), generator=g)
+
+
+def encode(enc, pts, b, batch_size=2):
+    """``enc`` on the points ``pts`` of samples ``b``, voxelized as a detector does it (the data preprocessor on
+    the per-sample clouds, on the encoder's grid) -> (features, coords) of the output voxels."""
+    pre = Det3DDataPreprocessor(voxel=True, voxel_layer=dict(point_cloud_range=enc.point_cloud_range,
+                                                             voxel_size=enc.voxel_size))
+    out = enc(pre.voxelize([pts[b == i] for i in range(batch_size)]))
+    assert isinstance(out, SparseVoxels) and out.batch_size == batch_size and out.grid_shape == enc.grid_shape
+    return out.features, out.coords
 
 
 def oracle(enc, pts, b):
@@ -37,7 +50,7 @@ def test_dynamic_vfe_matches_loop_oracle():
     for norm, mode in (("LN", "max"), ("BN1d", "mean")):
         enc = MODELS.build(dict(type="DynamicVFE", in_channels=4, feat_channels=(8, 6), voxel_size=VS,
                                 point_cloud_range=PCR, norm=norm, mode=mode)).eval()
-        feats, coords = enc(pts, b)
+        feats, coords = encode(enc, pts, b)
         ref, ref_coords = oracle(enc, pts, b)
         assert feats.shape == (len(ref_coords), 6) and torch.equal(coords, ref_coords)
         assert torch.allclose(feats, ref, atol=1e-5)
@@ -47,12 +60,12 @@ def test_outside_points_dropped_and_order_invariant():
     torch.manual_seed(1)
     pts, b = make_points(seed=1)
     enc = DynamicVFE(4, (8, 8), VS, PCR, norm="LN")
-    feats, coords = enc(pts, b)
+    feats, coords = encode(enc, pts, b)
     extra = torch.tensor([[5.0, 0.5, 0.0, 1.0], [0.5, 0.5, 1.0, 1.0]])  # far outside; on the z max boundary
-    feats2, coords2 = enc(torch.cat([pts, extra]), torch.cat([b, torch.tensor([0, 1])]))
+    feats2, coords2 = encode(enc, torch.cat([pts, extra]), torch.cat([b, torch.tensor([0, 1])]))
     assert torch.equal(coords, coords2) and torch.allclose(feats, feats2)
     perm = torch.randperm(len(pts))
-    feats3, coords3 = enc(pts[perm], b[perm])
+    feats3, coords3 = encode(enc, pts[perm], b[perm])
     assert torch.equal(coords, coords3) and torch.allclose(feats, feats3, atol=1e-6)
 
 
@@ -63,7 +76,8 @@ def test_pillars_single_z_and_gradients():
     assert enc.voxel_size == (0.5, 0.5, 2.0)
     enc.train()
     pts.requires_grad_(True)
-    feats, coords = enc(pts, b)
+    feats, coords = encode(enc, pts, b)
+    assert enc.grid_shape == (1, 4, 4)
     assert coords.dtype == torch.int32 and bool((coords[:, 1] == 0).all())
     inside = ((pts[:, :3] >= torch.tensor(PCR[:3])) & (pts[:, :3] < torch.tensor(PCR[3:]))).all(1)
     xy = torch.floor(pts[inside, :2] / 0.5).long()
@@ -73,6 +87,11 @@ def test_pillars_single_z_and_gradients():
         assert p.grad is not None and bool(p.grad.abs().sum() > 0), name
     assert pts.grad is not None and bool(pts.grad[inside].abs().sum() > 0)
     assert bool((pts.grad[~inside] == 0).all())
+    # points voxelized on another grid (0.5 m in z instead of pillars) are an error naming both grids
+    pre = Det3DDataPreprocessor(voxel=True, voxel_layer=dict(point_cloud_range=PCR, voxel_size=(0.5, 0.5, 0.5)))
+    with pytest.raises(ValueError, match=r"DynamicPillarFeatureNet: voxels on the grid \(nz, ny, nx\)=\(4, 4, 4\) "
+                                         r"but this encoder's point_cloud_range / voxel_size give \(1, 4, 4\)"):
+        enc(pre.voxelize([pts[b == 0].detach()]))
 
 
 def test_training_and_inference_pooling_paths_agree():
@@ -86,9 +105,9 @@ def test_training_and_inference_pooling_paths_agree():
                                   point_cloud_range=[-10, -10, -5, 10, 10, 3]).double().eval()
     pts = torch.randn(3000, 5, generator=g, dtype=torch.float64) * 6
     b = torch.randint(0, 2, (3000,), generator=g).sort().values
-    train_out, coords = enc(pts, b)
+    train_out, coords = encode(enc, pts, b)
     with torch.no_grad():
-        infer_out, coords2 = enc(pts, b)
+        infer_out, coords2 = encode(enc, pts, b)
     assert torch.equal(coords, coords2)
     torch.testing.assert_close(train_out.detach(), infer_out, rtol=0, atol=1e-12)
 
@@ -111,11 +130,11 @@ def test_split_linear_equals_concatenation_in_both_paths_with_gradients():
                 x = torch.cat([x, mx[idx]], 1)
         return torch.full((vox["num_voxels"], x.shape[1]), -float("inf")).index_reduce_(0, idx, x, "amax")
 
-    got = enc(pts, b)[0]
+    got = encode(enc, pts, b)[0]
     want = concat_forward(enc, pts, b)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     with torch.no_grad():
-        torch.testing.assert_close(enc(pts, b)[0], want, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(encode(enc, pts, b)[0], want, atol=1e-5, rtol=1e-5)
     w = torch.randn_like(want)
     g1 = torch.autograd.grad((got * w).sum(), list(enc.parameters()))
     g2 = torch.autograd.grad((want * w).sum(), list(enc.parameters()))
@@ -131,13 +150,13 @@ def test_split_linear_under_bfloat16_autocast_matches_fp32_and_backpropagates():
     pts, b = make_points(n=300, seed=4)
     enc = DynamicVFE(4, (16, 16), VS, PCR)  # BN1d, as in the demo configs
     enc.eval()  # fixed norm statistics: fp32 and bf16 runs see the same normalisation
-    want = enc(pts, b)[0]
+    want = encode(enc, pts, b)[0]
     for grad in (True, False):
         with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=torch.bfloat16):
-            got = enc(pts, b)[0]
+            got = encode(enc, pts, b)[0]
         torch.testing.assert_close(got.float(), want, atol=0.1, rtol=0.05)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = enc(pts, b)[0]
+        out = encode(enc, pts, b)[0]
     grads = torch.autograd.grad(out.float().sum(), list(enc.parameters()), allow_unused=True)
     assert all(g is None or (g.dtype == torch.float32 and torch.isfinite(g).all()) for g in grads)
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
