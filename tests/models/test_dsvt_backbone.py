@@ -11,6 +11,7 @@ from perception3d.models.backbones.dsvt import DSVTLayer
 from perception3d.models.backbones.dsvt_pooling import AttentionZPool
 from perception3d.ops.dsvt import dsvt_partition
 from perception3d.registry import MODELS
+from perception3d.structures import SparseVoxels
 from _sparse_coords import coords_for  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,9 +80,15 @@ def test_attention_pool_matches_per_pillar_oracle():
 
 def voxel_model(**kw):
     cfg = dict(type="DSVT", in_channels=5, embed_dim=16, num_heads=2, num_blocks=[2, 1], set_size=6,
-               window_shape=[[4, 3, 2], [4, 3]], sparse_shape=(12, 10, 4), z_pool=[2], pool_to_bev=True)
+               window_shape=[[4, 3, 2], [4, 3]], grid_shape=(4, 10, 12), z_pool=[2], pool_to_bev=True)
     cfg.update(kw)
     return MODELS.build(cfg)
+
+
+def run(model, feats, coords, batch_size, grid=None):
+    """(features, coords) of ``model``'s output voxels (input on ``grid``, default the model's grid)."""
+    out = model(SparseVoxels(feats, coords, batch_size, grid or model.grid_shape))
+    return out.features, out.coords
 
 
 def test_gradients_reach_all_parameters_and_inputs():
@@ -89,8 +96,10 @@ def test_gradients_reach_all_parameters_and_inputs():
     model = voxel_model(out_channels=7)
     coords = coords_for([60, 9], 12, 10, 4, seed=3)
     feats = torch.randn(len(coords), 5, requires_grad=True)
-    out, c_out = model(feats, coords, 2)
+    res = model(SparseVoxels(feats, coords, 2, (4, 10, 12)))
+    out, c_out = res.features, res.coords
     assert out.shape == (len(c_out), 7) and bool((c_out[:, 1] == 0).all())
+    assert res.grid_shape == (1, 10, 12) and res.batch_size == 2 and c_out.dtype == torch.int32  # pooled to BEV
     out.square().sum().backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and bool(p.grad.abs().sum() > 0), name
@@ -100,15 +109,15 @@ def test_gradients_reach_all_parameters_and_inputs():
 def test_pillar_model_permutation_equivariance_determinism_batch_separation():
     torch.manual_seed(2)
     model = MODELS.build(dict(type="DSVT", in_channels=5, embed_dim=16, num_heads=2, num_blocks=2, set_size=5,
-                              window_shape=(4, 4), sparse_shape=(12, 10))).eval()
+                              window_shape=(4, 4), grid_shape=(1, 10, 12))).eval()
     coords = coords_for([45, 25], 12, 10, seed=4)
     feats = torch.randn(len(coords), 5)
     with torch.no_grad():
-        out, c = model(feats, coords, 2)
-        again, _ = model(feats, coords, 2)
+        out, c = run(model, feats, coords, 2)
+        again, _ = run(model, feats, coords, 2)
         perm = torch.randperm(len(coords))
-        out_p, _ = model(feats[perm], coords[perm], 2)
-        alone, _ = model(feats[45:], coords[45:] - torch.tensor([1, 0, 0, 0], dtype=torch.int32), 1)
+        out_p, _ = run(model, feats[perm], coords[perm], 2)
+        alone, _ = run(model, feats[45:], coords[45:] - torch.tensor([1, 0, 0, 0], dtype=torch.int32), 1)
     assert c is coords and torch.equal(out, again)
     torch.testing.assert_close(out_p, out[perm], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(alone, out[45:], rtol=1e-5, atol=1e-5)
@@ -121,12 +130,17 @@ def test_voxel_model_with_pooling_is_independent_of_input_order():
     feats = torch.randn(len(coords), 5)
     perm = torch.randperm(len(coords))
     with torch.no_grad():
-        out, c = model(feats, coords, 2)
-        out_p, c_p = model(feats[perm], coords[perm], 2)
+        out, c = run(model, feats, coords, 2)
+        out_p, c_p = run(model, feats[perm], coords[perm], 2)
     assert torch.equal(c, c_p)  # pooled rows sorted by (b, z, y, x)
     torch.testing.assert_close(out_p, out, rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match="sparse_shape"):
-        model(feats, coords * 5, 2)
+    with pytest.raises(ValueError, match=r"DSVT: voxel coords row .* outside batch_size=2, "
+                                         r"grid \(nz, ny, nx\)=\(4, 10, 12\)"):
+        run(model, feats, coords * 5, 2)
+    # voxels of another grid (the old sparse_shape mismatch): the error names both grids
+    with pytest.raises(ValueError, match=r"DSVT: expected voxels on the grid \(nz, ny, nx\)=\(4, 10, 12\), "
+                                         r"got \(4, 12, 10\)"):
+        run(model, feats, coords, 2, grid=(4, 12, 10))
     with pytest.raises(ValueError, match="z_pool"):
         voxel_model(z_pool=[])
 
@@ -134,17 +148,20 @@ def test_voxel_model_with_pooling_is_independent_of_input_order():
 def test_padded_window_backbone_equivariant_and_window_local():
     torch.manual_seed(4)
     net = MODELS.build(dict(type="PaddedWindowAttention", in_channels=5, embed_dim=8, num_heads=2, num_blocks=1,
-                            window_shape=(4, 4), sparse_shape=(8, 8, 2))).eval()
+                            window_shape=(4, 4))).eval()
     coords = coords_for([40], 8, 8, 2, seed=6)
     feats = torch.randn(len(coords), 5)
     perm = torch.randperm(len(coords))
     with torch.no_grad():
-        out, _ = net(feats, coords, 1)
-        out_p, _ = net(feats[perm], coords[perm], 1)
+        out, c = run(net, feats, coords, 1, grid=(2, 8, 8))  # the grid comes with the input
+        assert c is coords
+        out_p, _ = run(net, feats[perm], coords[perm], 1, grid=(2, 8, 8))
         changed = feats.clone()
         far = (coords[:, 3] >= 4) & (coords[:, 2] >= 4)  # the (1, 1) window of the unshifted block
         changed[far] += 1.0
-        out_c, _ = net(changed, coords, 1)
+        out_c, _ = run(net, changed, coords, 1, grid=(2, 8, 8))
+        with pytest.raises(ValueError, match=r"PaddedWindowAttention: voxel coords row .* outside"):
+            run(net, feats, coords, 1, grid=(2, 8, 7))
     torch.testing.assert_close(out_p, out[perm], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out_c[~far], out[~far])  # one block: windows do not talk to each other
     assert not torch.allclose(out_c[far], out[far])
@@ -152,6 +169,8 @@ def test_padded_window_backbone_equivariant_and_window_local():
 
 def test_configs_drop_in():
     from mmengine.config import Config
+
+    from mmengine.registry import DefaultScope
 
     from perception3d import register_all_modules
 
@@ -162,19 +181,24 @@ def test_configs_drop_in():
     assert {k: v for k, v in cfg.model.items() if k != "sparse_backbone"} == \
         {k: v for k, v in flat.model.items() if k != "sparse_backbone"}
     assert Config.fromfile(str(REPO / "configs/dsvt/dsvt_nus.py")).model.sparse_backbone.type == "DSVT"
-    net = MODELS.build(cfg.model.sparse_backbone).eval()
-    bev = MODELS.build(cfg.model.bev_scatter)
-    coords = coords_for([50], *cfg.sparse_shape, seed=7)
+    # built as the detector builds them: the grid comes from the detector's point_cloud_range / voxel_size
+    vox = Config.fromfile(str(REPO / "configs/dsvt/dsvt_voxel_demo_synthetic.py"))
+    with DefaultScope.overwrite_default_scope("perception3d"):  # mmengine builds the data preprocessor
+        det, vdet = MODELS.build(cfg.model), MODELS.build(vox.model)
+    net, bev = det.sparse_backbone.eval(), det.bev_scatter
+    assert net.grid_shape == (1, 256, 256)
+    coords = coords_for([50], 256, 256, seed=7)
     with torch.no_grad():
-        canvas = bev(*net(torch.randn(50, net.in_channels), coords, 1), 1)
+        canvas = bev(net(SparseVoxels(torch.randn(50, net.in_channels), coords, 1, net.grid_shape)))
     assert canvas.shape[:2] == (1, cfg.model.bev_scatter.in_channels)
     # 3D-voxel variant: attention z pooling to pillars in front of a one-level BEV scatter
-    vox = Config.fromfile(str(REPO / "configs/dsvt/dsvt_voxel_demo_synthetic.py"))
-    vnet = MODELS.build(vox.model.sparse_backbone).eval()
-    vbev = MODELS.build(vox.model.bev_scatter)
-    nx, ny, nz = vox.model.sparse_backbone.sparse_shape
+    vnet, vbev = vdet.sparse_backbone.eval(), vdet.bev_scatter
+    nz, ny, nx = vnet.grid_shape
+    assert (nz, ny, nx) == tuple(vdet.geometry["grid_shape"]) == (16, 256, 256)
     coords = coords_for([80], nx, ny, nz, seed=8)
     with torch.no_grad():
-        feats, pillars = vnet(torch.randn(80, vnet.in_channels), coords, 1)
-        canvas = vbev(feats, pillars, 1)
-    assert bool((pillars[:, 1] == 0).all()) and canvas.shape == (1, vox.model.bev_scatter.in_channels, ny, nx)
+        out = vnet(SparseVoxels(torch.randn(80, vnet.in_channels), coords, 1, (nz, ny, nx)))
+        pillars = out.coords
+        canvas = vbev(out)
+    assert bool((pillars[:, 1] == 0).all()) and out.grid_shape == (1, ny, nx)
+    assert canvas.shape == (1, vox.model.bev_scatter.in_channels, ny, nx)
