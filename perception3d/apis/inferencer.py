@@ -251,33 +251,33 @@ class Inferencer:
         return self.pipeline(results)
 
     def _run(self, batch: List[dict]) -> Tuple[List[Any], Dict[str, float]]:
-        """Packed samples -> (per-sample InstanceData, batch stage times in ms)."""
-        from perception3d.utils.benchmark import StageRecorder, run_detector_stages
+        """Packed samples -> (per-sample InstanceData, batch stage times in ms).
 
-        t0 = time.perf_counter()
-        with torch.inference_mode():
+        Runs the model's own ``data_preprocessor`` and ``predict`` (so config options such as ``test_flip``
+        apply), timed per stage by forward hooks on ``model.stage_names()``: ``preprocess`` = the data
+        preprocessor (batching, voxelization), ``decode`` = ``head.decoder``, ``forward`` = the rest of
+        ``predict`` with ``forward.<stage>`` per stage and ``forward.other`` for the work between stages
+        (e.g. the flipped copies of ``test_flip``)."""
+        from perception3d.utils.stage_timer import StageTimer
+
+        stages = list(self.model.stage_names())
+        pre, dec = "data_preprocessor", "head.decoder"
+        sync = self.device.type == "cuda"
+        with torch.inference_mode(), StageTimer(self.model, stages, synchronize=sync) as timer:
+            t0 = time.perf_counter()
             data = self.model.data_preprocessor(batch, False)
-            t_pre = time.perf_counter() - t0
-            points, samples = data["inputs"].get("points"), data["data_samples"]
-            # per-stage clocks via the benchmark's stage runner (same outputs as the model's predict; tested)
-            enc = getattr(self.model, "voxel_encoder", None)
-            staged = (self.device.type == "cpu" and enc is not None and hasattr(self.model.head, "predict_by_feat")
-                      and "dynamic_voxelize" in type(enc).forward.__globals__)
-            if staged:
-                rec = StageRecorder()
-                out = run_detector_stages(self.model, points, rec, metas=[s.metainfo for s in samples])
-                preds = out["results"]
-                f = {k: v * 1e3 for k, v in rec.forward.items()}
-                times = {"preprocess": t_pre * 1e3 + f.pop("voxelize"), "decode": f.pop("decode")}
-                times["forward"] = sum(f.values())
-                times.update({f"forward.{k}": v for k, v in f.items()})
-            else:  # generic path: forward and decode are timed together
-                t1 = time.perf_counter()
-                preds = [s.pred_instances_3d for s in self.model(**data, mode="predict")]
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
-                times = {"preprocess": t_pre * 1e3, "forward": (time.perf_counter() - t1) * 1e3}
-        return preds, times
+            t1 = time.perf_counter()
+            samples = self.model.predict(data["inputs"], data["data_samples"])
+            if sync:
+                torch.cuda.synchronize(self.device)
+            t2 = time.perf_counter()
+        excl = {k: v * 1e3 for k, v in timer.exclusive().items()}
+        decode = excl.get(dec, 0.0)
+        times = {"preprocess": (t1 - t0) * 1e3, "forward": (t2 - t1) * 1e3 - decode, "decode": decode}
+        inner = {f"forward.{s}": excl[s] for s in stages if s in excl and s not in (pre, dec)}
+        inner["forward.other"] = times["forward"] - sum(inner.values())
+        times.update(inner)
+        return [s.pred_instances_3d for s in samples], times
 
     def _results(self, batch: List[dict], sources: List[str], load_ms: List[float], pipe_ms: List[float],
                  score_thr: float, tokens: Optional[List[Optional[str]]] = None) -> Tuple[List[DetectionResult], list]:

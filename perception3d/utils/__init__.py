@@ -1,1 +1,1 @@
-"""Small utilities shared by the tools (benchmark helpers live in :mod:`perception3d.utils.benchmark`)."""
+"""Small library utilities: atomic file writes (:mod:`.atomic`), per-stage timing by forward hooks (:mod:`.stage_timer`)."""

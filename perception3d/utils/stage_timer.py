@@ -5,7 +5,8 @@
     timer.forward  # {"voxel_encoder": s, "head": s}, seconds, summed over calls
 
 A stage is a dotted sub-module name (``model.get_submodule(name)``); its time runs from its forward pre-hook to
-its forward hook, so it includes everything its ``forward`` calls (a stage nested in another is counted in both).
+its forward hook, so it includes everything its ``forward`` calls (a stage nested in another is counted in both;
+:meth:`StageTimer.exclusive` subtracts the nested stages).
 With ``backward=True`` the forward hook also puts gradient hooks on the stage's output tensors that stamp when
 their gradient arrives; :meth:`StageTimer.timed_backward` runs ``loss.backward()`` and splits its time by stage:
 autograd runs the stages in reverse, so a stage's backward lasts from the arrival of its output's gradient to
@@ -51,6 +52,7 @@ class StageTimer:
     After (or inside) the ``with`` block: ``forward`` = {stage: seconds summed over calls} for the stages that
     ran, ``calls`` = {stage: number of calls}, ``order`` = stages in the order their forward first finished,
     ``grad_stamps`` = {stage: ``time.perf_counter()`` when a gradient first reached its outputs},
+    ``nested`` = {stage: seconds spent in other stages called inside its forward},
     ``backward`` = {stage: seconds} filled by :meth:`timed_backward`.
     """
 
@@ -73,7 +75,9 @@ class StageTimer:
         self.calls: Dict[str, int] = {}
         self.order: List[str] = []
         self.grad_stamps: Dict[str, float] = {}
+        self.nested: Dict[str, float] = {}
         self._starts: Dict[str, List[float]] = {}
+        self._active: List[str] = []  # stages whose forward is running, outermost first
         self._handles: List[Any] = []
 
     def _now(self) -> float:
@@ -84,6 +88,7 @@ class StageTimer:
     # ------------------------------------------------------------------------------------------ hooks
     def _pre_hook(self, name: str) -> Callable:
         def hook(module: torch.nn.Module, args: Any) -> None:
+            self._active.append(name)
             self._starts[name].append(self._now())
         return hook
 
@@ -92,8 +97,14 @@ class StageTimer:
             end = self._now()
             if not self._starts[name]:  # the pre-hook did not run (hooks added during this call)
                 return
-            self.forward[name] = self.forward.get(name, 0.0) + end - self._starts[name].pop()
+            elapsed = end - self._starts[name].pop()
+            self.forward[name] = self.forward.get(name, 0.0) + elapsed
             self.calls[name] = self.calls.get(name, 0) + 1
+            if name in self._active:  # innermost call of this stage
+                del self._active[len(self._active) - 1 - self._active[::-1].index(name)]
+            parent = self._active[-1] if self._active else None
+            if parent is not None and parent != name:  # (a stage calling itself already holds the inner time)
+                self.nested[parent] = self.nested.get(parent, 0.0) + elapsed
             if name not in self.order:
                 self.order.append(name)
             if self.track_backward and torch.is_grad_enabled():
@@ -112,6 +123,7 @@ class StageTimer:
         if self._handles:
             raise RuntimeError("StageTimer: already entered (use one timer per with-block)")
         self._starts = {name: [] for name in self.modules}
+        self._active = []
         try:
             for name, mod in self.modules.items():
                 self._handles.append(mod.register_forward_pre_hook(self._pre_hook(name)))
@@ -128,6 +140,10 @@ class StageTimer:
         for h in self._handles:
             h.remove()
         self._handles = []
+
+    def exclusive(self) -> Dict[str, float]:
+        """{stage: forward seconds minus the time of the stages nested in it} (no double counting when summed)."""
+        return {name: t - self.nested.get(name, 0.0) for name, t in self.forward.items()}
 
     # --------------------------------------------------------------------------------------- backward
     def timed_backward(self, loss: torch.Tensor, **kwargs: Any) -> float:

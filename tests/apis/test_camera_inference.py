@@ -89,6 +89,10 @@ def test_camera_frame_matches_the_dataset_sample(cam_setup, tmp_path):
     res = inf.predict(images=images, calib=calib)
     ref = inf.predict_split("test", max_samples=1, progress=False).results[0]
     assert len(res.boxes) > 0 and res.num_points == 0 and res.source == calib
+    stages = inf.model.stage_names()  # image and BEV stages, timed by forward hooks as for lidar models
+    assert {k for k in res.timings if k.startswith("forward.")} == {f"forward.{s}" for s in stages
+                                                                   if s not in ("data_preprocessor", "head.decoder")} | {"forward.other"}
+    assert "forward.img_backbone" in res.timings and res.timings["decode"] > 0
     torch.testing.assert_close(res.boxes.tensor, ref.boxes.tensor, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(res.scores, ref.scores, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(res.labels, ref.labels)

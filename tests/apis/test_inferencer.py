@@ -196,3 +196,28 @@ def test_staged_timing_path_equals_model_test_step(inferencer, single_sweep):
     _same(res, ref)
     assert res.timings["forward"] == pytest.approx(sum(v for k, v in res.timings.items()
                                                        if k.startswith("forward.")))
+    # one entry per stage sub-module (timed by forward hooks), the data preprocessor in preprocess, the
+    # decoder in decode
+    stages = inferencer.model.stage_names()
+    assert stages[0] == "data_preprocessor" and stages[-1] == "head.decoder"
+    assert {k for k in res.timings if k.startswith("forward.")} == {f"forward.{s}" for s in stages[1:-1]} | {
+        "forward.other"}
+    assert all(res.timings[f"forward.{s}"] > 0 for s in stages[1:-1]) and res.timings["decode"] > 0
+    assert res.timings["total"] == pytest.approx(sum(res.timings[k] for k in ("load", "preprocess", "forward",
+                                                                               "decode")))
+
+
+def test_inferencer_honours_test_flip(inferencer, tiny_checkpoint, tiny_cfg_options, single_sweep):
+    """``cfg_options model.test_flip=True``: the Inferencer returns the model's own flipped predictions."""
+    src = single_sweep[0].results[0].source
+    flip = Inferencer(DEMO_CFG, str(tiny_checkpoint), cfg_options=dict(tiny_cfg_options, **{"model.test_flip": True}))
+    assert flip.model.test_flip and not inferencer.model.test_flip
+    for (name, a), b in zip(flip.model.state_dict().items(), inferencer.model.state_dict().values()):
+        assert torch.equal(a, b), name  # the same weights: only test_flip differs
+    packed = flip._pack(flip.read_file(src), src)
+    with torch.no_grad():
+        pred = flip.model.test_step([packed])[0].pred_instances_3d  # the model's own flip TTA
+    ref = DetectionResult(pred.bboxes_3d, pred.labels_3d.numpy(), pred.scores_3d.numpy(), flip.classes)
+    flipped, plain = flip.predict(src), inferencer.predict(src)
+    _same(flipped, ref)
+    assert len(flipped) != len(plain) or not np.allclose(_rows(flipped), _rows(plain), atol=1e-4)

@@ -14,21 +14,17 @@ TINY_RANGE = [-25.6, -25.6, -5.0, 25.6, 25.6, 3.0]
 
 def tiny_model_options(voxel: float = 0.8) -> dict:
     """--cfg-options shrinking the FlatFormer demo model: 51.2 m x 51.2 m range, 0.8 m pillars (64 x 64 grid,
-    32 x 32 heatmap), 16 channels."""
+    32 x 32 heatmap), 16 channels. The geometry is set once, on the detector."""
     vs, pcr = f"[{voxel},{voxel},8.0]", str(TINY_RANGE).replace(" ", "")
-    n = int(round((TINY_RANGE[3] - TINY_RANGE[0]) / voxel))
     return {
-        "model.voxel_encoder.feat_channels": "[8,16]", "model.voxel_encoder.voxel_size": vs,
-        "model.voxel_encoder.point_cloud_range": pcr,
+        "model.point_cloud_range": pcr, "model.voxel_size": vs, "model.voxel_encoder.feat_channels": "[8,16]",
         "model.sparse_backbone.in_channels": 16, "model.sparse_backbone.embed_dim": 16,
-        "model.sparse_backbone.num_heads": 2, "model.sparse_backbone.sparse_shape": f"[{n},{n}]",
-        "model.sparse_backbone.window_shape": "[4,4]", "model.sparse_backbone.group_size": 16,
-        "model.bev_scatter.in_channels": 16, "model.bev_scatter.voxel_size": vs, "model.bev_scatter.point_cloud_range": pcr,
+        "model.sparse_backbone.num_heads": 2, "model.sparse_backbone.window_shape": "[4,4]",
+        "model.sparse_backbone.group_size": 16, "model.bev_scatter.in_channels": 16,
         "model.backbone.in_channels": 16, "model.backbone.out_channels": "[16,16]", "model.backbone.layer_nums": "[1,1]",
         "model.backbone.layer_strides": "[2,2]",
         "model.neck.in_channels": "[16,16]", "model.neck.out_channels": "[16,16]", "model.neck.upsample_strides": "[1,2]",
         "model.head.in_channels": 32, "model.head.share_conv_channel": 16, "model.head.head_conv": 16,
-        "model.head.bbox_coder.voxel_size": vs, "model.head.bbox_coder.point_cloud_range": pcr,
     }
 
 

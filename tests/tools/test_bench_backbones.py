@@ -1,4 +1,5 @@
-"""``tools/benchmark.py backbones`` on a tiny frame (smoke: structure of the report, no timing assertions)."""
+"""``tools/benchmark.py backbones`` (benchmarks/bm_backbones.py, bm_scatter_attention.py) on a tiny frame (smoke:
+structure of the report, no timing assertions)."""
 from __future__ import annotations
 
 import importlib.util
@@ -7,15 +8,13 @@ from pathlib import Path
 
 import torch
 
-from perception3d.utils import bench_backbones as bb
-
 REPO = Path(__file__).resolve().parents[2]
 
 _RANGE = "[-12.8, -12.8, -5.0, 12.8, 12.8, 3.0]"  # 0.2 m voxels: 128 x 128 x 32
 _CONFIGS = {
     "spconv": f"""_base_ = ["{REPO}/configs/centerpoint/centerpoint_spconv_demo_synthetic.py"]
-model = dict(voxel_encoder=dict(point_cloud_range={_RANGE}, feat_channels=[8, 8]),
-             sparse_backbone=dict(in_channels=8, sparse_shape=[33, 128, 128], base_channels=8, output_channels=16,
+model = dict(point_cloud_range={_RANGE}, voxel_encoder=dict(feat_channels=[8, 8]),
+             sparse_backbone=dict(in_channels=8, base_channels=8, output_channels=16,
                                   encoder_channels=[[8], [8, 8, 8], [16, 16, 16], [16, 16, 16]]))
 """,
     "scatterformer": f"""_base_ = ["{REPO}/configs/scatterformer/scatterformer_demo_synthetic.py"]
@@ -34,17 +33,22 @@ def _load_benchmark_tool():
     return mod
 
 
+tool = _load_benchmark_tool()  # puts benchmarks/ on sys.path
+import bm_backbones as bb  # noqa: E402
+import bm_scatter_attention  # noqa: E402
+
+
 def test_backbones_cli_smoke(synthetic_nuscenes_root, tmp_path, capsys):
     paths = {}
     for name, text in _CONFIGS.items():
         paths[name] = tmp_path / f"{name}.py"
         paths[name].write_text(text)
     md, js = tmp_path / "bench.md", tmp_path / "r.json"
-    code = _load_benchmark_tool().main(
+    code = tool.main(
         ["backbones", "--data-root", str(synthetic_nuscenes_root), "--sweeps", "2", "--threads", "1",
          "--max-points", "2000", "--repeats", "1", "--warmup", "0", "--no-memory",
          "--backbones", "scatterformer", "dsvt", "padded", "spconv",
-         *[a for n, p in paths.items() for a in (f"--{n}-config", str(p))], "--out", str(md), "--json", str(js)])
+         *[a for n, p in paths.items() for a in ("--config", f"{n}={p}")], "--out", str(md), "--json", str(js)])
     assert code == 0, capsys.readouterr().err[-2000:]
     raw = json.loads(js.read_text())
     (run,) = raw["runs"]
@@ -64,10 +68,20 @@ def test_memory_child_measures_one_backbone(tmp_path):
     paths = {k: str(REPO / v) for k, v in bb.CONFIGS.items()}
     paths["scatterformer"] = str(cfg)
     data = tmp_path / "vox.pt"
-    torch.save(dict(feats=torch.randn(len(coords), 32), coords=coords), data)
+    torch.save(dict(feats=torch.randn(len(coords), 32), coords=coords, grid_shape=[2, 5, 6]), data)
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(dict(kind="memory", name="padded", data=str(data), threads=1, configs=paths,
                                     **{"pass": "fwd+bwd"})))
     assert bb._child_main(str(spec), str(tmp_path / "out.json")) == 0
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["peak_mib"] >= 0 and out["method"] in ("VmHWM", "ru_maxrss")
+
+
+def test_sla_vs_padded_on_synthetic_voxels():
+    coords = bm_scatter_attention.synthetic_voxels(300, grid=(40, 40), seed=1)
+    assert coords.shape == (300, 4) and len({tuple(c) for c in coords.tolist()}) == 300  # unique voxels
+    res = bm_scatter_attention.sla_vs_padded(coords, channels=8, heads=2, window=(6, 6), warmup=0, repeats=1,
+                                             memory=False)
+    assert res["num_voxels"] == 300 and res["head_dim"] == 4 and res["padded_slots"] >= 300
+    assert set(res["ms"]) == set(bm_scatter_attention.OP_METHODS)
+    assert all(t["fwd"] > 0 and t["fwd_bwd"] > 0 for t in res["ms"].values())

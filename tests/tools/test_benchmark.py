@@ -1,4 +1,4 @@
-"""tools/benchmark.py and perception3d.utils.benchmark on tiny shapes (no timing assertions)."""
+"""tools/benchmark.py and its detector case (benchmarks/bm_detector.py) on tiny shapes (no timing assertions)."""
 from __future__ import annotations
 
 import importlib.util
@@ -7,10 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from perception3d.utils.benchmark import (
-    STAGES, PeakMemory, StageRecorder, return_freed_memory_to_os, run_detector_stages, timed_backward,
-)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -22,27 +18,28 @@ def _load_benchmark_tool():
     return mod
 
 
-bench = _load_benchmark_tool()
+bench = _load_benchmark_tool()  # puts benchmarks/ on sys.path
+import _helpers  # noqa: E402
+import bm_detector  # noqa: E402
 
-# 25.6 m x 25.6 m range: 64 x 64 pillars (FlatFormer) / 33 x 128 x 128 voxels (spconv), narrow heads
+# 25.6 m x 25.6 m range: 64 x 64 pillars (FlatFormer) / 32 x 128 x 128 voxels (spconv), narrow heads
 _RANGE = "[-12.8, -12.8, -5.0, 12.8, 12.8, 3.0]"
 _TINY_FLATFORMER = f"""_base_ = ["{REPO}/configs/flatformer/flatformer_demo_synthetic.py"]
-pcr = {_RANGE}
-model = dict(voxel_encoder=dict(point_cloud_range=pcr, feat_channels=[8, 16]),
-             sparse_backbone=dict(in_channels=16, embed_dim=16, num_heads=2, sparse_shape=[64, 64], group_size=16),
-             bev_scatter=dict(in_channels=16, point_cloud_range=pcr),
+model = dict(point_cloud_range={_RANGE}, voxel_encoder=dict(feat_channels=[8, 16]),
+             sparse_backbone=dict(in_channels=16, embed_dim=16, num_heads=2, group_size=16),
+             bev_scatter=dict(in_channels=16),
              backbone=dict(in_channels=16, out_channels=[8, 16], layer_nums=[1, 1], layer_strides=[2, 2]),
              neck=dict(in_channels=[8, 16], out_channels=[8, 8], upsample_strides=[1, 2]),
-             head=dict(in_channels=16, share_conv_channel=8, head_conv=8, bbox_coder=dict(point_cloud_range=pcr)))
+             head=dict(in_channels=16, share_conv_channel=8, head_conv=8))
 """
 _TINY_SPCONV = f"""_base_ = ["{REPO}/configs/centerpoint/centerpoint_spconv_demo_synthetic.py"]
-pcr = {_RANGE}
-model = dict(voxel_encoder=dict(point_cloud_range=pcr, feat_channels=[8, 8]),
-             sparse_backbone=dict(in_channels=8, sparse_shape=[33, 128, 128], base_channels=8, output_channels=16,
+model = dict(point_cloud_range={_RANGE}, voxel_encoder=dict(feat_channels=[8, 8]),
+             sparse_backbone=dict(in_channels=8, base_channels=8, output_channels=16,
                                   encoder_channels=[[8], [8, 8, 8], [16, 16, 16], [16, 16, 16]]),
+             bev_scatter=dict(in_channels=16),
              backbone=dict(in_channels=16, out_channels=[8, 16], layer_nums=[1, 1]),
              neck=dict(in_channels=[8, 16], out_channels=[8, 8]),
-             head=dict(in_channels=16, share_conv_channel=8, head_conv=8, bbox_coder=dict(point_cloud_range=pcr)))
+             head=dict(in_channels=16, share_conv_channel=8, head_conv=8))
 """
 
 
@@ -94,8 +91,8 @@ def _gt():
 
 
 def test_peak_memory_sees_a_known_allocation():
-    return_freed_memory_to_os()
-    probe = PeakMemory()
+    _helpers.return_freed_memory_to_os()
+    probe = _helpers.PeakMemory()
     probe.start()
     with probe.span() as m:
         x = torch.ones(25_000_000)  # 95.4 MiB, touched
@@ -107,43 +104,58 @@ def test_peak_memory_sees_a_known_allocation():
         del y
     if probe.method == "VmHWM":  # the high-water mark was reset: the earlier 95 MiB is not seen again
         assert small["peak_mib"] < 20
+    assert probe.peak_mib() >= m["peak_mib"] - 1  # ... but the run's peak keeps it
+
+
+def _boxes(samples):
+    return [(s.pred_instances_3d.bboxes_3d.tensor, s.pred_instances_3d.scores_3d, s.pred_instances_3d.labels_3d)
+            for s in samples]
 
 
 @pytest.mark.parametrize("which", [0, 1])
-def test_stagewise_forward_equals_model_forward(tiny_configs, which, one_thread):
+def test_timed_predict_pass_is_the_models_own_predict(tiny_configs, which, one_thread):
     model = _build(tiny_configs[which]).eval()
-    pts = [_cloud()]
-    rec = StageRecorder()
+    batch = bm_detector.make_batch([_cloud()])
+    out = bm_detector.run_pass(model, batch, train=False)
     with torch.inference_mode():
-        out = run_detector_stages(model, pts, rec)
-        ref = model(dict(points=pts), mode="tensor")
-    assert set(rec.forward) == set(STAGES) and all(v >= 0 for v in rec.forward.values())
-    assert out["num_voxels"] > 0
+        ref = model.test_step(batch)
     tol = 0.0 if which == 0 else 1e-6  # spconv's CPU conv is not bitwise reproducible even on 1 thread (~1e-10)
-    for task_out, task_ref in zip(out["preds"], ref):
-        for k in task_ref:
-            torch.testing.assert_close(task_out[k], task_ref[k], rtol=tol, atol=tol)
-    assert len(out["results"]) == 1 and hasattr(out["results"][0], "bboxes_3d")
+    for got, want in zip(_boxes(out["outputs"]), _boxes(ref)):
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, rtol=tol, atol=tol)
+    assert len(ref[0].pred_instances_3d) > 0 and out["num_voxels"] > 0
+    fwd = out["forward"]
+    assert set(fwd) == set(bm_detector.STAGES) and out["backward"] == {}
+    assert all(v > 0 for v in fwd.values()), fwd  # every column measured, head not double-counting decode
+    assert sum(fwd.values()) <= out["total"]
 
 
 @pytest.mark.parametrize("which", [0, 1])
-def test_timed_backward_gives_the_plain_gradients(tiny_configs, which, one_thread):
+def test_timed_training_pass_gives_the_plain_losses_and_gradients(tiny_configs, which, one_thread):
     model = _build(tiny_configs[which]).train()
-    pts, gts = [_cloud()], _gt()
-    loss = sum(model.head.loss(model.extract_feat(pts), gts).values())
-    loss.backward()
+    batch = bm_detector.make_batch([_cloud()], _gt())
+    data = model.data_preprocessor(batch, True)
+    losses = model.loss(data["inputs"], data["data_samples"])
+    sum(losses.values()).backward()
     ref = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    model.zero_grad(set_to_none=True)
-    rec = StageRecorder()
-    out = run_detector_stages(model, pts, rec, gts=gts)
-    torch.testing.assert_close(out["loss"], loss, rtol=1e-6, atol=1e-6)
-    timed_backward(out["loss"], out["boundaries"], rec)
+    out = bm_detector.run_pass(model, batch, train=True)  # zeroes the gradients first
+    assert out["outputs"] == pytest.approx({k: float(v) for k, v in losses.items()}, rel=1e-6)
     got = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
     assert got.keys() == ref.keys() and len(ref) > 0
     for n in ref:
         torch.testing.assert_close(got[n], ref[n], rtol=1e-5, atol=1e-6)
-    assert set(rec.backward) == {"head", "bev", "backbone", "encoder"}
-    assert all(v >= 0 for v in rec.backward.values())
+    cols = set(bm_detector.STAGES) - {"decode"}
+    assert set(out["forward"]) == cols and set(out["backward"]) == cols
+    assert out["backward"]["voxelize"] == 0.0  # voxelization has no backward
+    assert all(out["backward"][c] > 0 for c in cols - {"voxelize"}), out["backward"]
+
+
+def test_memory_pass_probes_every_stage(tiny_configs, one_thread):
+    model = _build(tiny_configs[0])
+    res = bm_detector.measure_detector(model, [_cloud()], train=True, warmup=0, repeats=1, gts=_gt())
+    assert set(res["stage_peak_mib"]) == set(model.stage_names()) - {"head.decoder"} | {"backward"}
+    assert res["peak_mib"] >= max(res["stage_peak_mib"].values()) - 1
+    assert set(res["stages_ms"]) == set(bm_detector.STAGES) - {"decode"}
 
 
 def test_update_doc_section_replaces_only_its_block(tmp_path):
@@ -164,7 +176,7 @@ def test_detector_cli_smoke(tiny_configs, synthetic_nuscenes_root, tmp_path, cap
     md, js = tmp_path / "bench.md", tmp_path / "r.json"
     code = bench.main(["detector", "--data-root", str(synthetic_nuscenes_root), "--sweeps", "2", "--threads", "1",
                        "--max-points", "3000", "--repeats", "1", "--warmup", "0", "--in-process",
-                       "--flatformer-config", tiny_configs[0], "--spconv-config", tiny_configs[1],
+                       "--config", f"flatformer={tiny_configs[0]}", "--config", f"spconv={tiny_configs[1]}",
                        "--out", str(md), "--json", str(js)])
     assert code == 0, capsys.readouterr().err[-2000:]
     raw = json.loads(js.read_text())
@@ -181,3 +193,45 @@ def test_detector_cli_smoke(tiny_configs, synthetic_nuscenes_root, tmp_path, cap
     assert "<!-- benchmark:detector:begin -->" in text and "| model | sweeps |" in text
     assert text.count("FlatFormer / spconv =") == 1 and "failed" not in text
     assert text.count("x spconv float32") == 1  # the bf16 line
+
+
+def test_detector_case_in_a_fresh_interpreter_from_outside_the_repo(tiny_configs, synthetic_nuscenes_root,
+                                                                     tmp_path, monkeypatch, capsys):
+    """The default mode: each case runs benchmarks/bm_detector.py as a script (its own imports, no checkout on
+    the path but benchmarks/)."""
+    monkeypatch.chdir(tmp_path)
+    js = tmp_path / "r.json"
+    code = bench.main(["detector", "--data-root", str(synthetic_nuscenes_root), "--sweeps", "1", "--threads", "1",
+                       "--max-points", "2000", "--repeats", "1", "--warmup", "0", "--models", "flatformer",
+                       "--passes", "fwd", "--no-memory", "--config", f"flatformer={tiny_configs[0]}",
+                       "--json", str(js)])
+    assert code == 0, capsys.readouterr().err[-2000:]
+    (item,) = json.loads(js.read_text())["results"]
+    assert "error" not in item["result"] and item["result"]["num_voxels"] > 0
+    assert set(item["result"]["stages_ms"]) == set(bm_detector.STAGES)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--config", "nope=x.py"], "--config nope=x.py: unknown model 'nope' for 'detector' (expected one of flatformer, spconv)"),
+    (["--config", "spconv"], "--config takes NAME=PATH, got 'spconv'"),
+    (["--config", "spconv=no/such.py"], "--config spconv=no/such.py: file not found"),
+    (["--sweeps", "0"], "--sweeps values must be >= 1"),
+    (["--repeats", "0"], "--repeats must be >= 1"),
+])
+def test_user_mistakes_are_one_line_and_exit_2(argv, message, capsys):
+    assert bench.main(["detector", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("benchmark.py: error: ") and message in err, err
+
+
+def test_relative_configs_resolve_against_the_cwd_then_the_checkout(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rel = "configs/flatformer/flatformer_demo_synthetic.py"
+    assert bench.resolve_config("flatformer", rel) == str(REPO / rel)  # not in the cwd: the checkout's
+    (tmp_path / "configs/flatformer").mkdir(parents=True)
+    (tmp_path / rel).write_text("model = dict()\n")
+    assert bench.resolve_config("flatformer", rel) == str(tmp_path / rel)  # the cwd's comes first
+    assert bench.resolve_config("flatformer", str(tmp_path / rel)) == str(tmp_path / rel)
+    args = bench.build_parser().parse_args(["backbones", "--config", f"dsvt={tmp_path / rel}"])
+    configs = bench.resolve_configs(args)
+    assert configs["dsvt"] == str(tmp_path / rel) and configs["spconv"] == str(REPO / bm_detector.CONFIGS["spconv"])

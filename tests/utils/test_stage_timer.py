@@ -59,6 +59,10 @@ def test_forward_times_recorded_for_each_named_stage():
     assert timer.order == ["a", "b.lin", "b", "c"]  # by end of forward: the nested stage ends first
     assert timer.forward["b"] >= 0.03  # includes the sleeping sub-module
     assert timer.forward["b"] >= timer.forward["b.lin"]
+    assert timer.nested == {"b": timer.forward["b.lin"]}  # b.lin ran inside b
+    excl = timer.exclusive()
+    assert excl["b"] == pytest.approx(timer.forward["b"] - timer.forward["b.lin"]) and excl["a"] == timer.forward["a"]
+    assert excl["b"] >= 0.03
     assert all(v >= 0 for v in timer.forward.values())
     assert timer.grad_stamps == {} and timer.backward == {}
 

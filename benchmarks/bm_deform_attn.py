@@ -6,9 +6,9 @@ the same machine load. Methods (all pure PyTorch on the CPU):
     dfa3d          ``ops.deform_attn.dfa3d`` (reference path: depth scores fused into the corner weights,
                    one shared ``embedding_bag`` value gather, chunked over queries)
     materialised   per level V = depth ⊗ feature as (B*M, Ch, N_d, H, W), then trilinear 5D ``grid_sample``
-                   (the paper's explicit formulation; the test oracle)
+                   (the paper's explicit formulation; the test oracle of tests/ops/_deform_attn_oracles.py)
     2d             ``ops.deform_attn.ms_deform_attn`` (same gather path, no depth)
-    2d grid_sample mmcv's PyTorch fallback: per level 4D ``grid_sample`` (for reference)
+    2d grid_sample mmcv's PyTorch fallback: per level 4D ``grid_sample`` (the 2D test oracle; for reference)
 
 Shapes default to BEVFormer-like, scaled to this CPU: 6 cameras folded into the batch, a 1/4-resolution
 225x400 image with feature levels at strides 8..64, 8 heads x 32 channels, P points per level, N_d depth bins,
@@ -21,10 +21,12 @@ import math
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Tuple
 
 import torch
-import torch.nn.functional as F
+
+from _helpers import PeakMemory, load_test_module, return_freed_memory_to_os
 
 SECTION = "deform_attn"
 METHODS = ("dfa3d", "materialised", "2d", "2d grid_sample")
@@ -49,45 +51,19 @@ def build_inputs(args: argparse.Namespace) -> Dict[str, Any]:
                 spatial_shapes=torch.tensor(shapes), starts=torch.tensor(starts), S=acc)
 
 
-def materialised(value, depth, shapes, starts, loc, attn):
-    """Explicit DFA3D: depth ⊗ feature volume per level + trilinear 5D grid_sample."""
-    B, _, M, ch = value.shape
-    Q, P = loc.shape[1], loc.shape[4]
-    nd = depth.shape[-1]
-    out = 0
-    for lvl, ((h, w), s0) in enumerate(zip(shapes, starts.tolist())):
-        feat = value[:, s0:s0 + h * w].permute(0, 2, 3, 1).reshape(B, M, ch, 1, h, w)
-        dep = depth[:, s0:s0 + h * w].permute(0, 2, 1).reshape(B, 1, 1, nd, h, w)
-        vol = (feat * dep).reshape(B * M, ch, nd, h, w)
-        grid = loc[:, :, :, lvl].permute(0, 2, 1, 3, 4).reshape(B * M, Q, P, 1, 3) * 2 - 1
-        samp = F.grid_sample(vol, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[..., 0]
-        out = out + (samp * attn[:, :, :, lvl].permute(0, 2, 1, 3).reshape(B * M, 1, Q, P)).sum(-1)
-    return out.view(B, M, ch, Q).permute(0, 3, 1, 2).reshape(B, Q, M * ch)
-
-
-def grid_sample_2d(value, shapes, starts, loc, attn):
-    """mmcv's PyTorch fallback of 2D multi-scale deformable attention (per level 4D grid_sample)."""
-    B, _, M, ch = value.shape
-    Q, P = loc.shape[1], loc.shape[4]
-    out = 0
-    for lvl, ((h, w), s0) in enumerate(zip(shapes, starts.tolist())):
-        feat = value[:, s0:s0 + h * w].permute(0, 2, 3, 1).reshape(B * M, ch, h, w)
-        grid = loc[:, :, :, lvl].permute(0, 2, 1, 3, 4).reshape(B * M, Q, P, 2) * 2 - 1
-        samp = F.grid_sample(feat, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        out = out + (samp * attn[:, :, :, lvl].permute(0, 2, 1, 3).reshape(B * M, 1, Q, P)).sum(-1)
-    return out.view(B, M, ch, Q).permute(0, 3, 1, 2).reshape(B, Q, M * ch)
-
-
 def method_fns(x: Dict[str, Any]) -> Dict[str, Tuple[Callable, Tuple[str, ...]]]:
     """name -> (fn(*tensors), names of the input tensors it takes, in order)."""
     from perception3d.ops.deform_attn import dfa3d, ms_deform_attn
 
+    oracles = load_test_module("ops/_deform_attn_oracles.py")
     ss, st, shapes = x["spatial_shapes"], x["starts"], x["shapes"]
     return {
         "dfa3d": (lambda v, d, l, a: dfa3d(v, d, ss, st, l, a, impl="reference"), ("value", "depth", "loc", "attn")),
-        "materialised": (lambda v, d, l, a: materialised(v, d, shapes, st, l, a), ("value", "depth", "loc", "attn")),
+        "materialised": (lambda v, d, l, a: oracles.dfa3d_grid_sample(v, d, shapes, st, l, a),
+                         ("value", "depth", "loc", "attn")),
         "2d": (lambda v, l, a: ms_deform_attn(v, ss, st, l, a, impl="reference"), ("value", "loc2", "attn")),
-        "2d grid_sample": (lambda v, l, a: grid_sample_2d(v, shapes, st, l, a), ("value", "loc2", "attn")),
+        "2d grid_sample": (lambda v, l, a: oracles.ms_deform_attn_grid_sample(v, shapes, st, l, a),
+                           ("value", "loc2", "attn")),
     }
 
 
@@ -111,7 +87,7 @@ def _memory_subprocess(args: argparse.Namespace, method: str, backward: bool) ->
 
     spec = dict({k: getattr(args, k) for k in _ARG_FIELDS}, method=method, backward=backward)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    proc = subprocess.run([sys.executable, "-m", "perception3d.utils.bench_deform_attn", json.dumps(spec)],
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), json.dumps(spec)],
                           env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-3000:])
@@ -122,8 +98,6 @@ def _memory_subprocess(args: argparse.Namespace, method: str, backward: bool) ->
 def _memory_main(spec_json: str) -> None:
     """Child: build the inputs, make glibc return freed memory, run one warm-up pass, print the measured peak."""
     import json
-
-    from perception3d.utils.benchmark import PeakMemory, return_freed_memory_to_os
 
     spec = json.loads(spec_json)
     args = argparse.Namespace(**spec)
@@ -142,8 +116,6 @@ def _memory_main(spec_json: str) -> None:
 
 def run_benchmark(args: argparse.Namespace) -> Dict[str, Any]:
     """Time (median ms) and peak memory (MiB above the inputs) of every method, fwd and fwd+bwd."""
-    from perception3d.utils.benchmark import PeakMemory
-
     torch.set_num_threads(args.threads)
     x = build_inputs(args)
     x["loc2"] = x["loc"][..., :2].contiguous()

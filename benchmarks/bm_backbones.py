@@ -9,12 +9,15 @@ comparison), and every backbone gets exactly those voxel features and coordinate
     dsvt           DSVT from the 3D-voxel DSVT config (rotated sets, hybrid windows, attention z pooling)
     padded         PaddedWindowAttention: SST-style padded softmax window attention with ScatterFormer's window
                    layout (window shape, shifts, blocks, width, heads)
-    spconv         the spconv SparseEncoder of the CenterPoint demo config (incl. its height compression)
+    spconv         the spconv SparseEncoder of the CenterPoint demo config (sparse voxels out; its height
+                   compression into the BEV map is the detector's BEVScatter, not timed here)
 
+Each call gets fresh :class:`SparseVoxels` (no window partition or rulebook cached by an earlier call).
 Backbones run interleaved in one process (forward under ``inference_mode`` in eval mode; forward + backward
-of ``out.square().mean()`` in train mode, gradients of the parameters and the input features), median over the
-repeats; then one peak-memory pass per backbone and pass (``PeakMemory``). The op-level comparison runs
-``ops/scatter_attention/benchmark.py::benchmark_sla_vs_padded`` on the frame's own voxels (same BEV window layout).
+of ``out.features.square().mean()`` in train mode, gradients of the parameters and the input features), median over the
+repeats; then one peak-memory pass per backbone and pass (``PeakMemory``) in a fresh interpreter (this file
+run as a script). The op-level comparison runs ``bm_scatter_attention.sla_vs_padded`` on the frame's own voxels
+(same BEV window layout). Config paths come from ``tools/benchmark.py`` (``--config NAME=PATH``).
 """
 from __future__ import annotations
 
@@ -23,10 +26,12 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
-from unittest import mock
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import torch
+
+from _helpers import PeakMemory, build_frame, return_freed_memory_to_os
+from bm_scatter_attention import OP_METHODS, op_peak, sla_vs_padded
 
 SECTION = "backbones"
 BACKBONES = ("flatformer", "scatterformer", "dsvt", "padded", "spconv")
@@ -35,39 +40,57 @@ CONFIGS = {"flatformer": "configs/flatformer/flatformer_demo_synthetic.py",
            "scatterformer": "configs/scatterformer/scatterformer_demo_synthetic.py",
            "dsvt": "configs/dsvt/dsvt_voxel_demo_synthetic.py",
            "spconv": "configs/centerpoint/centerpoint_spconv_demo_synthetic.py"}
-REPO = Path(__file__).resolve().parents[2]
 
 
 def build_backbones(cfg_paths: Dict[str, str], names: Tuple[str, ...]) -> Tuple[torch.nn.Module, Dict[str, Any],
                                                                                  Dict[str, Any]]:
-    """(voxel encoder of the spconv config, {name: backbone}, info) with every backbone sized for its voxels."""
+    """(the spconv detector, {name: backbone}, info): every backbone sized for the spconv config's voxels (its
+    channels and (nz, ny, nx) grid); the detector's data preprocessor and voxel encoder make the voxels."""
+    import inspect
+
     from mmengine.config import Config
 
     from perception3d import register_all_modules
-    from perception3d.ops.voxelize import grid_shape
     from perception3d.registry import MODELS
 
     register_all_modules()
     torch.manual_seed(0)
     sp = MODELS.build(Config.fromfile(cfg_paths["spconv"]).model)
-    enc = sp.voxel_encoder
-    nz, ny, nx = grid_shape(enc.point_cloud_range, enc.voxel_size)
+    channels, grid = sp.voxel_encoder.out_channels, list(sp.geometry["grid_shape"])
     need = set(names) | ({"scatterformer"} if "padded" in names else set())
     cfgs = {k: dict(Config.fromfile(cfg_paths[k]).model.sparse_backbone)
             for k in ("flatformer", "scatterformer", "dsvt") if k in need}
-    for c in cfgs.values():
-        c.update(in_channels=enc.out_channels, sparse_shape=[nx, ny, nz])
     if "padded" in names:
         s = cfgs["scatterformer"]
-        cfgs["padded"] = dict(type="PaddedWindowAttention", in_channels=enc.out_channels, embed_dim=s["embed_dim"],
-                              num_heads=s["num_heads"], num_blocks=s["num_blocks"], window_shape=s["window_shape"],
-                              sparse_shape=[nx, ny, nz])
+        cfgs["padded"] = dict(type="PaddedWindowAttention", embed_dim=s["embed_dim"], num_heads=s["num_heads"],
+                              num_blocks=s["num_blocks"], window_shape=s["window_shape"])
+    for c in cfgs.values():
+        c["in_channels"] = channels
+        if "grid_shape" in inspect.signature(MODELS.get(c["type"]).__init__).parameters:
+            c["grid_shape"] = grid
     nets: Dict[str, Any] = {}
     for name in names:
         nets[name] = sp.sparse_backbone if name == "spconv" else MODELS.build(cfgs[name])
-    info = dict(voxel_size=list(enc.voxel_size), grid=[nz, ny, nx], channels=enc.out_channels,
+    info = dict(voxel_size=list(sp.geometry["voxel_size"]), grid=grid, channels=channels,
                 layers={n: _describe(n, cfgs.get(n)) for n in names})
-    return enc, nets, info
+    return sp, nets, info
+
+
+def encode(model: torch.nn.Module, points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, Tuple[int, ...]]:
+    """(features, coords, grid_shape) of the voxels ``model``'s data preprocessor and voxel encoder make of
+    ``points`` (batch size 1)."""
+    model.eval()
+    with torch.inference_mode():
+        data = model.data_preprocessor(dict(inputs=dict(points=[points])), False)
+        sv = model.voxel_encoder(data["inputs"]["voxels"])
+    return sv.features.clone(), sv.coords.clone(), sv.grid_shape
+
+
+def _voxels(feats: torch.Tensor, coords: torch.Tensor, grid: Sequence[int]) -> Any:
+    """Fresh voxels for one call (no window partition or rulebook cached from an earlier call)."""
+    from perception3d.structures.voxels import SparseVoxels
+
+    return SparseVoxels(feats, coords, 1, tuple(grid))
 
 
 def _describe(name: str, cfg: Any) -> str:
@@ -87,28 +110,27 @@ def _describe(name: str, cfg: Any) -> str:
 
 
 def _loss(out: Any) -> torch.Tensor:
-    x = out[0] if isinstance(out, tuple) else out
-    return x.float().square().mean()
+    return out.features.float().square().mean()
 
 
-def measure_backbones(encoder: torch.nn.Module, nets: Dict[str, torch.nn.Module], points: torch.Tensor,
+def _run(net: torch.nn.Module, mode: str, feats: torch.Tensor, coords: torch.Tensor, grid: Sequence[int]) -> None:
+    if mode == "fwd":
+        net.eval()
+        with torch.inference_mode():
+            net(_voxels(feats, coords, grid))
+        return
+    net.train()
+    net.zero_grad(set_to_none=True)
+    _loss(net(_voxels(feats.detach().requires_grad_(True), coords, grid))).backward()
+
+
+def measure_backbones(model: torch.nn.Module, nets: Dict[str, torch.nn.Module], points: torch.Tensor,
                       passes: Tuple[str, ...], warmup: int, repeats: int, memory: bool) -> Dict[str, Any]:
-    """Median ms and peak MiB per (backbone, pass) on the encoder's voxels of ``points`` (batch size 1)."""
-    encoder.eval()
-    with torch.inference_mode():
-        feats, coords = encoder(points, torch.zeros(len(points), dtype=torch.long))
-    feats, coords = feats.clone(), coords.clone()
+    """Median ms and peak MiB per (backbone, pass) on ``model``'s voxels of ``points`` (batch size 1)."""
+    feats, coords, grid = encode(model, points)
 
     def run(net: torch.nn.Module, mode: str) -> None:
-        if mode == "fwd":
-            net.eval()
-            with torch.inference_mode():
-                net(feats, coords, 1)
-            return
-        net.train()
-        net.zero_grad(set_to_none=True)
-        x = feats.detach().requires_grad_(True)
-        _loss(net(x, coords, 1)).backward()
+        _run(net, mode, feats, coords, grid)
 
     times: Dict[str, Dict[str, List[float]]] = {n: {p: [] for p in passes} for n in nets}
     for i in range(warmup + repeats):
@@ -123,7 +145,7 @@ def measure_backbones(encoder: torch.nn.Module, nets: Dict[str, torch.nn.Module]
                                peak_mib={}, memory_method="none")
     if memory:
         out["memory_method"] = "VmHWM, fresh interpreter per backbone and pass"
-    out["feats"], out["coords"] = feats, coords
+    out["feats"], out["coords"], out["grid_shape"] = feats, coords, list(grid)
     return out
 
 
@@ -132,88 +154,29 @@ def _child_main(spec_path: str, out_path: str) -> int:
     layouts); ``op_memory`` = peak MiB of one op method and pass."""
     import json
 
-    from perception3d.utils.benchmark import PeakMemory, return_freed_memory_to_os
-
     with open(spec_path) as f:
         spec = json.load(f)
     torch.set_num_threads(int(spec["threads"]))
     data = torch.load(spec["data"])
-    feats, coords = data["feats"], data["coords"]
+    feats, coords, grid = data["feats"], data["coords"], data["grid_shape"]
     if spec["kind"] == "op":
-        res = sla_vs_padded_on(coords, spec["channels"], spec["heads"], tuple(spec["window"]), spec["repeats"], False)
+        res = sla_vs_padded(coords, spec["channels"], spec["heads"], tuple(spec["window"]), warmup=1,
+                            repeats=spec["repeats"], memory=False)
     elif spec["kind"] == "op_memory":
-        res = _op_peak(coords, spec["channels"], spec["heads"], tuple(spec["window"]), spec["method"], spec["pass"])
+        res = op_peak(coords, spec["channels"], spec["heads"], tuple(spec["window"]), spec["method"], spec["pass"])
     else:
         _, nets, _ = build_backbones(spec["configs"], (spec["name"],))
         net, mode = nets[spec["name"]], spec["pass"]
         return_freed_memory_to_os()
-
-        def run(f: torch.Tensor, c: torch.Tensor) -> None:
-            if mode == "fwd":
-                net.eval()
-                with torch.inference_mode():
-                    net(f, c, 1)
-            else:
-                net.train()
-                net.zero_grad(set_to_none=True)
-                _loss(net(f.detach().requires_grad_(True), c, 1)).backward()
-
-        run(feats[:64], coords[:64])  # library initialisation, no large buffers
+        _run(net, mode, feats[:64], coords[:64], grid)  # library initialisation, no large buffers
         net.zero_grad(set_to_none=True)
         probe = PeakMemory()
         with probe.span() as m:
-            run(feats, coords)
+            _run(net, mode, feats, coords, grid)
         res = dict(peak_mib=m["peak_mib"], method=probe.method)
     with open(out_path, "w") as f:
         json.dump(res, f)
     return 0
-
-
-#: op-level methods of ``benchmark_sla_vs_padded``: SLA, padded (SST layout), padded one chunk at a time
-OP_METHODS = ("sla", "padded", "padded-chunked")
-
-
-def _op_peak(coords: torch.Tensor, channels: int, heads: int, window: Tuple[int, int], method: str, mode: str
-             ) -> Dict[str, Any]:
-    """Peak MiB of one SLA or padded attention pass (as ``benchmark_sla_vs_padded`` runs it) from a fresh state.
-
-    ``benchmark_sla_vs_padded`` measures the methods in one process after its timing passes, where buffers
-    kept from earlier passes hide the later peaks; here each (method, pass) runs alone in a fresh interpreter,
-    after the same pass on the first 64 voxels (library initialisation: the first backward alone raises the
-    resident set by ~40 MiB, whatever the method), as the backbone memory children do.
-    """
-    from perception3d.ops.scatter_attention import bev_window_partition, scatter_linear_attention
-    from perception3d.ops.window_attention_padded import padded_window_attention
-    from perception3d.utils.benchmark import PeakMemory, return_freed_memory_to_os
-
-    return_freed_memory_to_os()
-    win = bev_window_partition(coords, window)
-    n, d = coords.shape[0], channels // heads
-    g = torch.Generator().manual_seed(0)
-    q, k, v, grad = (torch.randn(n, heads, d, generator=g) for _ in range(4))
-    if method not in OP_METHODS:
-        raise ValueError(f"bench_backbones: op method must be one of {OP_METHODS}, got {method!r}")
-
-    def fn(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, offsets: torch.Tensor, win_ids: torch.Tensor
-           ) -> torch.Tensor:
-        if method == "sla":
-            return scatter_linear_attention(a, b, c, offsets, win_ids=win_ids, impl="reference")
-        return padded_window_attention(a, b, c, offsets, layout="padded" if method == "padded" else "chunked")
-
-    def one(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, gr: torch.Tensor, w: Any) -> None:
-        if mode == "fwd":
-            with torch.inference_mode():
-                fn(a, b, c, w.offsets, w.win_ids)
-        else:
-            a, b, c = (t.detach().requires_grad_() for t in (a, b, c))
-            torch.autograd.grad(fn(a, b, c, w.offsets, w.win_ids), (a, b, c), gr)
-
-    small = bev_window_partition(coords[:64], window)
-    one(*(t[:64][small.perm] for t in (q, k, v, grad)), small)
-    probe = PeakMemory()
-    with probe.span() as m:
-        one(q, k, v, grad, win)
-    return dict(peak_mib=m["peak_mib"], method=probe.method)
 
 
 def run_in_child(spec: Dict[str, Any], workdir: str) -> Dict[str, Any]:
@@ -226,7 +189,7 @@ def run_in_child(spec: Dict[str, Any], workdir: str) -> Dict[str, Any]:
     with open(spec_path, "w") as f:
         json.dump(spec, f)
     env = dict(os.environ, OMP_NUM_THREADS=str(spec["threads"]), MKL_NUM_THREADS=str(spec["threads"]))
-    proc = subprocess.run([sys.executable, "-m", "perception3d.utils.bench_backbones", spec_path, out_path],
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), spec_path, out_path],
                           env=env, capture_output=True, text=True)
     if proc.returncode != 0 or not os.path.isfile(out_path):
         lines = (proc.stderr or "no output").strip().splitlines()
@@ -237,16 +200,6 @@ def run_in_child(spec: Dict[str, Any], workdir: str) -> Dict[str, Any]:
     return res
 
 
-def sla_vs_padded_on(coords: torch.Tensor, channels: int, heads: int, window: Tuple[int, int], repeats: int,
-                     memory: bool) -> Dict[str, Any]:
-    """``benchmark_sla_vs_padded`` on these voxels (its synthetic voxel generator is swapped for ``coords``)."""
-    from perception3d.ops.scatter_attention import benchmark as sla_bench
-
-    with mock.patch.object(sla_bench, "synthetic_voxels", lambda *a, **k: coords):
-        return sla_bench.benchmark_sla_vs_padded(num_voxels=int(coords.shape[0]), channels=channels, heads=heads,
-                                                 window=window, warmup=1, repeats=repeats, memory=memory)
-
-
 def run_benchmark(args: argparse.Namespace) -> Dict[str, Any]:
     """Build the frame and the backbones, measure every sweep count; returns the raw results."""
     import os
@@ -254,12 +207,10 @@ def run_benchmark(args: argparse.Namespace) -> Dict[str, Any]:
 
     import numpy as np
 
-    from perception3d.utils.benchmark import build_frame
-
     torch.set_num_threads(args.threads)
-    paths = {k: str(REPO / v) if not os.path.isabs(v) else v for k, v in args.configs.items()}
+    paths = dict(args.configs)  # absolute, resolved by tools/benchmark.py
     names = tuple(n for n in BACKBONES if n in args.backbones)
-    enc, nets, info = build_backbones(paths, names)
+    sp, nets, info = build_backbones(paths, names)
     with tempfile.TemporaryDirectory(prefix="p3d-bench-") as tmp:
         fpath = os.path.join(tmp, "frame.npz")
         frame = build_frame(fpath, args.sweeps, seed=args.seed, data_root=args.data_root, max_points=args.max_points)
@@ -271,10 +222,10 @@ def run_benchmark(args: argparse.Namespace) -> Dict[str, Any]:
         for s in args.sweeps:
             t0 = time.perf_counter()
             pts = points[s]
-            res = measure_backbones(enc, nets, pts, tuple(args.passes), args.warmup, args.repeats,
+            res = measure_backbones(sp, nets, pts, tuple(args.passes), args.warmup, args.repeats,
                                     not args.no_memory)
             data = os.path.join(tmp, "voxels.pt")
-            torch.save(dict(feats=res.pop("feats"), coords=res.pop("coords")), data)
+            torch.save(dict(feats=res.pop("feats"), coords=res.pop("coords"), grid_shape=res.pop("grid_shape")), data)
             base = dict(data=data, threads=args.threads, configs=paths)
             if not args.no_memory:
                 for name in nets:
@@ -291,7 +242,7 @@ def run_benchmark(args: argparse.Namespace) -> Dict[str, Any]:
                 if "error" in res["op"]:
                     print(f"benchmark backbones: op level failed: {res['op']['error']}", file=sys.stderr)
                     res.pop("op")
-                elif not args.no_memory:  # each (method, pass) in a fresh interpreter, see _op_peak
+                elif not args.no_memory:  # each (method, pass) in a fresh interpreter, see op_peak
                     res["op"]["peak_mib"] = {m: {} for m in OP_METHODS}
                     for m in OP_METHODS:
                         for mode, key in (("fwd", "fwd"), ("fwd+bwd", "fwd_bwd")):
@@ -360,7 +311,7 @@ def render_section(res: Dict[str, Any], args: argparse.Namespace, machine: Dict[
            "config's DynamicVFE), batch size 1, untrained weights (seed 0).",
            f"- Method: backbones interleaved in one process, median of {args.repeats} after {args.warmup} warm-up; "
            "`fwd` = eval mode under `inference_mode`; `fwd+bwd` = train mode, forward + backward of "
-           "`out.square().mean()` (parameter and input-feature gradients, no optimizer). Peak memory: each "
+           "`out.features.square().mean()` (parameter and input-feature gradients, no optimizer). Peak memory: each "
            "backbone and pass in a fresh interpreter (same voxels, after a 64-voxel initialisation pass), "
            "resident-set high-water mark above the RSS at the start of the pass, glibc mmap threshold 64 KiB "
            "(in one process, buffers kept by earlier passes hide later peaks). The op-level timing runs in its "
@@ -377,7 +328,7 @@ def render_section(res: Dict[str, Any], args: argparse.Namespace, machine: Dict[
             out.append("| " + " | ".join(cells) + " |")
     ops = [r for r in res["runs"] if r.get("op")]
     if ops:
-        out += ["", "Op level (`benchmark_sla_vs_padded` of ops/scatter_attention/benchmark.py on the frame's "
+        out += ["", "Op level (`sla_vs_padded` of benchmarks/bm_scatter_attention.py on the frame's "
                 "voxels): reference SLA (`scatter_linear_attention(impl='reference')`) vs padded softmax window "
                 "attention, same BEV windows (ScatterFormer's window, all z), same q, k, v; attention op only. "
                 "`padded` = the SST method as defined (q, k, v scattered into the zero-padded (windows, max len, "
@@ -405,7 +356,6 @@ def run(args: argparse.Namespace, machine_info: Callable[[int], Dict[str, Any]],
     import json
     import os
 
-    args.configs = dict(CONFIGS, **{k: getattr(args, f"{k}_config") for k in CONFIGS})
     t0 = time.time()
     machine = machine_info(args.threads)
     res = run_benchmark(args)
@@ -434,8 +384,6 @@ def add_parser(subparsers, machine_info: Callable, update_doc_section: Callable)
     p.add_argument("--repeats", type=int, default=3, help="timed passes (median reported)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
-    for name, path in CONFIGS.items():
-        p.add_argument(f"--{name}-config", default=path)
     p.add_argument("--data-root", default=None, help="use this nuScenes tree instead of a fresh synthetic one")
     p.add_argument("--max-points", type=int, default=None, help="random subset of the frame (smoke tests)")
     p.add_argument("--seed", type=int, default=0)
@@ -443,9 +391,9 @@ def add_parser(subparsers, machine_info: Callable, update_doc_section: Callable)
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory passes")
     p.add_argument("--out", default=None, help="markdown file whose 'backbones' section is replaced (atomic)")
     p.add_argument("--json", default=None, help="also write raw results as JSON")
-    p.set_defaults(func=lambda a: run(a, machine_info, update_doc_section))
+    p.set_defaults(func=lambda a: run(a, machine_info, update_doc_section), config_defaults=CONFIGS)
     return p
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # fresh-interpreter child of run_in_child
     sys.exit(_child_main(sys.argv[1], sys.argv[2]))
