@@ -91,13 +91,12 @@ def test_detector_with_test_flip_predicts_and_is_flip_invariant():
     torch.manual_seed(0)
     pcr, voxel = [-12.8, -12.8, -5.0, 12.8, 12.8, 3.0], [0.4, 0.4, 8.0]
     cfg = dict(
-        type="VoxelDetector", test_flip=True,
-        voxel_encoder=dict(type="DynamicPillarFeatureNet", in_channels=4, feat_channels=[16], voxel_size=voxel,
-                           point_cloud_range=pcr),
-        bev_scatter=dict(type="BEVScatter", in_channels=16, point_cloud_range=pcr, voxel_size=voxel),
+        type="VoxelDetector", test_flip=True, point_cloud_range=pcr, voxel_size=voxel,
+        voxel_encoder=dict(type="DynamicPillarFeatureNet", in_channels=4, feat_channels=[16]),
+        bev_scatter=dict(type="BEVScatter", in_channels=16),
         head=dict(type="CenterHead", in_channels=16, tasks=[dict(num_class=2, class_names=["car", "pedestrian"])],
                   class_names=["car", "pedestrian"], share_conv_channel=8, head_conv=8,
-                  bbox_coder=dict(point_cloud_range=pcr, voxel_size=voxel, out_size_factor=1),
+                  bbox_coder=dict(out_size_factor=1),
                   test_cfg=dict(score_threshold=0.0, pre_topk=20, nms_type="none", max_per_img=20,
                                 post_center_limit_range=[-20, -20, -10, 20, 20, 10])))
     from mmengine.registry import DefaultScope
@@ -106,8 +105,10 @@ def test_detector_with_test_flip_predicts_and_is_flip_invariant():
     g = torch.Generator().manual_seed(0)
     pts = torch.cat([torch.rand(400, 2, generator=g) * 24 - 12, torch.rand(400, 2, generator=g)], 1)
     with torch.no_grad():
-        a = model(dict(points=[pts]), mode="predict")[0].pred_instances_3d
-        b = model(dict(points=[flip_points(pts, "x")]), mode="predict")[0].pred_instances_3d
+        a = model(**model.data_preprocessor(dict(inputs=dict(points=[pts])), False),
+                  mode="predict")[0].pred_instances_3d
+        b = model(**model.data_preprocessor(dict(inputs=dict(points=[flip_points(pts, "x")])), False),
+                  mode="predict")[0].pred_instances_3d
     assert len(a.scores_3d) == 20
     torch.testing.assert_close(a.scores_3d, b.scores_3d, atol=1e-5, rtol=1e-4)
     ba, bb = a.bboxes_3d.tensor, mirror_boxes(b.bboxes_3d.tensor, "x")
@@ -119,5 +120,4 @@ def test_detector_with_test_flip_predicts_and_is_flip_invariant():
     dyaw = torch.remainder(ba[:, 6] - bb[j, 6] + math.pi, 2 * math.pi) - math.pi
     assert torch.all(dyaw.abs() < 1e-3)
     with pytest.raises(ValueError, match="symmetric"), DefaultScope.overwrite_default_scope("perception3d"):
-        MODELS.build({**cfg, "head": {**cfg["head"], "bbox_coder": dict(point_cloud_range=[0, -12.8, -5, 25.6, 12.8, 3],
-                                                                          voxel_size=voxel, out_size_factor=1)}})
+        MODELS.build({**cfg, "point_cloud_range": [0, -12.8, -5, 25.6, 12.8, 3]})
