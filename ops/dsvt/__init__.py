@@ -3,9 +3,9 @@
 Pure PyTorch only (the attention itself is ``scaled_dot_product_attention`` in the model); all outputs are
 computed under ``no_grad`` and depend only on the set of voxel coordinates, not on the input row order.
 
-    win_ids, coors_in_win = window_partition(coords, sparse_shape, window, shift)
+    win_ids, coors_in_win = window_partition(coords, grid_xyz, window, shift)
     sets = set_partition(win_ids, coors_in_win, window, set_size)       # DSVTSets, axis 0 = X, 1 = Y
-    sets, coors_in_win = dsvt_partition(coords, sparse_shape, window, shift, set_size)   # both at once
+    sets, coors_in_win = dsvt_partition(coords, grid_xyz, window, shift, set_size)   # both at once
 """
 from __future__ import annotations
 
@@ -26,30 +26,30 @@ def _triple(v: Sequence[int], field: str, fn: str, minimum: int) -> Tuple[int, i
     return check_ints(f"dsvt.{fn}", field, v, 3, minimum, "(x, y, z)")  # type: ignore[return-value]
 
 
-def _check_coords(coords: torch.Tensor, sparse_shape: Sequence[int], fn: str) -> None:
+def _check_coords(coords: torch.Tensor, grid_xyz: Sequence[int], fn: str) -> None:
     check_tensor(f"dsvt.{fn}", "coords", coords, ("N", 4), "int")
     if coords.shape[0]:
         lo, hi = coords.min(0).values.tolist(), coords.max(0).values.tolist()
-        nx, ny, nz = sparse_shape
+        nx, ny, nz = grid_xyz
         if min(lo) < 0 or hi[3] >= nx or hi[2] >= ny or hi[1] >= nz:
             raise ValueError(f"{error_prefix(f'dsvt.{fn}')}`coords` (b, z, y, x) range {lo}..{hi} outside "
-                             f"sparse_shape (nx, ny, nz)={tuple(sparse_shape)}")
+                             f"grid_xyz (nx, ny, nz)={tuple(grid_xyz)}")
 
 
-def window_partition(coords: torch.Tensor, sparse_shape: Sequence[int], window: Sequence[int],
+def window_partition(coords: torch.Tensor, grid_xyz: Sequence[int], window: Sequence[int],
                      shift: Sequence[int] = (0, 0, 0)) -> Tuple[torch.Tensor, torch.Tensor]:
     """Assign voxels to (shifted) 3D windows.
 
     Args:
         coords: (N, 4) int32/int64 voxel coordinates (b, z, y, x), 0 <= x < nx etc.
-        sparse_shape: (nx, ny, nz) voxel grid.
+        grid_xyz: (nx, ny, nz) voxel grid.
         window: (wx, wy, wz) window size in voxels (>= 1).
         shift: (sx, sy, sz) >= 0 added to the coordinates before cutting (windows move by -shift).
     Returns:
         win_ids (N,) int64 global window id (batch-major: windows never mix samples) and coors_in_win (N, 3)
         int64 in-window (z, y, x).
     """
-    shape = _triple(sparse_shape, "sparse_shape", "window_partition", 1)
+    shape = _triple(grid_xyz, "grid_xyz", "window_partition", 1)
     win = _triple(window, "window", "window_partition", 1)
     sh = _triple(shift, "shift", "window_partition", 0)
     _check_coords(coords, shape, "window_partition")
@@ -88,21 +88,21 @@ def set_partition(win_ids: torch.Tensor, coors_in_win: torch.Tensor, window: Seq
         return set_partition_reference(win_ids.to(torch.int64), coors_in_win, win, int(set_size))
 
 
-def dsvt_partition(coords: torch.Tensor, sparse_shape: Sequence[int], window: Sequence[int],
+def dsvt_partition(coords: torch.Tensor, grid_xyz: Sequence[int], window: Sequence[int],
                    shift: Sequence[int], set_size: int) -> Tuple[DSVTSets, torch.Tensor]:
     """``window_partition`` then ``set_partition``: returns (sets, coors_in_win (N, 3) int64 (z, y, x))."""
-    win_ids, coors_in_win = window_partition(coords, sparse_shape, window, shift)
+    win_ids, coors_in_win = window_partition(coords, grid_xyz, window, shift)
     return set_partition(win_ids, coors_in_win, window, set_size), coors_in_win
 
 
-def z_pool_index(coords: torch.Tensor, stride: int, sparse_shape: Sequence[int]
+def z_pool_index(coords: torch.Tensor, stride: int, grid_xyz: Sequence[int]
                  ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Parents of voxels pooled along z by ``stride`` (attention-style 3D pooling of DSVT).
 
     Returns (parent_coords (M, 4) int64 (b, z // stride, y, x) sorted by (b, z, y, x); pool_map (N,) int64 parent
-    row of each voxel; slot (N,) int64 = z % stride). ``sparse_shape`` = (nx, ny, nz) of the input grid.
+    row of each voxel; slot (N,) int64 = z % stride). ``grid_xyz`` = (nx, ny, nz) of the input grid.
     """
-    shape = _triple(sparse_shape, "sparse_shape", "z_pool_index", 1)
+    shape = _triple(grid_xyz, "grid_xyz", "z_pool_index", 1)
     if int(stride) < 1:
         raise ValueError(f"{error_prefix('dsvt.z_pool_index')}`stride` must be >= 1, got {stride}")
     _check_coords(coords, shape, "z_pool_index")

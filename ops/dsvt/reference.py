@@ -33,7 +33,7 @@ class DSVTSets(NamedTuple):
     window_counts: torch.Tensor
 
 
-def window_partition_reference(coords: torch.Tensor, sparse_shape: Sequence[int], window: Sequence[int],
+def window_partition_reference(coords: torch.Tensor, grid_xyz: Sequence[int], window: Sequence[int],
                                shift: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
     """coords (N, 4) (b, z, y, x) -> (win_ids (N,) int64, coors_in_win (N, 3) int64 (z, y, x)).
 
@@ -44,7 +44,7 @@ def window_partition_reference(coords: torch.Tensor, sparse_shape: Sequence[int]
     c = coords.to(torch.int64)
     b = c[:, 0]
     zyx = c[:, 1:]
-    n_zyx = torch.tensor([sparse_shape[2], sparse_shape[1], sparse_shape[0]], device=c.device)
+    n_zyx = torch.tensor([grid_xyz[2], grid_xyz[1], grid_xyz[0]], device=c.device)
     w_zyx = torch.tensor([window[2], window[1], window[0]], device=c.device)
     s_zyx = torch.tensor([shift[2], shift[1], shift[0]], device=c.device)
     shifted = zyx + s_zyx
@@ -116,7 +116,7 @@ def set_partition_reference(win_ids: torch.Tensor, coors_in_win: torch.Tensor, w
     return DSVTSets(torch.stack(inds), torch.stack(masks), torch.stack(firsts), set_window, counts)
 
 
-def z_pool_index_reference(coords: torch.Tensor, stride: int, sparse_shape: Sequence[int]
+def z_pool_index_reference(coords: torch.Tensor, stride: int, grid_xyz: Sequence[int]
                            ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Children -> parents for pooling along z by ``stride``.
 
@@ -124,8 +124,8 @@ def z_pool_index_reference(coords: torch.Tensor, stride: int, sparse_shape: Sequ
     parent row of each child, slot (N,) int64 = z % stride).
     """
     c = coords.to(torch.int64)
-    nx, ny = int(sparse_shape[0]), int(sparse_shape[1])
-    nz_out = (int(sparse_shape[2]) + stride - 1) // stride
+    nx, ny = int(grid_xyz[0]), int(grid_xyz[1])
+    nz_out = (int(grid_xyz[2]) + stride - 1) // stride
     b, z, y, x = c.unbind(1)
     key = ((b * nz_out + z // stride) * ny + y) * nx + x
     uniq, pool_map = torch.unique(key, sorted=True, return_inverse=True)

@@ -25,7 +25,7 @@ __all__ = [
 def flattened_window_mapping(
     coords: torch.Tensor,
     batch_size: int,
-    sparse_shape: Sequence[int],
+    grid_xyz: Sequence[int],
     window: Sequence[int],
     group_size: int,
 ) -> Dict[str, torch.Tensor]:
@@ -34,7 +34,7 @@ def flattened_window_mapping(
     Args:
         coords: (N, 4) int (b, z, y, x) voxel coordinates, 0 <= x < nx, 0 <= y < ny, 0 <= b < batch_size.
         batch_size: B.
-        sparse_shape: (nx, ny) BEV grid, or (nx, ny, nz); nz defaults to max z + 1 of ``coords``.
+        grid_xyz: (nx, ny) BEV grid, or (nx, ny, nz); nz defaults to max z + 1 of ``coords``.
         window: (wx, wy) window size in voxels.
         group_size: G tokens per attention group.
 
@@ -48,13 +48,13 @@ def flattened_window_mapping(
     op = "flat_window.flattened_window_mapping"
     prefix = error_prefix(op)
     check_tensor(op, "coords", coords, ("N", 4), "int")
-    if len(sparse_shape) not in (2, 3):
-        raise ValueError(f"{prefix}`sparse_shape` must be (nx, ny[, nz]), got {sparse_shape}")
-    nx, ny = check_ints(op, "sparse_shape", sparse_shape, len(sparse_shape), 1, "(nx, ny[, nz])")[:2]
+    if len(grid_xyz) not in (2, 3):
+        raise ValueError(f"{prefix}`grid_xyz` must be (nx, ny[, nz]), got {grid_xyz}")
+    nx, ny = check_ints(op, "grid_xyz", grid_xyz, len(grid_xyz), 1, "(nx, ny[, nz])")[:2]
     wx, wy = check_ints(op, "window", window, 2, 1, "(wx, wy)")
     if int(group_size) < 1 or int(batch_size) < 1:
         raise ValueError(f"{prefix}`group_size` and `batch_size` must be >= 1, got {group_size}, {batch_size}")
-    nz: Optional[int] = int(sparse_shape[2]) if len(sparse_shape) == 3 else None
+    nz: Optional[int] = int(grid_xyz[2]) if len(grid_xyz) == 3 else None
     if coords.shape[0]:
         lo = coords.min(dim=0).values.tolist()
         hi = coords.max(dim=0).values.tolist()

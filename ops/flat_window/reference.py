@@ -85,11 +85,11 @@ def group_mapping(counts: torch.Tensor, group_size: int) -> Dict[str, torch.Tens
 
 
 def flattened_window_mapping_reference(
-    coords: torch.Tensor, batch_size: int, sparse_shape: Sequence[int], window: Sequence[int], group_size: int,
+    coords: torch.Tensor, batch_size: int, grid_xyz: Sequence[int], window: Sequence[int], group_size: int,
     nz: Optional[int] = None,
 ) -> Dict[str, torch.Tensor]:
     """See :func:`perception3d.ops.flat_window.flattened_window_mapping` (inputs already validated)."""
-    nx, ny = int(sparse_shape[0]), int(sparse_shape[1])
+    nx, ny = int(grid_xyz[0]), int(grid_xyz[1])
     wx, wy = int(window[0]), int(window[1])
     with torch.no_grad():
         # the BEV part of the key in int32 when its bound allows it (exact either way)

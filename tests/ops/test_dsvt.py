@@ -140,7 +140,7 @@ def test_empty_input_and_errors():
     c = torch.tensor([[0, 0, 3, 3]], dtype=torch.int32)
     one, _ = dsvt_partition(c, (4, 4, 1), (2, 2, 1), (1, 1, 0), 3)
     assert one.inds.tolist() == [[[0, 0, 0]]] * 2 and one.dup_mask.tolist() == [[[False, True, True]]] * 2
-    with pytest.raises(ValueError, match="sparse_shape"):
+    with pytest.raises(ValueError, match="grid_xyz"):
         window_partition(c, (3, 3, 1), (2, 2, 1))
     with pytest.raises(ValueError, match="window"):
         window_partition(c, (4, 4, 1), (2, 0, 1))

@@ -20,7 +20,7 @@ from perception3d.ops.dsvt import z_pool_index
 class AttentionZPool(nn.Module):
     """Pool sparse voxels along z by ``stride`` with attention (see module docstring).
 
-    forward(x (N, C), coords (N, 4) int (b, z, y, x), sparse_shape (nx, ny, nz)) ->
+    forward(x (N, C), coords (N, 4) int (b, z, y, x), grid_xyz (nx, ny, nz)) ->
     (x_out (M, C), coords_out (M, 4) int32 (b, z // stride, y, x) sorted by (b, z, y, x)).
     """
 
@@ -36,9 +36,9 @@ class AttentionZPool(nn.Module):
         self.out_proj = nn.Linear(embed_dim, embed_dim)
         self.norm = nn.LayerNorm(embed_dim)
 
-    def forward(self, x: torch.Tensor, coords: torch.Tensor, sparse_shape: Sequence[int]
+    def forward(self, x: torch.Tensor, coords: torch.Tensor, grid_xyz: Sequence[int]
                 ) -> Tuple[torch.Tensor, torch.Tensor]:
-        parent, pool_map, slot = z_pool_index(coords, self.stride, sparse_shape)
+        parent, pool_map, slot = z_pool_index(coords, self.stride, grid_xyz)
         m, r, c = parent.shape[0], self.stride, x.shape[1]
         h, d = self.num_heads, c // self.num_heads
         dense = x.new_zeros(m, r, c).index_put((pool_map, slot), x)  # one child per (parent, slot)
