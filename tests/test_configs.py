@@ -51,9 +51,16 @@ def test_config_builds_model_and_schedule(path):
     assert lrs[-1] < max(lrs), f"{path}: the learning rate does not decay"
 
 
+def _bases(path: Path) -> set:
+    """Every file ``path`` inherits from, directly or through its bases."""
+    out = set()
+    for rel in Config._get_base_files(str(path)):
+        base = (path.parent / rel).resolve()
+        out |= {base} | _bases(base)
+    return out
+
+
 def test_every_base_file_is_used():
-    texts = "\n".join((REPO / p).read_text() for p in CONFIGS)
-    texts += "\n".join(p.read_text() for p in (REPO / "configs/_base_").rglob("*.py"))
-    for base in (REPO / "configs/_base_").rglob("*.py"):
-        rel = str(base.relative_to(REPO / "configs"))
-        assert rel in texts, f"configs/{rel} is used by no config"
+    used = set().union(*(_bases(REPO / p) for p in CONFIGS))
+    unused = [str(p.relative_to(REPO)) for p in (REPO / "configs/_base_").rglob("*.py") if p.resolve() not in used]
+    assert not unused, f"base files used by no config: {unused}"

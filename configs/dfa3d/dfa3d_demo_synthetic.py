@@ -1,5 +1,6 @@
 # Multi-camera BEV detector lifting image features with DFA3D (3D deformable attention on the depth-expanded
-# feature), sized for 2 CPU cores, on the synthetic world's 6 cameras (400 x 225, 1/4 of nuScenes).
+# feature), sized for 2 CPU cores, on the synthetic world's 6 cameras (400 x 225, 1/4 of nuScenes): the camera BEV
+# base shrunk to 64 x 64 BEV queries (1.6 m cells), C = 64, one encoder layer, one CenterPoint class group.
 # Variants: dfa2d_demo_synthetic.py (2D deformable attention, the paper's baseline) and
 # dfa3d_gtdepth_demo_synthetic.py (lidar ground-truth depth fed to DFA3D).
 # All three start from the image branch pretrained by img_pretrain_synthetic.py (train that first; README.md).
@@ -7,31 +8,20 @@ _base_ = [
     "../_base_/default_runtime.py",
     "../_base_/datasets/nuscenes_synthetic.py",
     "../_base_/schedules/adamw_cosine.py",
-    "../_base_/models/centerpoint_head_nus.py",
+    "../_base_/models/camera_bev_centerhead.py",
 ]
 
-point_cloud_range = [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]
-bev_size = 64                      # 64 x 64 BEV queries, 1.6 m cells
-voxel_size = [0.8, 0.8, 8.0]       # head cell = voxel_size * out_size_factor = 1.6 m (64 x 64 heatmap)
-out_size_factor = 2
-depth_bins = [2.0, 58.0, 0.5]      # (d_min, d_max, step) as BEVFormer-DFA3D: 112 bins
-depth_range = depth_bins[:2]       # lidar depths kept for supervision
+point_cloud_range = {{_base_.model.point_cloud_range}}
+depth_range = [2.0, 58.0]          # lidar depths kept for supervision: the depth bins' range
 embed_dim = 64
 img_scale = 1.0                    # the synthetic cameras are already 1/4 resolution (400 x 225)
-img_norm = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
 class_names = {{_base_.class_names}}
-attn_type = "dfa3d"
-depth_source = "pred"
 
 model = dict(
-    type="CameraDetector",
-    point_cloud_range=point_cloud_range,
-    voxel_size=voxel_size,
-    data_preprocessor=dict(type="Det3DDataPreprocessor", **img_norm),
-    img_backbone=dict(type="ResNet", widths=[16, 32, 64, 128], depths=[1, 1, 1, 1], out_indices=[1, 2, 3]),
-    img_neck=dict(type="ImageFPN", in_channels=[32, 64, 128], out_channels=embed_dim, num_outs=4),  # strides 8-64
-    depth_head=dict(type="DepthHead", in_channels=embed_dim, mid_channels=embed_dim, depth_bins=depth_bins,
-                    loss_weight=1.0),
+    voxel_size=[0.8, 0.8, 8.0],    # head cell = 0.8 m x out_size_factor 2 = 1.6 m = one BEV query (64 x 64)
+    img_backbone=dict(widths=[16, 32, 64, 128], depths=[1, 1, 1, 1]),
+    img_neck=dict(in_channels=[32, 64, 128], out_channels=embed_dim),
+    depth_head=dict(in_channels=embed_dim, mid_channels=embed_dim),
     # training-only perspective supervision (projected box centres on the stride-8 image features): the image
     # backbone is trained from scratch, and the BEV loss alone reaches it only through the sparse samples
     perspective_head=dict(type="PerspectiveCenterHead", in_channels=embed_dim, num_classes=10, mid_channels=embed_dim,
@@ -39,29 +29,21 @@ model = dict(
     # pillar anchors where the synthetic objects are (box bottoms -2.9..-0.7 m, car tops up to ~1 m in the lidar
     # frame; the default z range [-5, 3) puts 2 of 4 anchors under the ground / above the cars), and small initial
     # BEV queries so the map the BEV backbone sees is image-driven from the start, not a per-cell constant
-    bev_encoder=dict(type="BEVLiftingEncoder", bev_h=bev_size, bev_w=bev_size,
-                     embed_dims=embed_dim, num_layers=1, ffn_channels=2 * embed_dim, num_z_anchors=4, num_heads=4,
-                     num_levels=4, num_points=2, attn_type=attn_type, depth_bins=depth_bins,
+    bev_encoder=dict(bev_h=64, bev_w=64, embed_dims=embed_dim, num_layers=1, ffn_channels=2 * embed_dim, num_heads=4,
                      anchor_z_range=[-3.0, 1.0], query_init_std=0.02),
-    depth_source=depth_source,
     # ResNet, FPN, depth head and perspective head from the image-branch pretraining (the stand-in for BEVFormer's
     # ImageNet / FCOS3D weights); set image_init=None to train from scratch
     image_init=dict(checkpoint="work_dirs/img_pretrain_synthetic/epoch_20.pth"),
-    backbone=dict(type="SECOND", in_channels=embed_dim, out_channels=[64, 128], layer_nums=[2, 2],
-                  layer_strides=[1, 2], norm_momentum=0.1),
+    backbone=dict(in_channels=embed_dim, out_channels=[64, 128], layer_nums=[2, 2], norm_momentum=0.1),
     # BN momentum 0.1, not the lidar default 0.01: over a schedule of ~1000 iterations the running statistics of
     # 0.01 lag the drifting lifted BEV features and the eval-mode model loses what the train-mode model fits
-    neck=dict(type="SECONDFPN", in_channels=[64, 128], out_channels=[64, 64], upsample_strides=[1, 2],
-              norm_momentum=0.1),
+    neck=dict(in_channels=[64, 128], out_channels=[64, 64], norm_momentum=0.1),
     head=dict(
-        type="CenterHead", in_channels=128, common_heads={{_base_.common_heads}},
-        tasks=[dict(num_class=10, class_names=class_names)], share_conv_channel=64, head_conv=32,
-        bbox_coder=dict(out_size_factor=out_size_factor),
-        train_cfg=dict(max_objs=500, gaussian_overlap=0.1, min_radius=2,
-                       code_weights=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5]),
-        test_cfg=dict(post_center_limit_range=[-61.2, -61.2, -10.0, 61.2, 61.2, 10.0], score_threshold=0.1,
-                      pre_topk=500, nms_type="rotate", nms_thr=0.2, nms_class_aware=True, pre_max_size=1000,
-                      post_max_size=300, max_per_img=500),
+        in_channels=128, bbox_coder=dict(out_size_factor=2),
+        # one class group as the lidar demo (class-aware NMS, more boxes kept per group)
+        tasks=[dict(num_class=10, class_names=class_names)], head_conv=32,
+        train_cfg=dict(code_weights=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5]),
+        test_cfg=dict(nms_class_aware=True, post_max_size=300),
     ),
 )
 

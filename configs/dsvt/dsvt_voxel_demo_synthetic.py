@@ -5,10 +5,9 @@
 # attention pooling of the remaining 4 levels into pillars (pool_to_bev), then the one-level BEV scatter.
 _base_ = ["../flatformer/flatformer_demo_synthetic.py"]
 
-voxel_size = [0.4, 0.4, 0.5]
 embed_dim = 64
 model = dict(
-    voxel_size=voxel_size,
+    voxel_size=[0.4, 0.4, 0.5],
     voxel_encoder=dict(_delete_=True, type="DynamicVFE", in_channels=5, feat_channels=[32, embed_dim], mode="max"),
     sparse_backbone=dict(_delete_=True, type="DSVT", in_channels=embed_dim, embed_dim=embed_dim, num_heads=4,
                          num_blocks=[1, 1], set_size=48, window_shape=[[12, 12, 16], [12, 12, 4]],
