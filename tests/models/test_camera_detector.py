@@ -150,16 +150,16 @@ def test_lidar_depth_distribution_switch():
 def tiny_model_options() -> dict:
     vs, pcr = "[1.6,1.6,8.0]", str(RANGE).replace(" ", "")
     return {
+        "model.point_cloud_range": pcr, "model.voxel_size": vs,  # the geometry, once, on the detector
         "model.img_backbone.widths": "[8,8,16,16]", "model.img_neck.in_channels": "[8,16,16]",
         "model.img_neck.out_channels": 16, "model.depth_head.in_channels": 16, "model.depth_head.mid_channels": 16,
         "model.perspective_head.in_channels": 16, "model.perspective_head.mid_channels": 16,
-        "model.bev_encoder.bev_h": 16, "model.bev_encoder.bev_w": 16, "model.bev_encoder.point_cloud_range": pcr,
+        "model.bev_encoder.bev_h": 16, "model.bev_encoder.bev_w": 16,
         "model.bev_encoder.embed_dims": 16, "model.bev_encoder.ffn_channels": 16, "model.bev_encoder.num_heads": 2,
         "model.bev_encoder.num_z_anchors": 2, "model.bev_encoder.num_points": 1,
         "model.backbone.in_channels": 16, "model.backbone.out_channels": "[16,16]", "model.backbone.layer_nums": "[1,1]",
         "model.neck.in_channels": "[16,16]", "model.neck.out_channels": "[16,16]",
         "model.head.in_channels": 32, "model.head.share_conv_channel": 16, "model.head.head_conv": 16,
-        "model.head.bbox_coder.voxel_size": vs, "model.head.bbox_coder.point_cloud_range": pcr,
         "model.image_init": None,  # train from scratch (no pretrained image branch in the tests)
     }
 
