@@ -128,28 +128,35 @@ def _random_points(n: int, half: float, seed: int) -> torch.Tensor:
     return torch.cat([xyz, torch.rand(n, 1, generator=g) * 100, torch.rand(n, 1, generator=g) * 0.5], 1)
 
 @pytest.mark.slow  # spconv on CPU: 1-40 s depending on machine load
-def test_spconv_demo_config_trains_one_step_on_fixture(synthetic_nuscenes_root, index):
+def test_spconv_demo_config_trains_one_step_on_fixture(synthetic_nuscenes_root, index, gt_db):
     """The spconv demo config as written (full grid), one loss + backward on one fixture keyframe,
-    points cropped to |x|, |y| < 12 m to keep it fast on CPU."""
+    points cropped to |x|, |y| < 12 m to keep it fast on CPU (GT sampling from the fixture's database)."""
     from mmengine.dataset import pseudo_collate
 
     from perception3d.registry import DATASETS
 
+    from perception3d.models.middle_encoders import BEVScatter
+
     cfg, model = _build("configs/centerpoint/centerpoint_spconv_demo_synthetic.py")
-    assert model.sparse_backbone.sparse_shape == [33, 512, 512] and model.bev_scatter is None
+    # the voxel grid (32, 512, 512) from the detector's geometry, one z cell of padding for the convolutions
+    assert model.sparse_backbone.grid_shape == (32, 512, 512) and model.sparse_backbone.spatial_shape == [33, 512, 512]
+    assert isinstance(model.bev_scatter, BEVScatter)  # the height compression after the SparseEncoder
     assert tuple(model.sparse_backbone.out_shape) == (1, 64, 64)
     ds_cfg = dict(cfg.train_dataloader.dataset, data_root=str(synthetic_nuscenes_root),
                   ann_file=index["synthetic_train"])
     ds_cfg["pipeline"] = [dict(t, point_cloud_range=[-12, -12, -5, 12, 12, 3])
                           if t["type"] in ("PointsRangeFilter", "ObjectRangeFilter") else t
                           for t in ds_cfg["pipeline"]]
+    ds_cfg["pipeline"] = [dict(t, db_sampler=dict(t["db_sampler"], data_root=str(Path(gt_db).parent),
+                                                  info_path=Path(gt_db).name))
+                          if t["type"] == "ObjectSample" else t for t in ds_cfg["pipeline"]]
     from mmengine.registry import DefaultScope
 
     with DefaultScope.overwrite_default_scope("perception3d"):
         sample = DATASETS.build(ds_cfg)[0]
     assert len(sample["data_samples"].gt_instances_3d) > 0
     model.train()
-    losses = model.loss_dict(pseudo_collate([sample]))
+    losses = model(**model.data_preprocessor(pseudo_collate([sample]), True), mode="loss")
     total = sum(losses.values())
     assert torch.isfinite(total)
     total.backward()
@@ -171,22 +178,21 @@ def test_nuscenes_configs_build_and_forward(cfg_path, overrides, feat_hw):
     if overrides == "flatformer":
         assert cfg.model.sparse_backbone.embed_dim == 128 and cfg.model.sparse_backbone.num_blocks == 2
         assert cfg.model.sparse_backbone.window_shape == [9, 9] and cfg.model.sparse_backbone.group_size == 69
-        assert cfg.model.sparse_backbone.sparse_shape == [360, 360]
+        assert model.geometry["grid_shape"] == [1, 360, 360]  # FlatFormer reads its grid from the voxels
         assert model.head.bbox_coder.feature_map_size == (180, 180)
         pcr, half = [-9.0, -9.0, -5.0, 9.0, 9.0, 3.0], 9.0  # 60 x 60 pillars of 0.3 m
-        small = {"model.voxel_encoder.point_cloud_range": pcr, "model.bev_scatter.point_cloud_range": pcr,
-                 "model.sparse_backbone.sparse_shape": [60, 60], "model.head.bbox_coder.point_cloud_range": pcr}
+        grid = [1, 60, 60]
     else:
-        assert model.sparse_backbone.sparse_shape == [41, 1024, 1024]
+        assert model.sparse_backbone.spatial_shape == [41, 1024, 1024]
         assert model.head.bbox_coder.feature_map_size == (128, 128)
         pcr, half = [-12.8, -12.8, -5.0, 12.8, 12.8, 3.0], 12.8  # (41, 256, 256) grid of 0.1 m voxels
-        small = {"model.voxel_encoder.point_cloud_range": pcr, "model.sparse_backbone.sparse_shape": [41, 256, 256],
-                 "model.head.bbox_coder.point_cloud_range": pcr}
-    cfg, model = _build(cfg_path, small)
+        grid = [40, 256, 256]
+    cfg, model = _build(cfg_path, {"model.point_cloud_range": pcr})  # the geometry, once, on the detector
+    assert model.geometry["grid_shape"] == grid
     model.eval()
     pts = [_random_points(1500, half - 0.01, 0), _random_points(1000, half - 0.01, 1)]
     with torch.no_grad():
-        feats = model.extract_feat(pts)
+        feats = model.extract_feat(model.data_preprocessor(dict(inputs=dict(points=pts)), False)["inputs"])
         raw = model.head(feats)
         out = model.head.predict(feats, [Det3DDataSample().metainfo] * 2)
     assert len(raw) == 6 and tuple(raw[0]["heatmap"].shape) == (2, 1, *feat_hw)
