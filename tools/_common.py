@@ -1,6 +1,7 @@
 """Shared set-up for the command-line tools (not part of the library API)."""
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -9,7 +10,76 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(REPO))
 
-from perception3d.apis.checkpoint import resolve_checkpoint  # noqa: E402,F401  (re-exported for the tools)
+# A user's mistake (missing, malformed or mismatched file, bad config path or --cfg-options): one line, exit 2.
+USER_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, ValueError, KeyError,
+               IndexError, SyntaxError)
+DEBUG_HELP = "show the Python traceback of an error instead of a one-line message"
+
+
+def run_tool(main, argv=None) -> int:
+    """Run a tool's ``main(argv)`` as a command; returns the exit code.
+
+    A user's mistake (:data:`USER_ERRORS`) is printed as one line ``<tool>: error: <message>`` on stderr with
+    exit code 2; with ``--debug`` (anywhere in the arguments) the exception propagates with its traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        out = main([a for a in argv if a != "--debug"])
+    except USER_ERRORS as exc:
+        if debug:
+            raise
+        tool = Path(getattr(sys.modules.get(main.__module__), "__file__", None) or sys.argv[0]).name
+        print(f"{tool}: error: {one_line(exc)} (--debug shows the traceback)", file=sys.stderr)
+        return 2
+    return out if isinstance(out, int) else 0
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception's message on one line (a ``KeyError``'s without the quotes of its repr)."""
+    msg = exc.args[0] if isinstance(exc, KeyError) and len(exc.args) == 1 else str(exc)
+    return " ".join(str(msg).split()) or type(exc).__name__
+
+
+def add_debug_argument(parser) -> None:
+    """``--debug`` in the tool's help (:func:`run_tool` reads it)."""
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+
+
+def load_config(path: str, cfg_options: dict | None = None):
+    """``Config.fromfile(path)`` merged with ``--cfg-options``; errors name the file or the options."""
+    from mmengine.config import Config
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config not found: {path}")
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        try:
+            cfg.merge_from_dict(cfg_options)
+        except (KeyError, TypeError, ValueError, AssertionError) as exc:
+            raise ValueError(f"--cfg-options {' '.join(f'{k}={v}' for k, v in cfg_options.items())} do not "
+                             f"apply to {path}: {one_line(exc)[:300]}") from exc
+    return cfg
+
+
+class _CfgOptions(argparse.Action):
+    """mmengine's ``DictAction`` (``KEY=VALUE ...`` -> dict, values parsed as lists/tuples/numbers); a malformed
+    item raises a ``ValueError`` naming it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from mmengine.config import DictAction
+
+        bad = [v for v in values if "=" not in v or not v.split("=", 1)[0]]
+        if bad:
+            raise ValueError(f"--cfg-options: {bad} are not KEY=VALUE items")
+        try:
+            DictAction(self.option_strings, self.dest)(parser, namespace, values, option_string)
+        except (AssertionError, ValueError) as exc:
+            raise ValueError(f"--cfg-options {' '.join(values)}: {one_line(exc)}") from exc
+
+
+def add_cfg_options_argument(parser) -> None:
+    parser.add_argument("--cfg-options", nargs="+", action=_CfgOptions, default={}, metavar="KEY=VALUE",
+                        help="override config entries, e.g. train_cfg.max_epochs=2")
 
 
 def setup_env() -> None:
@@ -18,11 +88,6 @@ def setup_env() -> None:
 
     register_all_modules(init_default_scope=False)
     allow_mmengine_checkpoints()
-
-
-def parse_cfg_options(items):
-    from mmengine.config import DictAction  # noqa: F401  (argparse action used by callers)
-    return items
 
 
 def default_work_dir(config: str) -> str:

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from _common import add_debug_argument, run_tool
+
 
 def _run_synthetic_nuscenes(args: argparse.Namespace) -> int:
     from perception3d.datasets.synthetic import generate_nuscenes
@@ -61,6 +63,7 @@ PARSERS.append(__import__("perception3d.datasets.gt_database", fromlist=["_"]).a
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="create_data.py", description=__doc__.split("\n\n")[0])
+    add_debug_argument(parser)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for add in PARSERS:
         add(subparsers)
@@ -73,4 +76,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -18,14 +18,15 @@ import os
 import sys
 from pathlib import Path
 
-from _common import default_work_dir, resolve_checkpoint, setup_env
+from _common import (add_cfg_options_argument, add_debug_argument, default_work_dir, load_config, run_tool,
+                     setup_env)
+
+from perception3d.apis.checkpoint import resolve_checkpoint
 
 STAGES = ("load", "preprocess", "forward", "decode", "total")
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
-
     p = argparse.ArgumentParser(description="3D detection inference on lidar frames")
     p.add_argument("config")
     p.add_argument("checkpoint", help="a .pth file, or a work dir with a last_checkpoint file")
@@ -44,7 +45,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--repeat", type=int, default=1, help="run the input this many times (timing)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--cfg-options", nargs="+", action=DictAction, default={})
+    add_cfg_options_argument(p)
+    add_debug_argument(p)
     args = p.parse_args(argv)
     if args.input is not None and args.dataset_split is not None:
         p.error("give INPUT or --dataset-split, not both")
@@ -137,16 +139,16 @@ def main(argv=None) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    inf = Inferencer(args.config, args.checkpoint, device=args.device, score_thr=args.score_thr,
-                     cfg_options=args.cfg_options)
+    inf = Inferencer(load_config(args.config, args.cfg_options), args.checkpoint, device=args.device,
+                     score_thr=args.score_thr)
     out_dir = Path(args.out_dir or os.path.join(default_work_dir(args.config), "infer"))
-    images = dict(kv.split("=", 1) for kv in args.images) if args.images else None
+    images = dict(kv.partition("=")[::2] for kv in args.images) if args.images else None
     if images and any(not k or not v for k, v in images.items()):
-        raise SystemExit(f"--images expects CAM=PATH items, got {args.images}")
+        raise ValueError(f"--images expects CAM=PATH items, got {args.images}")
     submission = None
     if args.dataset_split:
         if args.calib or images:
-            raise SystemExit("--calib/--images apply to INPUT files, not to --dataset-split (the dataset has its own)")
+            raise ValueError("--calib/--images apply to INPUT files, not to --dataset-split (the dataset has its own)")
         split = inf.predict_split(args.dataset_split, out_dir=str(out_dir), max_samples=args.max_samples)
         results, submission = split.results, split.submission
     elif inf.uses_images:  # one camera frame (images + calibration, and its points if the model loads them)
@@ -155,7 +157,7 @@ def main(argv=None) -> dict:
                    for _ in range(args.repeat)]
     else:
         if args.input is None:
-            raise SystemExit(f"{type(inf.model).__name__} is a lidar model: give a point cloud INPUT")
+            raise ValueError(f"{type(inf.model).__name__} is a lidar model: give a point cloud INPUT")
         columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
         inputs = [args.input] * args.repeat
         results = inf.predict(inputs, columns=columns, images=images, calib=args.calib,
@@ -179,4 +181,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

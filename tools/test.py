@@ -13,20 +13,21 @@ import inspect
 import json
 import math
 import os
+import sys
 from pathlib import Path
 
-from _common import default_work_dir, prepare_cpu_distributed, resolve_checkpoint, setup_env
+from _common import (add_cfg_options_argument, add_debug_argument, default_work_dir, load_config,
+                     prepare_cpu_distributed, run_tool, setup_env)
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
-
     p = argparse.ArgumentParser(description="Test a perception3d model")
     p.add_argument("config")
     p.add_argument("checkpoint", help="a .pth file, or a work dir with a last_checkpoint file")
     p.add_argument("--work-dir")
-    p.add_argument("--cfg-options", nargs="+", action=DictAction, default={})
+    add_cfg_options_argument(p)
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
+    add_debug_argument(p)
     return p.parse_args(argv)
 
 
@@ -53,22 +54,25 @@ def _write_json_atomic(obj, path: Path) -> None:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    from perception3d.apis.checkpoint import load_weights, resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(args.checkpoint)  # fail fast, before the heavy imports
+    cfg = load_config(args.config, args.cfg_options)
     setup_env()
-    from mmengine.config import Config
+    from mmengine.model import is_model_wrapper
     from mmengine.runner import Runner
 
-    cfg = Config.fromfile(args.config)
-    cfg.merge_from_dict(args.cfg_options)
     cfg.launcher = args.launcher
     # default work dir: the training work dir when one is given instead of a .pth file
     ckpt_dir = args.checkpoint if Path(args.checkpoint).is_dir() else None
     cfg.work_dir = args.work_dir or ckpt_dir or cfg.get("work_dir") or default_work_dir(args.config)
-    cfg.load_from = resolve_checkpoint(args.checkpoint)
-    cfg.resume = False
+    cfg.load_from, cfg.resume = None, False  # loaded strictly below (mmengine's load_from is not strict)
     # submission files (e.g. results_nusc.json) go to <work_dir>/submission unless the config says otherwise
     cfg.test_evaluator = _with_submission_prefix(cfg.test_evaluator, os.path.join(cfg.work_dir, "submission"))
     prepare_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
+    load_weights(runner.model.module if is_model_wrapper(runner.model) else runner.model, checkpoint)
+    runner.logger.info(f"Load checkpoint from {checkpoint}")
     metrics = runner.test()
     out = Path(cfg.work_dir) / "test_metrics.json"
     # NaN (e.g. a TP error of a class without matches) is written as null: the file stays strict JSON
@@ -81,4 +85,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

@@ -7,43 +7,47 @@ Multi-process on CPU: ``torchrun --nproc_per_node=2 tools/train.py CONFIG --laun
 from __future__ import annotations
 
 import argparse
+import sys
 
-from _common import default_work_dir, prepare_cpu_distributed, setup_env
+from _common import (add_cfg_options_argument, add_debug_argument, default_work_dir, load_config,
+                     prepare_cpu_distributed, run_tool, setup_env)
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
-
     p = argparse.ArgumentParser(description="Train a perception3d model")
     p.add_argument("config", help="config file")
     p.add_argument("--work-dir", help="where logs and checkpoints go (default: work_dirs/<config name>)")
     p.add_argument("--resume", nargs="?", const="auto", default=None,
-                   help="resume from the last checkpoint of the work dir, or from the given checkpoint")
-    p.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
-                   help="override config entries, e.g. train_cfg.max_epochs=2")
+                   help="resume from the last checkpoint of the work dir, or from the given checkpoint "
+                        "(checkpoints are written atomically: a killed run resumes from its last complete one)")
+    add_cfg_options_argument(p)
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
     p.add_argument("--local-rank", "--local_rank", type=int, default=0)
+    add_debug_argument(p)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    cfg = load_config(args.config, args.cfg_options)  # fail fast, before the heavy imports
     setup_env()
-    from mmengine.config import Config
     from mmengine.runner import Runner
 
-    cfg = Config.fromfile(args.config)
-    cfg.merge_from_dict(args.cfg_options)
+    from perception3d.apis.checkpoint import resolve_checkpoint
+
     cfg.launcher = args.launcher
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or default_work_dir(args.config)
     if args.resume == "auto":
         cfg.resume, cfg.load_from = True, None
     elif args.resume:
-        cfg.resume, cfg.load_from = True, args.resume
+        cfg.resume, cfg.load_from = True, resolve_checkpoint(args.resume)
+    ckpt_hook = (cfg.get("default_hooks") or {}).get("checkpoint")
+    if ckpt_hook is not None and ckpt_hook.get("type") == "CheckpointHook":
+        ckpt_hook["type"] = "AtomicCheckpointHook"  # same arguments; a kill mid-save leaves no partial file
     prepare_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

@@ -22,16 +22,17 @@ Predictions: live inference with ``--checkpoint``, or a ``perception3d.detection
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from _common import resolve_checkpoint, setup_env
+from _common import add_cfg_options_argument, add_debug_argument, load_config, run_tool, setup_env
+
+from perception3d.apis.checkpoint import resolve_checkpoint
 
 VIEWS = ("plot", "bev", "chase", "camera")
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
-
     p = argparse.ArgumentParser(description="Pictures of one frame with its ground truth and predictions")
     p.add_argument("--dataset-config", help="config whose <split>_dataloader gives the sample")
     p.add_argument("--points", help="a point file to show instead of a dataset sample")
@@ -52,7 +53,8 @@ def parse_args(argv=None):
                    help="headless renderer of the bev/chase views (auto: first that works)")
     p.add_argument("--ply", help="also write the scene to this .ply file")
     p.add_argument("--show", action="store_true", help="open an interactive Open3D window (needs a display)")
-    p.add_argument("--cfg-options", nargs="+", action=DictAction, default={})
+    add_cfg_options_argument(p)
+    add_debug_argument(p)
     args = p.parse_args(argv)
     if not args.dataset_config and not args.points:
         p.error("give a frame: --dataset-config CONFIG [--index I] or --points FILE")
@@ -72,13 +74,11 @@ def _dataset_frame(args):
     """(cfg, points, info, classes, model) of item ``--index`` of the config's split."""
     import numpy as np
     import torch
-    from mmengine.config import Config
     from mmengine.registry import DefaultScope
 
     from perception3d.registry import DATASETS, MODELS
 
-    cfg = Config.fromfile(args.dataset_config)
-    cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.dataset_config, args.cfg_options)
     loader_key = f"{args.split}_dataloader"
     if loader_key not in cfg or cfg[loader_key] is None:
         raise KeyError(f"{args.dataset_config}: no '{loader_key}' to take the sample from")
@@ -90,10 +90,10 @@ def _dataset_frame(args):
         info = dataset.get_data_info(args.index)
         model = None
         if args.checkpoint:
-            from mmengine.runner import load_checkpoint
+            from perception3d.apis.checkpoint import load_weights
 
             model = MODELS.build(cfg.model)
-            load_checkpoint(model, resolve_checkpoint(args.checkpoint), map_location="cpu", strict=True)
+            load_weights(model, args.checkpoint)
             model.eval()
     points = data["inputs"].get("points")
     if points is None:  # a camera model's pipeline: show the keyframe lidar (for the picture only)
@@ -200,10 +200,16 @@ def run(args) -> dict:
 def main(argv=None) -> Path | None:
     """Run the tool; returns the first written file (the ``plot`` PNG by default)."""
     args = parse_args(argv)
+    for name in ("dataset_config", "points", "predictions"):  # fail fast, before the heavy imports
+        path = getattr(args, name)
+        if path and not Path(path).is_file():
+            raise FileNotFoundError(f"--{name.replace('_', '-')}: file not found: {path}")
+    if args.checkpoint:
+        resolve_checkpoint(args.checkpoint)
     setup_env()
     outs = run(args)
     return next(iter(outs.values()), None)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

@@ -23,12 +23,13 @@ REBUILD_HINT = ("use another checkpoint of the work dir (tools/train.py CONFIG -
 
 
 def read_checkpoint(path, map_location="cpu"):
-    """``torch.load(path, weights_only=True)`` of a local checkpoint file.
+    """``torch.load(path, weights_only=True)`` of a local checkpoint file (mmengine's globals allowed).
 
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file for one that is not a
     readable checkpoint (truncated, corrupt, or holding objects a safe load refuses)."""
     import pickle
 
+    allow_mmengine_checkpoints()
     path = os.path.expanduser(os.fspath(path))
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")

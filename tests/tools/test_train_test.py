@@ -47,12 +47,7 @@ def load_ckpt(path) -> dict:
     allow_mmengine_checkpoints()
     return torch.load(path, map_location="cpu", weights_only=True)
 
-def leftovers(folder) -> list:
-    """Temp/partial files anywhere under ``folder``."""
-    return [p for p in glob.glob(os.path.join(folder, "**", "*"), recursive=True)
-            if p.endswith((".tmp", ".part")) or os.path.basename(p).startswith((".tmp", "."))]
-
-def test_train_writes_a_checkpoint_per_epoch(trained):
+def test_train_writes_a_checkpoint_per_epoch(trained, leftovers):
     assert sorted(p for p in os.listdir(trained) if p.endswith(".pth")) == ["epoch_1.pth", "epoch_2.pth"]
     assert (trained / "last_checkpoint").read_text().strip() == str(trained / "epoch_2.pth")
     for epoch in (1, 2):
@@ -65,7 +60,7 @@ def test_train_writes_a_checkpoint_per_epoch(trained):
     assert not torch.equal(w1, w2)  # it trained
     assert leftovers(trained) == []
 
-def test_resume_from_epoch_1_continues_to_epoch_2(trained, base_opts, tmp_path):
+def test_resume_from_epoch_1_continues_to_epoch_2(trained, base_opts, tmp_path, leftovers):
     work = tmp_path / "resumed"
     train_tool.main([DEMO_CFG, "--work-dir", str(work), "--resume", str(trained / "epoch_1.pth"),
                      *as_argv(base_opts)])
@@ -87,7 +82,7 @@ def test_resume_from_epoch_1_continues_to_epoch_2(trained, base_opts, tmp_path):
     assert ck3["meta"]["epoch"] == 3 and ck3["meta"]["iter"] == 3 * TRAIN_ITERS_PER_EPOCH
     assert leftovers(work) == []
 
-def test_test_tool_writes_metrics_and_submission(trained, base_opts, synthetic_nuscenes_root):
+def test_test_tool_writes_metrics_and_submission(trained, base_opts, synthetic_nuscenes_root, leftovers):
     from nuscenes import NuScenes
 
     from perception3d.evaluation.nuscenes_submission import split_sample_tokens
@@ -107,6 +102,20 @@ def test_test_tool_writes_metrics_and_submission(trained, base_opts, synthetic_n
         for r in recs:
             assert r["sample_token"] in val_tokens and len(r["translation"]) == 3 and 0 <= r["detection_score"] <= 1
     assert leftovers(trained) == []
+
+def test_test_tool_refuses_a_checkpoint_of_another_config(trained, base_opts, tmp_path):
+    """Strict loading: a checkpoint whose weights do not fit the config's model is an error listing the keys,
+    not an evaluation of a half-random model."""
+    from perception3d.apis.checkpoint import CheckpointMismatchError
+
+    other = dict(base_opts, **{"model.head.share_conv_channel": 8, "model.backbone.layer_nums": "[2,1]"})
+    with pytest.raises(CheckpointMismatchError) as err:
+        test_tool.main([DEMO_CFG, str(trained / "epoch_2.pth"), "--work-dir", str(tmp_path), *as_argv(other)])
+    msg = str(err.value)
+    assert msg.startswith(f"{trained / 'epoch_2.pth'} does not fit the model")
+    assert "missing keys (backbone.blocks.0." in msg  # the second layer of the first BEV block
+    assert "shape mismatches (" in msg and "head.shared_conv.0.weight: (16, 32, 3, 3) in the file" in msg
+    assert not (tmp_path / "test_metrics.json").exists()
 
 # ------------------------------------------------------------------------------------------- configs
 def _build(cfg_path: str, overrides: dict | None = None):
