@@ -38,8 +38,9 @@ def test_inferencer_gives_zero_boxes_for_empty_and_out_of_range_clouds(inference
 
 def test_test_tool_gives_zero_boxes_for_an_empty_frame(synthetic_nuscenes_root, index, tiny_checkpoint,
                                                        base_opts, tmp_path):
-    """A copy of the fixture tree whose first val keyframe has an empty lidar file: tools/test.py evaluates it and
-    writes no box for that sample (and boxes for the others)."""
+    """A copy of the fixture tree whose first val keyframe has empty lidar files (keyframe and the sweeps the
+    pipeline merges into it): tools/test.py evaluates it and writes no box for that sample (and boxes for the
+    others)."""
     import pickle
     import shutil
 
@@ -48,8 +49,9 @@ def test_test_tool_gives_zero_boxes_for_an_empty_frame(synthetic_nuscenes_root, 
     with open(index["synthetic_val"], "rb") as f:
         infos = pickle.load(f)["data_list"]
     token = infos[0]["token"]
-    lidar = root / infos[0]["lidar_path"]
-    lidar.write_bytes(b"")  # a frame the lidar returned nothing for
+    assert infos[0]["sweeps"]  # the test pipeline merges these into the keyframe: empty them too
+    for path in [infos[0]["lidar_path"]] + [s["path"] for s in infos[0]["sweeps"]]:
+        (root / path).write_bytes(b"")  # a frame the lidar returned nothing for
     opts = dict(base_opts)
     for key in list(opts):
         if key.endswith("data_root"):

@@ -46,7 +46,10 @@ def test_cli_file_with_render_and_timing(tiny_checkpoint, base_opts, synthetic_n
     img = mpimg.imread(str(png))[..., :3]
     assert img.std() > 0.01  # not blank
     assert "first frame (warm-up)" in printed and "mean over 1 frame(s), ms: load" in printed
-    assert "forward stages, ms: encoder" in printed
+    # the model's stages (stage_names() without the preprocessor and the decoder, timed apart) in order
+    line = next(ln for ln in printed.splitlines() if "forward stages, ms: " in ln)
+    assert line.split("ms: ", 1)[1].split()[::2] == ["voxel_encoder", "sparse_backbone", "bev_scatter", "backbone",
+                                                       "neck", "head", "other"]
 
 
 def test_cli_folder_and_columns(tiny_checkpoint, base_opts, synthetic_nuscenes_root, tmp_path):
