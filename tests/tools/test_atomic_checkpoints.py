@@ -31,17 +31,19 @@ def test_kill_mid_save_then_resume_finishes(base_opts, tmp_path, leftovers):
     work, mark = tmp_path / "work", tmp_path / "stalled"
     opts = dict(base_opts, **{"train_cfg.max_epochs": 2, "default_hooks.checkpoint.max_keep_ckpts": 1})
     env = dict(os.environ, P3D_STALL_SAVE="2", P3D_STALL_MARK=str(mark))
-    proc = subprocess.Popen([sys.executable, str(HERE / "_train_stalled_save.py"), DEMO_CFG, "--work-dir", str(work),
-                             *as_argv(opts)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 150
-        while not mark.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert mark.exists(), f"the run never reached its 2nd checkpoint: {proc.stderr.read().decode()[-2000:]}"
-        os.kill(proc.pid, signal.SIGKILL)  # half of epoch 2 written
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
+    log = tmp_path / "stalled_run.log"  # a file, not a pipe: a full pipe would block the run
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, str(HERE / "_train_stalled_save.py"), DEMO_CFG, "--work-dir",
+                                 str(work), *as_argv(opts)], env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 150
+            while not mark.exists() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert mark.exists(), f"the run never reached its 2nd checkpoint: {log.read_text()[-2000:]}"
+            os.kill(proc.pid, signal.SIGKILL)  # half of epoch 2 written
+        finally:
+            proc.kill()
+            proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
 
     # the killed save left only its temp file; epoch 1 is complete and is what last_checkpoint names
