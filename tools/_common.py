@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run from a checkout without installing
+# run from a checkout without installing; an installed perception3d (wheel or editable) is used as installed
+if importlib.util.find_spec("perception3d") is None and str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 # A user's mistake (missing, malformed or mismatched file, bad config path or --cfg-options): one line, exit 2.

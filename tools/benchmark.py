@@ -35,12 +35,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from _common import add_debug_argument, run_tool
+
 REPO = Path(__file__).resolve().parents[1]  # the checkout: benchmarks/ and configs/ are repo folders
 sys.path.insert(0, str(REPO / "benchmarks"))  # the bm_*.py cases (perception3d itself comes from the install)
 
 
 class UsageError(ValueError):
-    """A mistake in the command line: reported as one line on stderr, exit code 2."""
+    """A mistake in the command line (``run_tool`` prints it as one line on stderr, exit code 2)."""
 
 
 # ------------------------------------------------------------------------------------------- configs
@@ -153,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="{detector,deform_attn,backbones,all}")
     for _, add in PARSERS:
         p = add(sub, machine_info, update_doc_section)
+        add_debug_argument(p)
         if p.get_default("config_defaults"):
             names = ", ".join(sorted(p.get_default("config_defaults")))
             p.add_argument("--config", action="append", default=[], metavar="NAME=PATH",
@@ -177,15 +180,11 @@ def _prepare(args: argparse.Namespace, argv: Sequence[str]) -> argparse.Namespac
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one subcommand; a mistake in the arguments raises :class:`UsageError` (see ``run_tool``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    try:
-        _prepare(args, argv)
-    except UsageError as exc:
-        print(f"benchmark.py: error: {exc}", file=sys.stderr)
-        return 2
+    args = _prepare(build_parser().parse_args(argv), argv)
     return int(args.func(args))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

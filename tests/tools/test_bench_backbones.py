@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -27,6 +28,8 @@ model = dict(sparse_backbone=dict(embed_dim=16, num_heads=2, set_size=8, window_
 
 
 def _load_benchmark_tool():
+    if str(REPO / "tools") not in sys.path:  # its shared helpers (_common)
+        sys.path.insert(0, str(REPO / "tools"))
     spec = importlib.util.spec_from_file_location("p3d_tools_benchmark_bb", REPO / "tools" / "benchmark.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

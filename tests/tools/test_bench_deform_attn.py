@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _load_benchmark_tool():
+    if str(REPO / "tools") not in sys.path:  # its shared helpers (_common)
+        sys.path.insert(0, str(REPO / "tools"))
     spec = importlib.util.spec_from_file_location("p3d_tools_benchmark_da", REPO / "tools" / "benchmark.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

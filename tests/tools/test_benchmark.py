@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,8 +15,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _load_benchmark_tool():
+    if str(REPO / "tools") not in sys.path:  # its shared helpers (_common)
+        sys.path.insert(0, str(REPO / "tools"))
     spec = importlib.util.spec_from_file_location("p3d_tools_benchmark", REPO / "tools" / "benchmark.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # run_tool names the tool after its main's module file
     spec.loader.exec_module(mod)
     return mod
 
@@ -219,9 +225,21 @@ def test_detector_case_in_a_fresh_interpreter_from_outside_the_repo(tiny_configs
     (["--repeats", "0"], "--repeats must be >= 1"),
 ])
 def test_user_mistakes_are_one_line_and_exit_2(argv, message, capsys):
-    assert bench.main(["detector", *argv]) == 2
+    from _common import run_tool
+
+    with pytest.raises(bench.UsageError, match=re.escape(message)):
+        bench.main(["detector", *argv])
+    assert run_tool(bench.main, ["detector", *argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("benchmark.py: error: ") and message in err, err
+
+
+def test_the_command_reports_a_mistake_in_one_line(tmp_path):
+    r = subprocess.run([sys.executable, str(REPO / "tools" / "benchmark.py"), "backbones", "--config",
+                        "spconv=missing.py"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr[-2000:]
+    assert r.stderr.startswith("benchmark.py: error: --config spconv=missing.py: file not found (looked in "
+                               f"{tmp_path} or {REPO})"), r.stderr
 
 
 def test_relative_configs_resolve_against_the_cwd_then_the_checkout(tmp_path, monkeypatch):
