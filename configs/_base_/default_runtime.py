@@ -4,7 +4,7 @@ default_hooks = dict(
     timer=dict(type="IterTimerHook"),
     logger=dict(type="LoggerHook", interval=10),
     param_scheduler=dict(type="ParamSchedulerHook"),
-    checkpoint=dict(type="CheckpointHook", interval=1, max_keep_ckpts=3, save_last=True),
+    checkpoint=dict(type="AtomicCheckpointHook", interval=1, max_keep_ckpts=3, save_last=True),  # temp + rename
     sampler_seed=dict(type="DistSamplerSeedHook"),
 )
 custom_hooks = []

@@ -9,7 +9,8 @@ Here, for checkpoints on the local disk:
 - checkpoints beyond ``max_keep_ckpts`` are deleted after the new one is complete;
 - temp files of a save that was killed are deleted when training starts again.
 
-Arguments are those of ``CheckpointHook``; ``tools/train.py`` uses this hook in place of ``CheckpointHook``.
+Arguments are those of ``CheckpointHook``; the configs use it, and ``tools/train.py`` puts it in place of a user
+config's plain ``CheckpointHook``.
 """
 from __future__ import annotations
 
