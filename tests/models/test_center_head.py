@@ -18,8 +18,9 @@ VOXEL = [0.2, 0.2, 8.0]
 
 
 def _head(**kw):
+    # the geometry as a detector passes it (head arguments, handed on to the bbox coder)
     cfg = dict(type="CenterHead", in_channels=8, tasks=NUSCENES_TASKS, class_names=NUSCENES_CLASSES,
-               bbox_coder=dict(point_cloud_range=PCR, voxel_size=VOXEL, out_size_factor=8),
+               point_cloud_range=PCR, voxel_size=VOXEL, bbox_coder=dict(out_size_factor=8),
                share_conv_channel=8, head_conv=8,
                test_cfg=dict(score_threshold=0.5, post_center_limit_range=[-15, -15, -10, 15, 15, 10]))
     cfg.update(kw)
@@ -170,6 +171,27 @@ def test_config_errors():
         _head(tasks=[dict(num_class=1, class_names=["spaceship"])])
     with pytest.raises(ValueError, match="feature map"):
         _head()(torch.randn(1, 8, 8, 8))
+
+
+def test_geometry_reaches_the_coder_once_and_decoding_is_the_decoder_stage():
+    from perception3d.models.heads.center_decode import CenterPointDecoder
+
+    head = _head()
+    assert head.bbox_coder.pc_range == PCR and head.bbox_coder.feature_map_size == (16, 16)
+    # the same value in the coder config is accepted, a different one is an error naming both
+    assert _head(bbox_coder=dict(point_cloud_range=PCR, out_size_factor=8)).bbox_coder.pc_range == PCR
+    with pytest.raises(ValueError, match=r"CenterHead: bbox_coder.point_cloud_range=\[-10.*differs from the head's "
+                                         r"point_cloud_range=\[-12.8"):
+        _head(bbox_coder=dict(point_cloud_range=[-10, -10, -5, 10, 10, 3], out_size_factor=8))
+    # decoding is the parameter-free head.decoder sub-module (a named stage), sharing the coder and test_cfg
+    assert isinstance(head.decoder, CenterPointDecoder) and list(head.decoder.parameters()) == []
+    assert head.decoder.bbox_coder is head.bbox_coder and head.decoder.test_cfg is head.test_cfg
+    preds = _targets_as_predictions(head, head.get_targets([_gt(6)]))
+    calls = []
+    hook = head.decoder.register_forward_hook(lambda *a: calls.append(1))
+    res = head.predict_by_feat(preds, [{}])[0]
+    hook.remove()
+    assert calls == [1] and len(res) == len(_gt(6))
 
 
 def test_unknown_train_and_test_cfg_keys_are_refused():
