@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from .checkpoint import resolve_checkpoint
+from .checkpoint import load_weights, resolve_checkpoint
 from .inputs import check_device, map_columns
 from .results import DetectionResult
 
@@ -60,10 +60,8 @@ class Inferencer:
                  cfg_options: Optional[dict] = None) -> None:
         from mmengine.config import Config
         from mmengine.registry import DefaultScope
-        from mmengine.runner import load_checkpoint
 
         from perception3d import register_all_modules
-        from perception3d.engine.checkpoint import allow_mmengine_checkpoints
         from perception3d.registry import MODELS
 
         self.device = check_device(device)
@@ -77,11 +75,10 @@ class Inferencer:
         self.checkpoint = resolve_checkpoint(checkpoint)
         self.score_thr = float(score_thr)
         register_all_modules(init_default_scope=False)
-        allow_mmengine_checkpoints()
         self._scope = config.get("default_scope", "perception3d")
         with DefaultScope.overwrite_default_scope(self._scope):
             self.model = MODELS.build(config.model)
-            ckpt = load_checkpoint(self.model, self.checkpoint, map_location="cpu", strict=True, logger="silent")
+        ckpt = load_weights(self.model, self.checkpoint)
         self.model.to(self.device).eval()
         self.classes = self._classes(ckpt)
         self._setup_pipeline()

@@ -1,6 +1,6 @@
 """Padded window attention backbone (SST-style): the baseline the sparse window transformers are compared with.
 
-Only used by ``tools/benchmark.py backbones``. Windows are the same BEV windows as :class:`ScatterFormer`
+The baseline of ``tools/benchmark.py backbones``. Windows are the same BEV windows as :class:`ScatterFormer`
 (``bev_window_partition``: all z of a (wx, wy) footprint, shifted by half a window on odd blocks), but each window
 runs exact softmax attention after padding every window to the longest one
 (:func:`perception3d.ops.window_attention_padded.padded_window_attention`). A block is post-norm::
