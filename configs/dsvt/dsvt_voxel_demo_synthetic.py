@@ -1,5 +1,5 @@
 # DSVT-V style 3D-voxel detector on the synthetic world: the FlatFormer demo's data, BEV backbone, neck, head and
-# schedule, with 3D voxels (0.4 x 0.4 x 0.5 m -> grid (nx, ny, nz) = (256, 256, 16)) from a DynamicVFE.
+# schedule, with 3D voxels (0.4 x 0.4 x 0.5 m -> grid (nz, ny, nx) = (16, 256, 256)) from a DynamicVFE.
 # Stage 0: one block on 12 x 12 x 16 windows (hybrid 24 x 24 x 16, shift (6, 6, 0)), sets of 48 voxels;
 # attention-style pooling along z by 4 (16 -> 4 levels); stage 1: one block on 12 x 12 x 4 windows;
 # attention pooling of the remaining 4 levels into pillars (pool_to_bev), then the one-level BEV scatter.

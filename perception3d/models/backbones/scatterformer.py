@@ -122,7 +122,8 @@ class ScatterFormer(nn.Module):
         shifts = sorted({i % 2 == 1 for i in range(len(self.blocks))})
         windows = {s: voxels.cached(("bev_window_partition", self.window_shape, s),
                                     lambda s=s: bev_window_partition(coords, self.window_shape, s)) for s in shifts}
-        rulebooks = voxels.cached(("cwi_rulebooks", tuple(sorted(self.kernel_sizes.items()))), lambda: cwi_rulebooks(coords, self.kernel_sizes))
+        rulebooks = voxels.cached(("cwi_rulebooks", tuple(sorted(self.kernel_sizes.items()))),
+                                  lambda: cwi_rulebooks(coords, self.kernel_sizes))
         x = self.input_proj(voxels.features)
         for i, block in enumerate(self.blocks):
             x = block(x, windows[i % 2 == 1], rulebooks)

@@ -140,7 +140,8 @@ class CameraDetector(Base3DDetector):
 
     # -------------------------------------------------------------- features
     @staticmethod
-    def camera_meta(data_samples: List[Det3DDataSample], img: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def camera_meta(data_samples: List[Det3DDataSample], img: torch.Tensor
+                    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """(B, N, 4, 4) lidar2img from the metainfo and the stacked ``gt_depth`` (B, N, h0, w0) or None."""
         B, N = img.shape[:2]
         mats = []
