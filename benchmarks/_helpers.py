@@ -1,4 +1,5 @@
-"""Shared by the ``bm_*.py`` benchmark cases: peak-memory probes, the benchmark frame, test helpers.
+"""Shared by the ``bm_*.py`` benchmark cases: their common options and report, fresh-interpreter children,
+peak-memory probes, the benchmark frame, test helpers.
 
 Peak memory: :class:`PeakMemory` resets the kernel's resident-set high-water mark
 (``/proc/self/clear_refs`` = 5) and reads ``VmHWM`` afterwards; peak = VmHWM - VmRSS at the start. So that
@@ -7,16 +8,21 @@ allocation >= 64 KiB with mmap (no heap caching). Fallback where /proc is not wr
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import importlib.util
+import json
 import os
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout holding benchmarks/ and tests/
 
@@ -35,6 +41,74 @@ def load_test_module(relpath: str) -> ModuleType:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+# ---------------------------------------------------------------------------------------------- command
+def add_common_arguments(p: argparse.ArgumentParser, section: str, threads: int = 2,
+                         threads_help: str = "torch intra-op threads", frame: bool = True) -> None:
+    """The options every case has: --threads, --seed, --out (replaces ``section`` of that markdown file), --json;
+    with ``frame`` also those of a case on a :func:`build_frame` frame with a peak-memory pass: --data-root,
+    --max-points, --no-memory."""
+    p.add_argument("--threads", type=int, default=threads, help=threads_help)
+    if frame:
+        p.add_argument("--data-root", default=None, help="use this nuScenes tree instead of a fresh synthetic one")
+        p.add_argument("--max-points", type=int, default=None, help="random subset of the frame (smoke tests)")
+        p.add_argument("--no-memory", action="store_true", help="skip the peak-memory passes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help=f"markdown file whose '{section}' section is replaced (atomic)")
+    p.add_argument("--json", default=None, help="also write raw results as JSON")
+
+
+def report(args: argparse.Namespace, section: str, machine: Dict[str, Any], t_start: float,
+           render: Callable[[Dict[str, Any], str], str], raw: Dict[str, Any],
+           update_doc_section: Callable[[str, str, str], None]) -> None:
+    """End of a case's command: add the load average at the end and the wall time since ``t_start`` to
+    ``machine``, print ``render(machine, command line)``, replace ``section`` of ``--out`` with it
+    (``update_doc_section`` of tools/benchmark.py) and write ``--json`` (``machine`` plus ``raw``, atomic)."""
+    machine["load_end"] = os.getloadavg()
+    machine["wall_s"] = time.time() - t_start
+    text = render(machine, "python tools/benchmark.py " + " ".join(args.argv))
+    print(text)
+    if args.out:
+        update_doc_section(args.out, section, text)
+        print(f"updated {args.out}", file=sys.stderr)
+    if args.json:
+        from perception3d.utils.atomic import atomic_open
+
+        with atomic_open(Path(args.json), "w") as f:
+            json.dump(dict(machine=machine, **raw), f, indent=1, default=str)
+
+
+# ------------------------------------------------------------------------------------------- children
+def run_in_child(script: str, spec: Dict[str, Any], workdir: str) -> Dict[str, Any]:
+    """Run case ``script`` (its ``__main__`` is :func:`child_main`) on ``spec`` in a fresh interpreter with
+    ``spec['threads']`` OpenMP/MKL threads; returns its result dict, or ``{'error': last line of its stderr}``
+    (the stderr tail is echoed)."""
+    spec_path, out_path = os.path.join(workdir, "spec.json"), os.path.join(workdir, "result.json")
+    with open(spec_path, "w") as f:
+        json.dump(spec, f)
+    env = dict(os.environ, OMP_NUM_THREADS=str(spec["threads"]), MKL_NUM_THREADS=str(spec["threads"]))
+    proc = subprocess.run([sys.executable, str(Path(script).resolve()), spec_path, out_path],
+                          env=env, capture_output=True, text=True)
+    if proc.returncode != 0 or not os.path.isfile(out_path):
+        sys.stderr.write(proc.stderr[-4000:])
+        lines = (proc.stderr or proc.stdout or "no output").strip().splitlines()
+        return dict(error=lines[-1][:200] if lines else "no output")
+    with open(out_path) as f:
+        result = json.load(f)
+    os.remove(out_path)
+    return result
+
+
+def child_main(case: Callable[[Dict[str, Any]], Dict[str, Any]], argv: Sequence[str]) -> int:
+    """``__main__`` of a case script run by :func:`run_in_child`: ``argv`` = (spec.json, result.json); writes
+    ``case(spec)`` to result.json."""
+    spec_path, out_path = argv
+    with open(spec_path) as f:
+        result = case(json.load(f))
+    with open(out_path, "w") as f:
+        json.dump(result, f)
+    return 0
 
 
 # ----------------------------------------------------------------------------------------------- memory

@@ -25,12 +25,12 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import torch
 
-from _helpers import PeakMemory, build_frame, return_freed_memory_to_os
+from _helpers import (PeakMemory, add_common_arguments, build_frame, child_main, report, return_freed_memory_to_os,
+                      run_in_child)
 from bm_scatter_attention import OP_METHODS, op_peak, sla_vs_padded
 
 SECTION = "backbones"
@@ -149,13 +149,9 @@ def measure_backbones(model: torch.nn.Module, nets: Dict[str, torch.nn.Module], 
     return out
 
 
-def _child_main(spec_path: str, out_path: str) -> int:
+def run_case(spec: Dict[str, Any]) -> Dict[str, Any]:
     """Fresh-interpreter case: ``memory`` = peak MiB of one pass of one backbone; ``op`` = SLA vs padded (both
     layouts); ``op_memory`` = peak MiB of one op method and pass."""
-    import json
-
-    with open(spec_path) as f:
-        spec = json.load(f)
     torch.set_num_threads(int(spec["threads"]))
     data = torch.load(spec["data"])
     feats, coords, grid = data["feats"], data["coords"], data["grid_shape"]
@@ -174,29 +170,6 @@ def _child_main(spec_path: str, out_path: str) -> int:
         with probe.span() as m:
             _run(net, mode, feats, coords, grid)
         res = dict(peak_mib=m["peak_mib"], method=probe.method)
-    with open(out_path, "w") as f:
-        json.dump(res, f)
-    return 0
-
-
-def run_in_child(spec: Dict[str, Any], workdir: str) -> Dict[str, Any]:
-    """Run :func:`_child_main` in a fresh interpreter; failures become ``{'error': ...}``."""
-    import json
-    import os
-    import subprocess
-
-    spec_path, out_path = os.path.join(workdir, "spec.json"), os.path.join(workdir, "out.json")
-    with open(spec_path, "w") as f:
-        json.dump(spec, f)
-    env = dict(os.environ, OMP_NUM_THREADS=str(spec["threads"]), MKL_NUM_THREADS=str(spec["threads"]))
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), spec_path, out_path],
-                          env=env, capture_output=True, text=True)
-    if proc.returncode != 0 or not os.path.isfile(out_path):
-        lines = (proc.stderr or "no output").strip().splitlines()
-        return dict(error=lines[-1][:200] if lines else "no output")
-    with open(out_path) as f:
-        res = json.load(f)
-    os.remove(out_path)
     return res
 
 
@@ -231,14 +204,15 @@ def run_benchmark(args: argparse.Namespace) -> Dict[str, Any]:
                 for name in nets:
                     res["peak_mib"][name] = {}
                     for mode in args.passes:
-                        r = run_in_child(dict(base, kind="memory", name=name, **{"pass": mode}), tmp)
+                        r = run_in_child(__file__, dict(base, kind="memory", name=name, **{"pass": mode}), tmp)
                         res["peak_mib"][name][mode] = r.get("peak_mib", float("nan"))
                         if "error" in r:
                             print(f"benchmark backbones: memory {name}/{mode} failed: {r['error']}", file=sys.stderr)
             if "scatterformer" in nets and not args.skip_op:
                 sf = nets["scatterformer"]
-                res["op"] = run_in_child(dict(base, kind="op", channels=sf.embed_dim, heads=sf.blocks[0].attn.num_heads,
-                                              window=list(sf.window_shape), repeats=args.repeats), tmp)
+                res["op"] = run_in_child(__file__, dict(base, kind="op", channels=sf.embed_dim,
+                                                        heads=sf.blocks[0].attn.num_heads,
+                                                        window=list(sf.window_shape), repeats=args.repeats), tmp)
                 if "error" in res["op"]:
                     print(f"benchmark backbones: op level failed: {res['op']['error']}", file=sys.stderr)
                     res.pop("op")
@@ -246,9 +220,10 @@ def run_benchmark(args: argparse.Namespace) -> Dict[str, Any]:
                     res["op"]["peak_mib"] = {m: {} for m in OP_METHODS}
                     for m in OP_METHODS:
                         for mode, key in (("fwd", "fwd"), ("fwd+bwd", "fwd_bwd")):
-                            r = run_in_child(dict(base, kind="op_memory", channels=sf.embed_dim,
-                                                  heads=sf.blocks[0].attn.num_heads, window=list(sf.window_shape),
-                                                  method=m, **{"pass": mode}), tmp)
+                            r = run_in_child(__file__, dict(base, kind="op_memory", channels=sf.embed_dim,
+                                                            heads=sf.blocks[0].attn.num_heads,
+                                                            window=list(sf.window_shape), method=m,
+                                                            **{"pass": mode}), tmp)
                             res["op"]["peak_mib"][m][key] = r.get("peak_mib", float("nan"))
                     res["op"]["memory_method"] = "VmHWM, fresh interpreter per method and pass"
             res["sweeps"] = s
@@ -353,24 +328,11 @@ def render_section(res: Dict[str, Any], args: argparse.Namespace, machine: Dict[
 def run(args: argparse.Namespace, machine_info: Callable[[int], Dict[str, Any]],
         update_doc_section: Callable[[str, str, str], None]) -> int:
     """The ``backbones`` subcommand: measure, print the section, optionally write it into ``--out``."""
-    import json
-    import os
-
     t0 = time.time()
     machine = machine_info(args.threads)
     res = run_benchmark(args)
-    machine["load_end"] = os.getloadavg()
-    machine["wall_s"] = time.time() - t0
-    section = render_section(res, args, machine, "python tools/benchmark.py " + " ".join(args.argv))
-    print(section)
-    if args.out:
-        update_doc_section(args.out, SECTION, section)
-        print(f"updated {args.out}", file=sys.stderr)
-    if args.json:
-        from perception3d.utils.atomic import atomic_open
-
-        with atomic_open(Path(args.json), "w") as f:
-            json.dump(dict(machine=machine, **res), f, indent=1, default=str)
+    report(args, SECTION, machine, t0, lambda m, command: render_section(res, args, m, command), res,
+           update_doc_section)
     return 0
 
 
@@ -383,17 +345,11 @@ def add_parser(subparsers, machine_info: Callable, update_doc_section: Callable)
     p.add_argument("--passes", nargs="+", choices=PASSES, default=list(PASSES))
     p.add_argument("--repeats", type=int, default=3, help="timed passes (median reported)")
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--data-root", default=None, help="use this nuScenes tree instead of a fresh synthetic one")
-    p.add_argument("--max-points", type=int, default=None, help="random subset of the frame (smoke tests)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-op", action="store_true", help="skip the op-level SLA vs padded comparison")
-    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory passes")
-    p.add_argument("--out", default=None, help="markdown file whose 'backbones' section is replaced (atomic)")
-    p.add_argument("--json", default=None, help="also write raw results as JSON")
+    add_common_arguments(p, SECTION)
     p.set_defaults(func=lambda a: run(a, machine_info, update_doc_section), config_defaults=CONFIGS)
     return p
 
 
 if __name__ == "__main__":  # fresh-interpreter child of run_in_child
-    sys.exit(_child_main(sys.argv[1], sys.argv[2]))
+    sys.exit(child_main(run_case, sys.argv[1:]))

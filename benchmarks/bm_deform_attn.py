@@ -21,12 +21,12 @@ import math
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 
-from _helpers import PeakMemory, load_test_module, return_freed_memory_to_os
+from _helpers import (PeakMemory, add_common_arguments, child_main, load_test_module, report,
+                      return_freed_memory_to_os, run_in_child)
 
 SECTION = "deform_attn"
 METHODS = ("dfa3d", "materialised", "2d", "2d grid_sample")
@@ -80,26 +80,17 @@ _ARG_FIELDS = ("cams", "image", "strides", "queries", "heads", "channels", "poin
 
 
 def _memory_subprocess(args: argparse.Namespace, method: str, backward: bool) -> float:
-    """Peak MiB of one pass of ``method`` measured in a fresh interpreter (see :func:`_memory_main`)."""
-    import json
-    import os
-    import subprocess
+    """Peak MiB of one pass of ``method`` measured in a fresh interpreter (see :func:`_memory_case`); NaN if
+    the child failed."""
+    import tempfile
 
     spec = dict({k: getattr(args, k) for k in _ARG_FIELDS}, method=method, backward=backward)
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), json.dumps(spec)],
-                          env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-3000:])
-        return float("nan")
-    return float(proc.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryDirectory(prefix="p3d-bench-") as tmp:
+        return float(run_in_child(__file__, spec, tmp).get("peak_mib", float("nan")))
 
 
-def _memory_main(spec_json: str) -> None:
-    """Child: build the inputs, make glibc return freed memory, run one warm-up pass, print the measured peak."""
-    import json
-
-    spec = json.loads(spec_json)
+def _memory_case(spec: Dict[str, Any]) -> Dict[str, float]:
+    """Child: build the inputs, make glibc return freed memory, run one warm-up pass, return the measured peak."""
     args = argparse.Namespace(**spec)
     torch.set_num_threads(args.threads)
     x = build_inputs(args)
@@ -111,7 +102,7 @@ def _memory_main(spec_json: str) -> None:
     probe = PeakMemory()
     with probe.span() as mem:
         _one_pass(fn, [x[n] for n in names], args.backward, gout)
-    print(mem["peak_mib"])
+    return dict(peak_mib=mem["peak_mib"])
 
 
 def run_benchmark(args: argparse.Namespace) -> Dict[str, Any]:
@@ -220,7 +211,6 @@ def run(args: argparse.Namespace, machine_info: Callable[[int], Dict[str, Any]],
         update_doc_section: Callable[[str, str, str], None]) -> int:
     """The ``deform_attn`` subcommand: measure, print the section, optionally write it into ``--out``."""
     import copy
-    import os
 
     t0 = time.time()
     machine = machine_info(args.threads)
@@ -229,13 +219,8 @@ def run(args: argparse.Namespace, machine_info: Callable[[int], Dict[str, Any]],
         sub = copy.copy(args)
         sub.depth_bins = nd
         results.append((nd, run_benchmark(sub)))
-    machine["load_end"] = os.getloadavg()
-    machine["wall_s"] = time.time() - t0
-    section = render_section(results, args, machine, "python tools/benchmark.py " + " ".join(args.argv))
-    print(section)
-    if args.out:
-        update_doc_section(args.out, SECTION, section)
-        print(f"updated {args.out}", file=sys.stderr)
+    report(args, SECTION, machine, t0, lambda m, command: render_section(results, args, m, command),
+           dict(results=[dict(depth_bins=nd, **res) for nd, res in results]), update_doc_section)
     return 0
 
 
@@ -255,14 +240,12 @@ def add_parser(subparsers, machine_info: Callable, update_doc_section: Callable)
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (1 by default: the machine is shared and 2 OpenMP threads on 2 loaded cores "
-                        "spin-wait, which distorts every method differently)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="markdown file whose 'deform_attn' section is replaced (atomic)")
+    add_common_arguments(p, SECTION, threads=1, frame=False,
+                         threads_help="torch threads (1 by default: the machine is shared and 2 OpenMP threads on 2 "
+                                      "loaded cores spin-wait, which distorts every method differently)")
     p.set_defaults(func=lambda a: run(a, machine_info, update_doc_section))
     return p
 
 
 if __name__ == "__main__":  # memory child process (see _memory_subprocess)
-    _memory_main(sys.argv[1])
+    sys.exit(child_main(_memory_case, sys.argv[1:]))

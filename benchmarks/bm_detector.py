@@ -18,18 +18,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from _helpers import PeakMemory, build_frame, median, return_freed_memory_to_os
+from _helpers import (PeakMemory, add_common_arguments, build_frame, child_main, median, report,
+                      return_freed_memory_to_os, run_in_child)
 
 SECTION = "detector"
 CONFIGS = {"flatformer": "configs/flatformer/flatformer_demo_synthetic.py",
@@ -320,29 +318,7 @@ def _run_spec(spec: Dict[str, Any], in_process: bool, workdir: str) -> Dict[str,
 
             traceback.print_exc()
             return dict(error=f"{type(exc).__name__}: {exc}"[:200])
-    spec_path = os.path.join(workdir, "spec.json")
-    out_path = os.path.join(workdir, "result.json")
-    with open(spec_path, "w") as f:
-        json.dump(spec, f)
-    env = dict(os.environ, OMP_NUM_THREADS=str(spec["threads"]), MKL_NUM_THREADS=str(spec["threads"]))
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), spec_path, out_path],
-                          env=env, capture_output=True, text=True)
-    if proc.returncode != 0 or not os.path.isfile(out_path):
-        sys.stderr.write(proc.stderr[-4000:])
-        lines = (proc.stderr or proc.stdout or "no output").strip().splitlines()
-        return dict(error=lines[-1][:200] if lines else "no output")
-    with open(out_path) as f:
-        result = json.load(f)
-    os.remove(out_path)
-    return result
-
-
-def _child_main(spec_path: str, out_path: str) -> int:
-    with open(spec_path) as f:
-        result = run_case(json.load(f))
-    with open(out_path, "w") as f:
-        json.dump(result, f)
-    return 0
+    return run_in_child(__file__, spec, workdir)
 
 
 # ------------------------------------------------------------------------------------------- report
@@ -471,18 +447,8 @@ def run(args: argparse.Namespace, machine_info: Callable[[int], Dict[str, Any]],
             print(f"[{time.perf_counter() - t0:6.1f} s] {' / '.join(label)}"
                   + (f"  FAILED: {res['error']}" if "error" in res else ""), file=sys.stderr, flush=True)
             results.append(dict(spec=spec, result=res))
-    machine["load_end"] = os.getloadavg()
-    machine["wall_s"] = time.time() - t_start
-    section = render_section(results, frame, machine, args, "python tools/benchmark.py " + " ".join(args.argv))
-    print(section)
-    if args.out:
-        update_doc_section(args.out, SECTION, section)
-        print(f"updated {args.out}", file=sys.stderr)
-    if args.json:
-        from perception3d.utils.atomic import atomic_open
-
-        with atomic_open(args.json, "w") as f:
-            json.dump(dict(machine=machine, frame=frame, results=results), f, indent=1, default=str)
+    report(args, SECTION, machine, t_start, lambda m, command: render_section(results, frame, m, args, command),
+           dict(frame=frame, results=results), update_doc_section)
     return 1 if any("error" in r["result"] for r in results) else 0
 
 
@@ -493,21 +459,15 @@ def add_parser(subparsers, machine_info: Callable, update_doc_section: Callable)
     p.add_argument("--sweeps", type=int, nargs="+", default=[1, 10], help="accumulated sweeps per frame (>= 1)")
     p.add_argument("--repeats", type=int, default=5, help="timed passes per case (median reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed passes before timing")
-    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--models", nargs="+", choices=sorted(CONFIGS), default=["flatformer", "spconv"])
     p.add_argument("--passes", nargs="+", choices=PASSES, default=list(PASSES))
-    p.add_argument("--data-root", default=None, help="use this nuScenes tree instead of a fresh synthetic one")
-    p.add_argument("--max-points", type=int, default=None, help="random subset of the frame (smoke tests)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-equal-voxels", action="store_true", help="skip the backbone-vs-backbone comparison")
-    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
     p.add_argument("--in-process", action="store_true",
                    help="run cases here instead of fresh subprocesses (memory numbers then less isolated)")
-    p.add_argument("--out", default=None, help="markdown file whose 'detector' section is replaced (atomic)")
-    p.add_argument("--json", default=None, help="also write raw results as JSON")
+    add_common_arguments(p, SECTION)
     p.set_defaults(func=lambda a: run(a, machine_info, update_doc_section), config_defaults=CONFIGS)
     return p
 
 
 if __name__ == "__main__":  # fresh-interpreter child of _run_spec
-    sys.exit(_child_main(sys.argv[1], sys.argv[2]))
+    sys.exit(child_main(run_case, sys.argv[1:]))

@@ -1,6 +1,9 @@
-"""Fixtures for the tool tests: the fixture tree's index and --cfg-options shrinking the FlatFormer demo config."""
+"""Fixtures for the tool tests: the fixture tree's index, --cfg-options shrinking the FlatFormer demo config,
+tools/benchmark.py as a module."""
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,3 +99,13 @@ def base_opts(synthetic_nuscenes_root, index, gt_db):
     return opts
 
 
+@pytest.fixture(scope="session")
+def benchmark_tool():
+    """tools/benchmark.py loaded as a module; loading it puts benchmarks/ (the bm_*.py cases, _helpers) on sys.path."""
+    if str(REPO / "tools") not in sys.path:  # its shared helpers (_common)
+        sys.path.insert(0, str(REPO / "tools"))
+    spec = importlib.util.spec_from_file_location("p3d_tools_benchmark", REPO / "tools" / "benchmark.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # run_tool names the tool after its main's module file
+    spec.loader.exec_module(mod)
+    return mod

@@ -2,11 +2,10 @@
 structure of the report, no timing assertions)."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,27 +26,13 @@ model = dict(sparse_backbone=dict(embed_dim=16, num_heads=2, set_size=8, window_
 }
 
 
-def _load_benchmark_tool():
-    if str(REPO / "tools") not in sys.path:  # its shared helpers (_common)
-        sys.path.insert(0, str(REPO / "tools"))
-    spec = importlib.util.spec_from_file_location("p3d_tools_benchmark_bb", REPO / "tools" / "benchmark.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-tool = _load_benchmark_tool()  # puts benchmarks/ on sys.path
-import bm_backbones as bb  # noqa: E402
-import bm_scatter_attention  # noqa: E402
-
-
-def test_backbones_cli_smoke(synthetic_nuscenes_root, tmp_path, capsys):
+def test_backbones_cli_smoke(benchmark_tool, synthetic_nuscenes_root, tmp_path, capsys):
     paths = {}
     for name, text in _CONFIGS.items():
         paths[name] = tmp_path / f"{name}.py"
         paths[name].write_text(text)
     md, js = tmp_path / "bench.md", tmp_path / "r.json"
-    code = tool.main(
+    code = benchmark_tool.main(
         ["backbones", "--data-root", str(synthetic_nuscenes_root), "--sweeps", "2", "--threads", "1",
          "--max-points", "2000", "--repeats", "1", "--warmup", "0", "--no-memory",
          "--backbones", "scatterformer", "dsvt", "padded", "spconv",
@@ -64,7 +49,11 @@ def test_backbones_cli_smoke(synthetic_nuscenes_root, tmp_path, capsys):
     assert "SLA vs padded speed" in text and "failed" not in text
 
 
+@pytest.mark.usefixtures("benchmark_tool")  # puts benchmarks/ on sys.path
 def test_memory_child_measures_one_backbone(tmp_path):
+    import _helpers
+    import bm_backbones as bb
+
     coords = torch.tensor([[0, z, y, x] for z in range(2) for y in range(5) for x in range(6)], dtype=torch.int32)
     cfg = tmp_path / "sf.py"
     cfg.write_text(_CONFIGS["scatterformer"])
@@ -75,12 +64,15 @@ def test_memory_child_measures_one_backbone(tmp_path):
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(dict(kind="memory", name="padded", data=str(data), threads=1, configs=paths,
                                     **{"pass": "fwd+bwd"})))
-    assert bb._child_main(str(spec), str(tmp_path / "out.json")) == 0
+    assert _helpers.child_main(bb.run_case, [str(spec), str(tmp_path / "out.json")]) == 0
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["peak_mib"] >= 0 and out["method"] in ("VmHWM", "ru_maxrss")
 
 
+@pytest.mark.usefixtures("benchmark_tool")
 def test_sla_vs_padded_on_synthetic_voxels():
+    import bm_scatter_attention
+
     coords = bm_scatter_attention.synthetic_voxels(300, grid=(40, 40), seed=1)
     assert coords.shape == (300, 4) and len({tuple(c) for c in coords.tolist()}) == 300  # unique voxels
     res = bm_scatter_attention.sla_vs_padded(coords, channels=8, heads=2, window=(6, 6), warmup=0, repeats=1,

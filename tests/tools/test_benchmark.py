@@ -1,7 +1,6 @@
 """tools/benchmark.py and its detector case (benchmarks/bm_detector.py) on tiny shapes (no timing assertions)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -12,21 +11,6 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _load_benchmark_tool():
-    if str(REPO / "tools") not in sys.path:  # its shared helpers (_common)
-        sys.path.insert(0, str(REPO / "tools"))
-    spec = importlib.util.spec_from_file_location("p3d_tools_benchmark", REPO / "tools" / "benchmark.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # run_tool names the tool after its main's module file
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bench = _load_benchmark_tool()  # puts benchmarks/ on sys.path
-import _helpers  # noqa: E402
-import bm_detector  # noqa: E402
 
 # 25.6 m x 25.6 m range: 64 x 64 pillars (FlatFormer) / 32 x 128 x 128 voxels (spconv), narrow heads
 _RANGE = "[-12.8, -12.8, -5.0, 12.8, 12.8, 3.0]"
@@ -47,6 +31,14 @@ model = dict(point_cloud_range={_RANGE}, voxel_encoder=dict(feat_channels=[8, 8]
              neck=dict(in_channels=[8, 16], out_channels=[8, 8]),
              head=dict(in_channels=16, share_conv_channel=8, head_conv=8))
 """
+
+
+@pytest.fixture(scope="module")
+def bm_detector(benchmark_tool):
+    """benchmarks/bm_detector.py (importable once the tool has put benchmarks/ on sys.path)."""
+    import bm_detector
+
+    return bm_detector
 
 
 @pytest.fixture
@@ -96,7 +88,10 @@ def _gt():
     return [gt]
 
 
+@pytest.mark.usefixtures("benchmark_tool")  # puts benchmarks/ on sys.path
 def test_peak_memory_sees_a_known_allocation():
+    import _helpers
+
     _helpers.return_freed_memory_to_os()
     probe = _helpers.PeakMemory()
     probe.start()
@@ -119,7 +114,7 @@ def _boxes(samples):
 
 
 @pytest.mark.parametrize("which", [0, 1])
-def test_timed_predict_pass_is_the_models_own_predict(tiny_configs, which, one_thread):
+def test_timed_predict_pass_is_the_models_own_predict(bm_detector, tiny_configs, which, one_thread):
     model = _build(tiny_configs[which]).eval()
     batch = bm_detector.make_batch([_cloud()])
     out = bm_detector.run_pass(model, batch, train=False)
@@ -137,7 +132,7 @@ def test_timed_predict_pass_is_the_models_own_predict(tiny_configs, which, one_t
 
 
 @pytest.mark.parametrize("which", [0, 1])
-def test_timed_training_pass_gives_the_plain_losses_and_gradients(tiny_configs, which, one_thread):
+def test_timed_training_pass_gives_the_plain_losses_and_gradients(bm_detector, tiny_configs, which, one_thread):
     model = _build(tiny_configs[which]).train()
     batch = bm_detector.make_batch([_cloud()], _gt())
     data = model.data_preprocessor(batch, True)
@@ -156,7 +151,7 @@ def test_timed_training_pass_gives_the_plain_losses_and_gradients(tiny_configs, 
     assert all(out["backward"][c] > 0 for c in cols - {"voxelize"}), out["backward"]
 
 
-def test_memory_pass_probes_every_stage(tiny_configs, one_thread):
+def test_memory_pass_probes_every_stage(bm_detector, tiny_configs, one_thread):
     model = _build(tiny_configs[0])
     res = bm_detector.measure_detector(model, [_cloud()], train=True, warmup=0, repeats=1, gts=_gt())
     assert set(res["stage_peak_mib"]) == set(model.stage_names()) - {"head.decoder"} | {"backward"}
@@ -164,26 +159,26 @@ def test_memory_pass_probes_every_stage(tiny_configs, one_thread):
     assert set(res["stages_ms"]) == set(bm_detector.STAGES) - {"decode"}
 
 
-def test_update_doc_section_replaces_only_its_block(tmp_path):
+def test_update_doc_section_replaces_only_its_block(benchmark_tool, tmp_path):
     doc = tmp_path / "b.md"
-    bench.update_doc_section(str(doc), "detector", "first\n")
+    benchmark_tool.update_doc_section(str(doc), "detector", "first\n")
     text = doc.read_text()
     assert text.startswith("# Benchmarks") and "first" in text
     doc.write_text("intro\n\n" + text.split("\n", 1)[1] + "\nafter\n")
-    bench.update_doc_section(str(doc), "detector", "second")
-    bench.update_doc_section(str(doc), "other", "third")
+    benchmark_tool.update_doc_section(str(doc), "detector", "second")
+    benchmark_tool.update_doc_section(str(doc), "other", "third")
     text = doc.read_text()
     assert "first" not in text and text.count("second") == 1 and text.startswith("intro")
     assert text.index("second") < text.index("after") < text.index("third")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind
 
 
-def test_detector_cli_smoke(tiny_configs, synthetic_nuscenes_root, tmp_path, capsys):
+def test_detector_cli_smoke(benchmark_tool, tiny_configs, synthetic_nuscenes_root, tmp_path, capsys):
     md, js = tmp_path / "bench.md", tmp_path / "r.json"
-    code = bench.main(["detector", "--data-root", str(synthetic_nuscenes_root), "--sweeps", "2", "--threads", "1",
-                       "--max-points", "3000", "--repeats", "1", "--warmup", "0", "--in-process",
-                       "--config", f"flatformer={tiny_configs[0]}", "--config", f"spconv={tiny_configs[1]}",
-                       "--out", str(md), "--json", str(js)])
+    code = benchmark_tool.main(["detector", "--data-root", str(synthetic_nuscenes_root), "--sweeps", "2",
+                                "--threads", "1", "--max-points", "3000", "--repeats", "1", "--warmup", "0",
+                                "--in-process", "--config", f"flatformer={tiny_configs[0]}",
+                                "--config", f"spconv={tiny_configs[1]}", "--out", str(md), "--json", str(js)])
     assert code == 0, capsys.readouterr().err[-2000:]
     raw = json.loads(js.read_text())
     det = [r for r in raw["results"] if r["spec"]["kind"] == "detector"]
@@ -201,16 +196,17 @@ def test_detector_cli_smoke(tiny_configs, synthetic_nuscenes_root, tmp_path, cap
     assert text.count("x spconv float32") == 1  # the bf16 line
 
 
-def test_detector_case_in_a_fresh_interpreter_from_outside_the_repo(tiny_configs, synthetic_nuscenes_root,
-                                                                     tmp_path, monkeypatch, capsys):
+def test_detector_case_in_a_fresh_interpreter_from_outside_the_repo(benchmark_tool, bm_detector, tiny_configs,
+                                                                     synthetic_nuscenes_root, tmp_path, monkeypatch,
+                                                                     capsys):
     """The default mode: each case runs benchmarks/bm_detector.py as a script (its own imports, no checkout on
     the path but benchmarks/)."""
     monkeypatch.chdir(tmp_path)
     js = tmp_path / "r.json"
-    code = bench.main(["detector", "--data-root", str(synthetic_nuscenes_root), "--sweeps", "1", "--threads", "1",
-                       "--max-points", "2000", "--repeats", "1", "--warmup", "0", "--models", "flatformer",
-                       "--passes", "fwd", "--no-memory", "--config", f"flatformer={tiny_configs[0]}",
-                       "--json", str(js)])
+    code = benchmark_tool.main(["detector", "--data-root", str(synthetic_nuscenes_root), "--sweeps", "1",
+                                "--threads", "1", "--max-points", "2000", "--repeats", "1", "--warmup", "0",
+                                "--models", "flatformer", "--passes", "fwd", "--no-memory",
+                                "--config", f"flatformer={tiny_configs[0]}", "--json", str(js)])
     assert code == 0, capsys.readouterr().err[-2000:]
     (item,) = json.loads(js.read_text())["results"]
     assert "error" not in item["result"] and item["result"]["num_voxels"] > 0
@@ -224,12 +220,12 @@ def test_detector_case_in_a_fresh_interpreter_from_outside_the_repo(tiny_configs
     (["--sweeps", "0"], "--sweeps values must be >= 1"),
     (["--repeats", "0"], "--repeats must be >= 1"),
 ])
-def test_user_mistakes_are_one_line_and_exit_2(argv, message, capsys):
+def test_user_mistakes_are_one_line_and_exit_2(benchmark_tool, argv, message, capsys):
     from _common import run_tool
 
-    with pytest.raises(bench.UsageError, match=re.escape(message)):
-        bench.main(["detector", *argv])
-    assert run_tool(bench.main, ["detector", *argv]) == 2
+    with pytest.raises(benchmark_tool.UsageError, match=re.escape(message)):
+        benchmark_tool.main(["detector", *argv])
+    assert run_tool(benchmark_tool.main, ["detector", *argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("benchmark.py: error: ") and message in err, err
 
@@ -242,14 +238,15 @@ def test_the_command_reports_a_mistake_in_one_line(tmp_path):
                                f"{tmp_path} or {REPO})"), r.stderr
 
 
-def test_relative_configs_resolve_against_the_cwd_then_the_checkout(tmp_path, monkeypatch):
+def test_relative_configs_resolve_against_the_cwd_then_the_checkout(benchmark_tool, bm_detector, tmp_path,
+                                                                     monkeypatch):
     monkeypatch.chdir(tmp_path)
     rel = "configs/flatformer/flatformer_demo_synthetic.py"
-    assert bench.resolve_config("flatformer", rel) == str(REPO / rel)  # not in the cwd: the checkout's
+    assert benchmark_tool.resolve_config("flatformer", rel) == str(REPO / rel)  # not in the cwd: the checkout's
     (tmp_path / "configs/flatformer").mkdir(parents=True)
     (tmp_path / rel).write_text("model = dict()\n")
-    assert bench.resolve_config("flatformer", rel) == str(tmp_path / rel)  # the cwd's comes first
-    assert bench.resolve_config("flatformer", str(tmp_path / rel)) == str(tmp_path / rel)
-    args = bench.build_parser().parse_args(["backbones", "--config", f"dsvt={tmp_path / rel}"])
-    configs = bench.resolve_configs(args)
+    assert benchmark_tool.resolve_config("flatformer", rel) == str(tmp_path / rel)  # the cwd's comes first
+    assert benchmark_tool.resolve_config("flatformer", str(tmp_path / rel)) == str(tmp_path / rel)
+    args = benchmark_tool.build_parser().parse_args(["backbones", "--config", f"dsvt={tmp_path / rel}"])
+    configs = benchmark_tool.resolve_configs(args)
     assert configs["dsvt"] == str(tmp_path / rel) and configs["spconv"] == str(REPO / bm_detector.CONFIGS["spconv"])
