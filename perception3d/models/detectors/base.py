@@ -27,8 +27,8 @@ from ...structures import Boxes3D, Det3DDataSample
 MODES = ("loss", "predict", "tensor")
 
 
-def _accepted_keys(cfg: dict) -> Tuple[set, bool]:
-    """Keyword names the class (or factory) of ``cfg['type']`` takes, and whether it takes ``**kwargs``."""
+def _accepted_keys(cfg: dict) -> set:
+    """Keyword names the class (or factory) of ``cfg['type']`` names in its signature."""
     obj = cfg["type"]
     if isinstance(obj, str):
         obj = MODELS.get(obj)
@@ -36,8 +36,7 @@ def _accepted_keys(cfg: dict) -> Tuple[set, bool]:
             raise KeyError(f"{cfg['type']!r} is not registered in perception3d's MODELS")
     fn = obj.__init__ if inspect.isclass(obj) else obj
     params = inspect.signature(fn).parameters.values()
-    return ({p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)},
-            any(p.kind == p.VAR_KEYWORD for p in params))
+    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -92,7 +91,7 @@ class Base3DDetector(BaseModel):
         if not cfg:
             return None
         cfg = dict(cfg)
-        names, _ = _accepted_keys(cfg)
+        names = _accepted_keys(cfg)
         self._fill(cfg, f"model.{name}", [k for k in self.geometry if k in names])
         return MODELS.build(cfg)
 
@@ -119,24 +118,20 @@ class Base3DDetector(BaseModel):
         raise ValueError(f"{type(self).__name__}.forward: unknown mode {mode!r} (expected one of {MODES})")
 
     def extract_feat(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None):
-        raise NotImplementedError
+        """Preprocessed inputs -> the features the head reads."""
+        raise NotImplementedError(f"{type(self).__name__} must implement extract_feat")
 
     def loss(self, inputs: dict, data_samples: List[Det3DDataSample]) -> Dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """Preprocessed inputs + annotated samples -> dict of losses (keys containing 'loss' are summed)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement loss")
 
     def predict(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None) -> List[Det3DDataSample]:
-        raise NotImplementedError
+        """Preprocessed inputs -> the samples with their predictions (``pred_instances_3d`` for detectors)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement predict")
 
     def _forward(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None):
-        raise NotImplementedError
-
-    @staticmethod
-    def batch_size_of(inputs: dict) -> int:
-        if "points" in inputs:
-            return len(inputs["points"])
-        if "img" in inputs:
-            return int(inputs["img"].shape[0])
-        raise ValueError(f"cannot tell the batch size of inputs with keys {sorted(inputs)}")
+        """Preprocessed inputs -> raw head outputs (no decoding, no losses)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _forward")
 
     @staticmethod
     def add_pred_to_datasample(data_samples: Optional[List[Det3DDataSample]], results: List[InstanceData]
