@@ -74,7 +74,8 @@ class StagePeaks:
 
     def __enter__(self) -> "StagePeaks":
         for name, mod in self.modules.items():
-            self._handles += [mod.register_forward_pre_hook(self._pre(name)), mod.register_forward_hook(self._post(name))]
+            self._handles += [mod.register_forward_pre_hook(self._pre(name)),
+                              mod.register_forward_hook(self._post(name))]
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Sequence
 
 import torch
 
@@ -151,8 +151,9 @@ class StageTimer:
 
         Stages whose outputs got a gradient, in the order the gradients arrived (the reverse of the forward
         order for stages that run one after the other): each gets the time from its output's gradient to the
-        next stamp (the gradient of the stage that ran before it); the last one gets the rest of the backward. The time before the first stamp (the backward of what ran after the
-        last stage, e.g. the loss terms) is returned (seconds). Call inside the ``with`` block.
+        next stamp (the gradient of the stage that ran before it); the last one gets the rest of the backward.
+        The time before the first stamp (the backward of what ran after the last stage, e.g. the loss terms) is
+        returned (seconds). Call inside the ``with`` block.
         """
         if not self.track_backward:
             raise RuntimeError("StageTimer.timed_backward: construct the timer with backward=True")
