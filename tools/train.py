@@ -19,7 +19,8 @@ def parse_args(argv=None):
     p.add_argument("--work-dir", help="where logs and checkpoints go (default: work_dirs/<config name>)")
     p.add_argument("--resume", nargs="?", const="auto", default=None,
                    help="resume from the last checkpoint of the work dir, or from the given checkpoint "
-                        "(checkpoints are written atomically: a killed run resumes from its last complete one)")
+                        "(the configs' AtomicCheckpointHook writes checkpoints atomically: a killed run resumes "
+                        "from its last complete one)")
     add_cfg_options_argument(p)
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
     p.add_argument("--local-rank", "--local_rank", type=int, default=0)
@@ -41,9 +42,6 @@ def main(argv=None) -> None:
         cfg.resume, cfg.load_from = True, None
     elif args.resume:
         cfg.resume, cfg.load_from = True, resolve_checkpoint(args.resume)
-    ckpt_hook = (cfg.get("default_hooks") or {}).get("checkpoint")
-    if ckpt_hook is not None and ckpt_hook.get("type") == "CheckpointHook":
-        ckpt_hook["type"] = "AtomicCheckpointHook"  # same arguments; a kill mid-save leaves no partial file
     prepare_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()

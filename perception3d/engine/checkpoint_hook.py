@@ -9,8 +9,8 @@ Here, for checkpoints on the local disk:
 - checkpoints beyond ``max_keep_ckpts`` are deleted after the new one is complete;
 - temp files of a save that was killed are deleted when training starts again.
 
-Arguments are those of ``CheckpointHook``; the configs use it, and ``tools/train.py`` puts it in place of a user
-config's plain ``CheckpointHook``.
+Arguments are those of ``CheckpointHook``; ``configs/_base_/default_runtime.py`` names it (a config that names
+the plain ``CheckpointHook`` gets mmengine's in-place writes).
 """
 from __future__ import annotations
 
