@@ -23,6 +23,7 @@ from mmengine.structures import InstanceData
 from ...ops.voxelize import grid_shape as voxel_grid_shape
 from ...registry import MODELS
 from ...structures import Boxes3D, Det3DDataSample
+from ..geometry import merge_geometry
 
 MODES = ("loss", "predict", "tensor")
 
@@ -37,13 +38,6 @@ def _accepted_keys(cfg: dict) -> set:
     fn = obj.__init__ if inspect.isclass(obj) else obj
     params = inspect.signature(fn).parameters.values()
     return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-
-
-def _same(a: Any, b: Any) -> bool:
-    try:
-        return [float(v) for v in a] == [float(v) for v in b]
-    except TypeError:
-        return a == b
 
 
 class Base3DDetector(BaseModel):
@@ -77,13 +71,8 @@ class Base3DDetector(BaseModel):
 
     # ------------------------------------------------------------------------------------ building
     def _fill(self, cfg: dict, where: str, keys: Sequence[str]) -> None:
-        for key in keys:
-            if key not in self.geometry:
-                continue
-            if cfg.get(key) is not None and not _same(cfg[key], self.geometry[key]):
-                raise ValueError(f"{type(self).__name__}: {where}.{key}={list(cfg[key])} differs from the detector's "
-                                 f"{key}={self.geometry[key]}; write the geometry once, on the detector")
-            cfg[key] = self.geometry[key]
+        merge_geometry(cfg, {k: self.geometry[k] for k in keys if k in self.geometry}, type(self).__name__, where,
+                       "the detector's")
 
     def build_child(self, cfg: Optional[dict], name: str) -> Optional[torch.nn.Module]:
         """Build the child ``name`` from ``cfg`` (None -> None), adding the detector's geometry to the keyword

@@ -10,6 +10,7 @@ from torch import nn
 from perception3d.registry import MODELS, TASK_UTILS
 from perception3d.structures import Boxes3D
 
+from ..geometry import merge_geometry
 from .center_decode import CenterPointDecoder
 from .center_targets import center_targets_single
 
@@ -101,13 +102,8 @@ class CenterHead(nn.Module):
                              f"got {sorted(self.common_heads)}")
         code_size = 10 if "vel" in self.common_heads else 8
         coder_cfg = dict(type="CenterPointBBoxCoder", code_size=code_size, **(bbox_coder or {}))
-        for key, value in (("point_cloud_range", point_cloud_range), ("voxel_size", voxel_size)):
-            if value is None:
-                continue
-            if coder_cfg.get(key) is not None and [float(v) for v in coder_cfg[key]] != [float(v) for v in value]:
-                raise ValueError(f"CenterHead: bbox_coder.{key}={list(coder_cfg[key])} differs from the head's "
-                                 f"{key}={list(value)}; set it once (on the detector)")
-            coder_cfg[key] = value
+        merge_geometry(coder_cfg, dict(point_cloud_range=point_cloud_range, voxel_size=voxel_size), "CenterHead",
+                       "bbox_coder", "the head's")
         self.bbox_coder = TASK_UTILS.build(coder_cfg)
         self.task_label_maps = []
         self.task_global_labels = []
