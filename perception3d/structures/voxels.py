@@ -73,14 +73,15 @@ class SparseVoxels:
     # ----------------------------------------------------------------------------------------- checks
     def check(self, where: str, channels: int | None = None, grid_shape: Sequence[int] | None = None) -> None:
         """Raise a ValueError naming ``where`` unless the features have ``channels`` columns, the grid is
-        ``grid_shape`` (both optional) and every coordinate row lies inside (batch_size, *grid_shape)."""
+        ``grid_shape`` (both optional) and every coordinate row lies inside (batch_size, *grid_shape). The bounds
+        (a reduction over all rows) are checked once per coordinate set: the result is cached."""
         if channels is not None and self.channels != int(channels):
             raise ValueError(f"{where}: expected voxel features with {channels} channels, got {self.channels}")
         if grid_shape is not None and tuple(int(v) for v in grid_shape) != self.grid_shape:
             raise ValueError(f"{where}: expected voxels on the grid (nz, ny, nx)={tuple(grid_shape)}, got "
                              f"{self.grid_shape} (point_cloud_range / voxel_size differ between stages?)")
-        if self.num_voxels == 0:
-            return
+        if self.num_voxels == 0 or self.cache.get("in_bounds"):
+            return  # a coordinate set is bounds-checked once, not again by every stage it passes
         lo = self.coords.min(0).values
         hi = self.coords.max(0).values
         bound = torch.tensor([self.batch_size, *self.grid_shape], device=hi.device, dtype=hi.dtype)
@@ -89,6 +90,7 @@ class SparseVoxels:
             row = self.coords[bad][0].tolist()
             raise ValueError(f"{where}: voxel coords row {row} (b, z, y, x) outside batch_size={self.batch_size}, "
                              f"grid (nz, ny, nx)={self.grid_shape}")
+        self.cache["in_bounds"] = True
 
     # ------------------------------------------------------------------------------------ new voxels
     def replace(self, features: torch.Tensor) -> "SparseVoxels":

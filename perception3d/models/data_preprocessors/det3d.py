@@ -55,7 +55,7 @@ class Det3DDataPreprocessor(BaseDataPreprocessor):
 
         Returns ``dict(points (N, C) all samples concatenated, batch_idx (N,) long, coords (V, 4) int32
         (b, z, y, x) sorted, point2voxel (N,) long (-1 outside the range), num_voxels V, grid_shape (nz, ny, nx),
-        batch_size B, voxel_size, point_cloud_range)``; see :func:`perception3d.ops.voxelize.dynamic_voxelize`.
+        batch_size B)``; see :func:`perception3d.ops.voxelize.dynamic_voxelize`.
         """
         if not self.voxel:
             raise RuntimeError("Det3DDataPreprocessor.voxelize: built with voxel=False")
@@ -63,8 +63,7 @@ class Det3DDataPreprocessor(BaseDataPreprocessor):
         batch_idx = torch.cat([torch.full((len(p),), i, dtype=torch.long, device=p.device)
                                for i, p in enumerate(points)])
         vox = dynamic_voxelize(flat, batch_idx, self.voxel_size, self.point_cloud_range)
-        return dict(vox, points=flat, batch_idx=batch_idx, batch_size=len(points), voxel_size=self.voxel_size,
-                    point_cloud_range=self.point_cloud_range)
+        return dict(vox, points=flat, batch_idx=batch_idx, batch_size=len(points))
 
     def forward(self, data, training: bool = False) -> dict:
         if isinstance(data, (list, tuple)):
