@@ -45,9 +45,8 @@ def load_weights(model, checkpoint: str) -> dict:
     """
     from collections import OrderedDict
 
-    from perception3d.engine.checkpoint import allow_mmengine_checkpoints, read_checkpoint
+    from perception3d.engine.checkpoint import read_checkpoint
 
-    allow_mmengine_checkpoints()
     path = resolve_checkpoint(checkpoint)
     ckpt = read_checkpoint(path)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None

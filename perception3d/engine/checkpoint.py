@@ -55,11 +55,6 @@ def read_checkpoint(path, map_location="cpu"):
             from exc
 
 
-def _load_from_local(filename, map_location):
-    """mmengine's loader of local checkpoint files (``CheckpointLoader`` scheme ``''``)."""
-    return read_checkpoint(filename, map_location)
-
-
 def _history_buffer_reduce(self):
     from mmengine.logging.history_buffer import HistoryBuffer
 
@@ -87,5 +82,5 @@ def allow_mmengine_checkpoints() -> None:
 
     HistoryBuffer.__reduce__ = _history_buffer_reduce
     torch.serialization.add_safe_globals(mmengine_safe_globals())
-    CheckpointLoader.register_scheme(prefixes="", loader=_load_from_local, force=True)
+    CheckpointLoader.register_scheme(prefixes="", loader=read_checkpoint, force=True)  # local files
     _DONE = True
