@@ -32,6 +32,16 @@ def median(values: List[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
 
 
+def fmt_number(v: Optional[float]) -> str:
+    """A table cell: "–" for None / NaN, thousands separators from 100 up, else one decimal."""
+    return "–" if v is None or v != v else f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+
+
+def fmt_load(load: Sequence[float]) -> str:
+    """A load average (1/5/15 min) as "a/b/c"."""
+    return "/".join(f"{v:.2f}" for v in load)
+
+
 def load_test_module(relpath: str) -> ModuleType:
     """A helper module of the test suite, ``tests/<relpath>`` of this checkout (e.g. the deform_attn oracles)."""
     path = REPO / "tests" / relpath
@@ -252,8 +262,9 @@ def build_frame(path: str, sweeps: Sequence[int], seed: int = 0, data_root: Opti
             arrays[f"points_{s}"] = pts
         arrays["gt_boxes"] = np.asarray(info["gt"]["boxes"], np.float32).reshape(-1, 9)
         arrays["gt_names"] = np.asarray(info["gt"]["names"], dtype=str)
-    tmp_path = f"{path}.tmp-{os.getpid()}.npz"
-    np.savez(tmp_path, **arrays)
-    os.replace(tmp_path, path)
+    from perception3d.utils.atomic import atomic_open
+
+    with atomic_open(path, "wb") as f:
+        np.savez(f, **arrays)
     return dict(source=data_root or f"synthetic world (seed {seed})", token=info["token"],
                 points={s: int(len(arrays[f"points_{s}"])) for s in sweeps}, num_gt=int(len(arrays["gt_boxes"])))

@@ -22,15 +22,14 @@ run as a script). The op-level comparison runs ``bm_scatter_attention.sla_vs_pad
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import torch
 
-from _helpers import (PeakMemory, add_common_arguments, build_frame, child_main, report, return_freed_memory_to_os,
-                      run_in_child)
+from _helpers import (PeakMemory, add_common_arguments, build_frame, child_main, fmt_load, fmt_number, median, report,
+                      return_freed_memory_to_os, run_in_child)
 from bm_scatter_attention import OP_METHODS, op_peak, sla_vs_padded
 
 SECTION = "backbones"
@@ -128,20 +127,16 @@ def measure_backbones(model: torch.nn.Module, nets: Dict[str, torch.nn.Module], 
                       passes: Tuple[str, ...], warmup: int, repeats: int, memory: bool) -> Dict[str, Any]:
     """Median ms and peak MiB per (backbone, pass) on ``model``'s voxels of ``points`` (batch size 1)."""
     feats, coords, grid = encode(model, points)
-
-    def run(net: torch.nn.Module, mode: str) -> None:
-        _run(net, mode, feats, coords, grid)
-
     times: Dict[str, Dict[str, List[float]]] = {n: {p: [] for p in passes} for n in nets}
     for i in range(warmup + repeats):
         for name, net in nets.items():
             for mode in passes:
                 t0 = time.perf_counter()
-                run(net, mode)
+                _run(net, mode, feats, coords, grid)
                 if i >= warmup:
                     times[name][mode].append((time.perf_counter() - t0) * 1e3)
     out: Dict[str, Any] = dict(num_voxels=int(feats.shape[0]), num_points=int(len(points)),
-                               ms={n: {p: float(statistics.median(v)) for p, v in d.items()} for n, d in times.items()},
+                               ms={n: {p: median(v) for p, v in d.items()} for n, d in times.items()},
                                peak_mib={}, memory_method="none")
     if memory:
         out["memory_method"] = "VmHWM, fresh interpreter per backbone and pass"
@@ -189,7 +184,6 @@ def run_benchmark(args: argparse.Namespace) -> Dict[str, Any]:
         frame = build_frame(fpath, args.sweeps, seed=args.seed, data_root=args.data_root, max_points=args.max_points)
         arrays = np.load(fpath)
         points = {s: torch.from_numpy(arrays[f"points_{s}"]) for s in args.sweeps}
-        frame["points"] = {s: int(len(p)) for s, p in points.items()}
     runs = []
     with tempfile.TemporaryDirectory(prefix="p3d-bench-") as tmp:
         for s in args.sweeps:
@@ -233,10 +227,6 @@ def run_benchmark(args: argparse.Namespace) -> Dict[str, Any]:
     return dict(frame=frame, info=info, runs=runs)
 
 
-def _fmt(v: float) -> str:
-    return "–" if v is None or v != v else f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
-
-
 def _verdict(ratio: float, target: float) -> str:
     return f"**{ratio:.2f}x** (target >= {target:g}x: {'met' if ratio >= target else 'NOT met'})"
 
@@ -273,14 +263,14 @@ def target_lines(runs: List[Dict[str, Any]]) -> List[str]:
 
 def render_section(res: Dict[str, Any], args: argparse.Namespace, machine: Dict[str, Any], command: str) -> str:
     """Markdown of the ``backbones`` section: machine and load, method, the backbone table, op level, targets."""
-    load = lambda t: "/".join(f"{v:.2f}" for v in t)  # noqa: E731
     info, frame = res["info"], res["frame"]
     vs = " x ".join(f"{v:g}" for v in info["voxel_size"])
     out = ["### Sparse 3D backbones", "",
            f"`{command}` — {machine['date']}, wall time {machine['wall_s']:.0f} s.", "",
            f"- Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, spconv "
            f"{machine['spconv']}, {machine['threads']} torch threads. Load average (1/5/15 min) at start "
-           f"{load(machine['load_start'])}, at end {load(machine['load_end'])} (`uptime`: {machine['uptime']}).",
+           f"{fmt_load(machine['load_start'])}, at end {fmt_load(machine['load_end'])} "
+           f"(`uptime`: {machine['uptime']}).",
            f"- Frame: {frame['source']}, keyframe `{frame['token']}`; every backbone sees the same 3D voxels "
            f"({vs} m, grid (nz, ny, nx) = {tuple(info['grid'])}, {info['channels']} channels from the spconv "
            "config's DynamicVFE), batch size 1, untrained weights (seed 0).",
@@ -298,8 +288,8 @@ def render_section(res: Dict[str, Any], args: argparse.Namespace, machine: Dict[
     for r in res["runs"]:
         for name in r["ms"]:
             cells = [name, str(r["sweeps"]), f"{r['num_points']:,}", f"{r['num_voxels']:,}"]
-            cells += [_fmt(r["ms"][name].get(p)) for p in passes]
-            cells += [_fmt(r["peak_mib"].get(name, {}).get(p, float("nan"))) for p in passes]
+            cells += [fmt_number(r["ms"][name].get(p)) for p in passes]
+            cells += [fmt_number(r["peak_mib"].get(name, {}).get(p, float("nan"))) for p in passes]
             out.append("| " + " | ".join(cells) + " |")
     ops = [r for r in res["runs"] if r.get("op")]
     if ops:
@@ -318,9 +308,9 @@ def render_section(res: Dict[str, Any], args: argparse.Namespace, machine: Dict[
             for m in (x for x in OP_METHODS if x in o["ms"]):
                 pk = o["peak_mib"].get(m, {})
                 out.append(f"| {r['sweeps']} | {o['num_voxels']:,} | {o['windows']:,} | {o['max_len']} / "
-                           f"{o['mean_len']:.1f} | {o['padded_slots']:,} | {m} | {_fmt(o['ms'][m]['fwd'])} | "
-                           f"{_fmt(o['ms'][m]['fwd_bwd'])} | {_fmt(pk.get('fwd', float('nan')))} | "
-                           f"{_fmt(pk.get('fwd_bwd', float('nan')))} |")
+                           f"{o['mean_len']:.1f} | {o['padded_slots']:,} | {m} | {fmt_number(o['ms'][m]['fwd'])} | "
+                           f"{fmt_number(o['ms'][m]['fwd_bwd'])} | {fmt_number(pk.get('fwd', float('nan')))} | "
+                           f"{fmt_number(pk.get('fwd_bwd', float('nan')))} |")
     out += ["", "Targets (issue 4):", "", *(target_lines(res["runs"]) or ["- not evaluated (backbones missing)"])]
     return "\n".join(out) + "\n"
 

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
 import time
 from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 
-from _helpers import (PeakMemory, add_common_arguments, child_main, load_test_module, report,
+from _helpers import (PeakMemory, add_common_arguments, child_main, fmt_load, load_test_module, median, report,
                       return_freed_memory_to_os, run_in_child)
 
 SECTION = "deform_attn"
@@ -129,7 +128,7 @@ def run_benchmark(args: argparse.Namespace) -> Dict[str, Any]:
                 _one_pass(fn, [x[n] for n in names], backward, gout)
                 if i >= args.warmup:
                     times[m].append((time.perf_counter() - t0) * 1e3)
-        res["ms"][key] = {m: statistics.median(v) for m, v in times.items()}
+        res["ms"][key] = {m: median(v) for m, v in times.items()}
         print(f"deform_attn: N_d={args.depth_bins} {key} timed", file=sys.stderr, flush=True)
     res["memory_method"] = PeakMemory().method
     for backward in (False, True):  # each method in a fresh interpreter: warm-up pass, then the measured pass
@@ -146,7 +145,6 @@ def run_benchmark(args: argparse.Namespace) -> Dict[str, Any]:
 def render_section(results: List[Tuple[int, Dict[str, Any]]], args: argparse.Namespace, machine: Dict[str, Any],
                    command: str) -> str:
     """Markdown for the ``deform_attn`` section of docs/benchmarks.md (one block of rows per N_d)."""
-    load = lambda t: "/".join(f"{v:.2f}" for v in t)  # noqa: E731
     st = results[0][1]["setup"]
     vols = ", ".join(f"{r['setup']['volume_mib']:,.0f} MiB at N_d = {nd}" for nd, r in results)
     diffs = "; ".join(f"N_d = {nd}: " + ", ".join(f"{m} {v:.1e}" for m, v in r["max_abs_diff"].items())
@@ -157,8 +155,8 @@ def render_section(results: List[Tuple[int, Dict[str, Any]]], args: argparse.Nam
         f"`{command}` — {machine['date']}, wall time {machine['wall_s']:.0f} s.",
         "",
         f"- Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, {args.threads} torch "
-        f"thread(s). Load average (1/5/15 min) at start {load(machine['load_start'])}, at end "
-        f"{load(machine['load_end'])} (`uptime`: {machine['uptime']}).",
+        f"thread(s). Load average (1/5/15 min) at start {fmt_load(machine['load_start'])}, at end "
+        f"{fmt_load(machine['load_end'])} (`uptime`: {machine['uptime']}).",
         f"- Shapes (BEVFormer-like, scaled): {args.cams} cameras folded into the batch, image "
         f"{args.image[0]}x{args.image[1]}, levels (H, W) = {', '.join(f'{h}x{w}' for h, w in st['shapes'])} "
         f"(strides {', '.join(map(str, args.strides))}; S = {st['S']:,} keys per camera), C = {args.channels} = "

@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from _helpers import (PeakMemory, add_common_arguments, build_frame, child_main, median, report,
+from _helpers import (PeakMemory, add_common_arguments, build_frame, child_main, fmt_load, fmt_number, median, report,
                       return_freed_memory_to_os, run_in_child)
 
 SECTION = "detector"
@@ -323,10 +323,6 @@ def _run_spec(spec: Dict[str, Any], in_process: bool, workdir: str) -> Dict[str,
 
 
 # ------------------------------------------------------------------------------------------- report
-def _ms(v: Any) -> str:
-    return "–" if v is None or v != v else f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
-
-
 def _detector_rows(results: List[Dict[str, Any]]) -> List[str]:
     head = ["model", "sweeps", "points", "voxels", "pass", "voxelize", "encoder", "backbone (3D)", "BEV",
             "head", "decode", "total", "peak MiB"]
@@ -341,8 +337,8 @@ def _detector_rows(results: List[Dict[str, Any]]) -> List[str]:
             continue
         st = res["stages_ms"]
         cells += [f"{res['num_points']:,}", f"{res['num_voxels']:,}", spec["pass"]]
-        cells += [_ms(st.get(s)) for s in STAGES]
-        cells += [f"**{_ms(res['total_ms'])}**", _ms(res["peak_mib"])]
+        cells += [fmt_number(st.get(s)) for s in STAGES]
+        cells += [f"**{fmt_number(res['total_ms'])}**", fmt_number(res["peak_mib"])]
         rows.append("| " + " | ".join(cells) + " |")
     return rows
 
@@ -367,14 +363,14 @@ def _equal_voxel_lines(results: List[Dict[str, Any]], target: float = 1.5) -> Li
             f"- {spec['sweeps']} sweep(s): the same {res['num_voxels']:,} 3D voxels ({vs} m, grid (nz, ny, nx) = "
             f"{tuple(res['grid'])}, {res['channels']} input channels from the spconv model's DynamicVFE). "
             f"FlatFormer ({f['layers']} layers, window {f['window'][0]}x{f['window'][1]}, group {f['group_size']}, "
-            f"C={f['embed_dim']}) **{_ms(ff)} ms** vs spconv SparseEncoder **{_ms(sp)} ms** -> "
+            f"C={f['embed_dim']}) **{fmt_number(ff)} ms** vs spconv SparseEncoder **{fmt_number(sp)} ms** -> "
             f"FlatFormer / spconv = **{ratio:.2f}** (target <= {target}: {'met' if ratio <= target else 'NOT met'}; "
             f"beats spconv: {'yes' if ratio < 1 else 'no'}){mem_txt}.")
         if bf is not None:
             r16 = bf / sp
             lines.append(
                 f"  - FlatFormer with its matmuls in bfloat16 (`torch.autocast`, the precision it is trained in; "
-                f"spconv has no bfloat16 CPU kernels and its float16 path is ~100x slower) **{_ms(bf)} ms** -> "
+                f"spconv has no bfloat16 CPU kernels and its float16 path is ~100x slower) **{fmt_number(bf)} ms** -> "
                 f"**{r16:.2f}** x spconv float32 (target <= {target}: {'met' if r16 <= target else 'NOT met'}).")
     return lines
 
@@ -382,7 +378,6 @@ def _equal_voxel_lines(results: List[Dict[str, Any]], target: float = 1.5) -> Li
 def render_section(results: List[Dict[str, Any]], frame: Dict[str, Any], machine: Dict[str, Any],
                    args: argparse.Namespace, command: str) -> str:
     """Markdown for the ``detector`` section: machine, method, the table and the equal-voxel comparison."""
-    load = lambda t: "/".join(f"{v:.2f}" for v in t)  # noqa: E731
     pts = ", ".join(f"{s} sweep(s) = {n:,} points" for s, n in frame["points"].items())
     mem = sorted({r["result"].get("memory_method", "none") for r in results
                   if r["spec"]["kind"] == "detector" and "error" not in r["result"]})
@@ -393,7 +388,7 @@ def render_section(results: List[Dict[str, Any]], frame: Dict[str, Any], machine
         "",
         f"- Machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}, "
         f"torch {machine['torch']}, spconv {machine['spconv']}, {machine['threads']} torch threads. "
-        f"Load average (1/5/15 min) at start {load(machine['load_start'])}, at end {load(machine['load_end'])} "
+        f"Load average (1/5/15 min) at start {fmt_load(machine['load_start'])}, at end {fmt_load(machine['load_end'])} "
         f"(`uptime`: {machine['uptime']}).",
         f"- Frame: {frame['source']}, keyframe `{frame['token']}`: {pts}; {frame['num_gt']} GT boxes "
         "(used by the training losses). Weights untrained (seed 0), so decode sees an untrained heatmap.",

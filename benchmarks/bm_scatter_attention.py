@@ -9,13 +9,12 @@ nuScenes-scale voxel set for runs by hand, e.g. ``sla_vs_padded(synthetic_voxels
 """
 from __future__ import annotations
 
-import statistics
 import time
 from typing import Any, Dict, Sequence, Tuple
 
 import torch
 
-from _helpers import PeakMemory, return_freed_memory_to_os
+from _helpers import PeakMemory, median, return_freed_memory_to_os
 
 #: the compared methods: SLA, padded (SST layout), padded one chunk at a time
 OP_METHODS = ("sla", "padded", "padded-chunked")
@@ -102,7 +101,7 @@ def sla_vs_padded(coords: torch.Tensor, channels: int = 128, heads: int = 8, win
                 t0 = time.perf_counter()
                 run(fn)
                 times[name][mode].append((time.perf_counter() - t0) * 1e3)
-    result["ms"] = {name: {m: float(statistics.median(t)) for m, t in d.items()} for name, d in times.items()}
+    result["ms"] = {name: {m: median(t) for m, t in d.items()} for name, d in times.items()}
     if memory:
         ok = return_freed_memory_to_os()
         probe = PeakMemory()
