@@ -145,6 +145,20 @@ def check_offsets(op: str, field: str, offsets: object, n: int) -> int:
     return offsets.numel() - 1
 
 
+def check_window_qkv(op: str, q: object, k: object, v: object, offsets: object) -> int:
+    """Window attention inputs: ``q``, ``k`` (N, H, d) and ``v`` (N, H, e) float with one dtype and device,
+    ``offsets`` (W + 1,) cumulative row counts over the N tokens (see :func:`check_offsets`) -> W."""
+    for field, t in (("q", q), ("k", k), ("v", v)):
+        check_tensor(op, field, t, ("N", "H", "d" if field != "v" else "e"), "float")
+    if q.shape != k.shape or k.shape[:2] != v.shape[:2]:
+        raise ValueError(f"{error_prefix(op)}`q` and `k` must be (N, H, d) and `v` (N, H, e) with the same N, H; got "
+                         f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
+    check_same_dtype_device(op, q=q, k=k, v=v)
+    num_windows = check_offsets(op, "window_offsets", offsets, q.shape[0])
+    check_same_device(op, q=q, window_offsets=offsets)
+    return num_windows
+
+
 def check_ints(op: str, field: str, values: object, length: int, minimum: int, names: str = "") -> Tuple[int, ...]:
     """A sequence of ``length`` ints, each >= ``minimum`` -> tuple of Python ints. ``names`` describes the
     entries in the message, e.g. "(wx, wy)"."""

@@ -12,9 +12,7 @@ from typing import Optional
 
 import torch
 
-from .._dispatch import (
-    check_offsets, check_same_dtype_device, check_same_device, check_tensor, choose_impl, error_prefix,
-)
+from .._dispatch import check_tensor, check_window_qkv, choose_impl, error_prefix
 from .reference import scatter_linear_attention_from_parts, scatter_linear_attention_reference
 from .depthwise import Rulebook, sparse_depthwise_conv, submanifold_rulebook
 from .windows import BEVWindows, bev_window_partition
@@ -25,18 +23,6 @@ __all__ = [
 ]
 
 _OP = "scatter_attention.scatter_linear_attention"
-
-
-def _validate(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offsets: torch.Tensor) -> int:
-    for field, t in (("q", q), ("k", k), ("v", v)):
-        check_tensor(_OP, field, t, ("N", "H", "d" if field != "v" else "e"), "float")
-    if q.shape != k.shape or k.shape[:2] != v.shape[:2]:
-        raise ValueError(f"{error_prefix(_OP)}`q` and `k` must be (N, H, d) and `v` (N, H, e) with the same N, H; got "
-                         f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
-    check_same_dtype_device(_OP, q=q, k=k, v=v)
-    num_windows = check_offsets(_OP, "window_offsets", offsets, q.shape[0])
-    check_same_device(_OP, q=q, window_offsets=offsets)
-    return num_windows
 
 
 def scatter_linear_attention(
@@ -67,7 +53,7 @@ def scatter_linear_attention(
     Returns:
         (N, H, e) in the input dtype and row order.
     """
-    num_windows = _validate(q, k, v, window_offsets)
+    num_windows = check_window_qkv(_OP, q, k, v, window_offsets)
     offsets = window_offsets.to(torch.int64)
     if win_ids is None:
         win_ids = torch.repeat_interleave(torch.arange(num_windows, device=q.device), offsets.diff())

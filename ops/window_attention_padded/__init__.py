@@ -8,7 +8,7 @@ from typing import Optional
 
 import torch
 
-from .._dispatch import check_offsets, check_same_dtype_device, check_same_device, check_tensor, error_prefix
+from .._dispatch import check_window_qkv, error_prefix
 from .reference import padded_window_attention_reference
 
 __all__ = ["padded_window_attention"]
@@ -35,12 +35,5 @@ def padded_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w
     op = "window_attention_padded.padded_window_attention"
     if layout not in ("padded", "chunked"):
         raise ValueError(f"{error_prefix(op)}`layout` must be 'padded'|'chunked', got {layout!r}")
-    for field, t in (("q", q), ("k", k), ("v", v)):
-        check_tensor(op, field, t, ("N", "H", "d" if field != "v" else "e"), "float")
-    if q.shape != k.shape or v.shape[:2] != q.shape[:2]:
-        raise ValueError(f"{error_prefix(op)}`q`, `k` must be (N, H, d) and `v` (N, H, e), got "
-                         f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
-    check_same_dtype_device(op, q=q, k=k, v=v)
-    check_offsets(op, "window_offsets", window_offsets, q.shape[0])
-    check_same_device(op, q=q, window_offsets=window_offsets)
+    check_window_qkv(op, q, k, v, window_offsets)
     return padded_window_attention_reference(q, k, v, window_offsets.to(torch.int64), scale, chunk_elements, layout)
