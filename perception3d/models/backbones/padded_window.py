@@ -16,12 +16,13 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from perception3d.ops.scatter_attention import BEVWindows, bev_window_partition
+from perception3d.ops.scatter_attention import BEVWindows
 from perception3d.ops.window_attention_padded import padded_window_attention
 from perception3d.registry import MODELS
 from perception3d.structures import SparseVoxels
 
 from .flatformer import sinusoidal_position_encoding
+from .scatterformer import alternating_bev_windows
 
 
 class PaddedWindowBlock(nn.Module):
@@ -74,9 +75,7 @@ class PaddedWindowAttention(nn.Module):
         """Voxels (V, C_in) on any grid -> the same voxels with features (V, C_out)."""
         voxels.check("PaddedWindowAttention", channels=self.in_channels)
         coords = voxels.coords
-        shifts = sorted({i % 2 == 1 for i in range(len(self.blocks))})
-        windows = {s: voxels.cached(("bev_window_partition", self.window_shape, s),
-                                    lambda s=s: bev_window_partition(coords, self.window_shape, s)) for s in shifts}
+        windows = alternating_bev_windows(voxels, self.window_shape, len(self.blocks))
         x = self.input_proj(voxels.features)
         pe = sinusoidal_position_encoding(coords[:, [3, 2]], self.embed_dim, dtype=x.dtype)
         for i, block in enumerate(self.blocks):

@@ -27,6 +27,15 @@ from perception3d.structures import SparseVoxels
 from .cwi import CrossWindowInteraction, cwi_kernel_sizes, cwi_rulebooks, odd_long_kernel
 
 
+def alternating_bev_windows(voxels: SparseVoxels, window_shape: Sequence[int], num_blocks: int) -> dict:
+    """``{False: unshifted, True: half-window-shifted}`` BEV windows of ``voxels`` (the shifted ones only when
+    there are >= 2 blocks; block i uses ``[i % 2 == 1]``), each partition computed once per coordinate set."""
+    window_shape = tuple(window_shape)
+    return {s: voxels.cached(("bev_window_partition", window_shape, s),
+                             lambda s=s: bev_window_partition(voxels.coords, window_shape, s))
+            for s in sorted({i % 2 == 1 for i in range(num_blocks)})}
+
+
 class ScatteredLinearAttention(nn.Module):
     """Multi-head SLA over window-sorted tokens: qkv Linear (no bias) -> SLA -> output Linear."""
 
@@ -119,9 +128,7 @@ class ScatterFormer(nn.Module):
         """Voxels (V, C_in) on ``grid_shape`` -> the same voxels with features (V, C_out)."""
         voxels.check("ScatterFormer", channels=self.in_channels, grid_shape=self.grid_shape)
         coords = voxels.coords
-        shifts = sorted({i % 2 == 1 for i in range(len(self.blocks))})
-        windows = {s: voxels.cached(("bev_window_partition", self.window_shape, s),
-                                    lambda s=s: bev_window_partition(coords, self.window_shape, s)) for s in shifts}
+        windows = alternating_bev_windows(voxels, self.window_shape, len(self.blocks))
         rulebooks = voxels.cached(("cwi_rulebooks", tuple(sorted(self.kernel_sizes.items()))),
                                   lambda: cwi_rulebooks(coords, self.kernel_sizes))
         x = self.input_proj(voxels.features)
