@@ -131,7 +131,7 @@ def format_timings(results, warmup: bool) -> str:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    resolve_checkpoint(args.checkpoint)  # fail fast, before the heavy imports
+    checkpoint = resolve_checkpoint(args.checkpoint)  # fail fast, before the heavy imports
     setup_env()
     import torch
 
@@ -139,7 +139,7 @@ def main(argv=None) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    inf = Inferencer(load_config(args.config, args.cfg_options), args.checkpoint, device=args.device,
+    inf = Inferencer(load_config(args.config, args.cfg_options), checkpoint, device=args.device,
                      score_thr=args.score_thr)
     out_dir = Path(args.out_dir or os.path.join(default_work_dir(args.config), "infer"))
     images = dict(kv.partition("=")[::2] for kv in args.images) if args.images else None

@@ -204,8 +204,8 @@ def main(argv=None) -> Path | None:
         path = getattr(args, name)
         if path and not Path(path).is_file():
             raise FileNotFoundError(f"--{name.replace('_', '-')}: file not found: {path}")
-    if args.checkpoint:
-        resolve_checkpoint(args.checkpoint)
+    if args.checkpoint:  # a work dir's last_checkpoint is read once, here
+        args.checkpoint = resolve_checkpoint(args.checkpoint)
     setup_env()
     outs = run(args)
     return next(iter(outs.values()), None)
