@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from perception3d.engine.checkpoint import read_checkpoint
+
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO / "tools"
 if str(TOOLS) not in sys.path:
@@ -41,22 +43,16 @@ def trained(base_opts, tmp_path_factory):
     train_tool.main([DEMO_CFG, "--work-dir", str(work), *as_argv(base_opts)])
     return work
 
-def load_ckpt(path) -> dict:
-    from perception3d.engine.checkpoint import allow_mmengine_checkpoints
-
-    allow_mmengine_checkpoints()
-    return torch.load(path, map_location="cpu", weights_only=True)
-
 def test_train_writes_a_checkpoint_per_epoch(trained, leftovers):
     assert sorted(p for p in os.listdir(trained) if p.endswith(".pth")) == ["epoch_1.pth", "epoch_2.pth"]
     assert (trained / "last_checkpoint").read_text().strip() == str(trained / "epoch_2.pth")
     for epoch in (1, 2):
-        ck = load_ckpt(trained / f"epoch_{epoch}.pth")
+        ck = read_checkpoint(trained / f"epoch_{epoch}.pth")
         assert ck["meta"]["epoch"] == epoch and ck["meta"]["iter"] == epoch * TRAIN_ITERS_PER_EPOCH
         assert any(k.startswith("sparse_backbone.") for k in ck["state_dict"])
         assert ck["state_dict"]["head.shared_conv.0.weight"].shape[0] == 16  # the cfg-options took effect
-    w1 = load_ckpt(trained / "epoch_1.pth")["state_dict"]["head.shared_conv.0.weight"]
-    w2 = load_ckpt(trained / "epoch_2.pth")["state_dict"]["head.shared_conv.0.weight"]
+    w1 = read_checkpoint(trained / "epoch_1.pth")["state_dict"]["head.shared_conv.0.weight"]
+    w2 = read_checkpoint(trained / "epoch_2.pth")["state_dict"]["head.shared_conv.0.weight"]
     assert not torch.equal(w1, w2)  # it trained
     assert leftovers(trained) == []
 
@@ -66,7 +62,7 @@ def test_resume_from_epoch_1_continues_to_epoch_2(trained, base_opts, tmp_path, 
                      *as_argv(base_opts)])
     # only epoch 2 was run: no new epoch_1 checkpoint, and epoch_2's counters continue those of epoch 1
     assert sorted(p for p in os.listdir(work) if p.endswith(".pth")) == ["epoch_2.pth"]
-    ck = load_ckpt(work / "epoch_2.pth")
+    ck = read_checkpoint(work / "epoch_2.pth")
     assert ck["meta"]["epoch"] == 2 and ck["meta"]["iter"] == 2 * TRAIN_ITERS_PER_EPOCH
     logs = "".join(Path(p).read_text() for p in glob.glob(str(work / "*" / "*.log")))
     assert f"resumed epoch: 1, iter: {TRAIN_ITERS_PER_EPOCH}" in logs
@@ -78,7 +74,7 @@ def test_resume_from_epoch_1_continues_to_epoch_2(trained, base_opts, tmp_path, 
     # --resume without a path: continue the work dir's last checkpoint (epoch 2) up to a 3rd epoch
     opts = dict(base_opts, **{"train_cfg.max_epochs": 3})
     train_tool.main([DEMO_CFG, "--work-dir", str(work), "--resume", *as_argv(opts)])
-    ck3 = load_ckpt(work / "epoch_3.pth")
+    ck3 = read_checkpoint(work / "epoch_3.pth")
     assert ck3["meta"]["epoch"] == 3 and ck3["meta"]["iter"] == 3 * TRAIN_ITERS_PER_EPOCH
     assert leftovers(work) == []
 
