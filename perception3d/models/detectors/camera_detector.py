@@ -19,6 +19,35 @@ from ..lifting.depth_head import lidar_depth_distribution, pool_depth_targets
 DEPTH_SOURCES = ("pred", "lidar_gt")
 
 
+def camera_images(inputs: dict, where: str) -> torch.Tensor:
+    """``inputs['img']``, checked to be (B, N_cam, 3, H, W); errors name ``where``."""
+    img = inputs["img"]
+    if img.dim() != 5:
+        raise ValueError(f"{where}: inputs['img'] must be (B, N_cam, 3, H, W), got {tuple(img.shape)}")
+    return img
+
+
+def camera_meta(data_samples: Optional[List[Det3DDataSample]], img: torch.Tensor, where: str
+                ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """(B, N, 4, 4) lidar2img from the samples' metainfo and the stacked ``gt_depth`` (B, N, h0, w0) or None."""
+    if data_samples is None:
+        raise ValueError(f"{where}: data_samples with 'lidar2img' metainfo are required")
+    N = img.shape[1]
+    mats = []
+    for i, s in enumerate(data_samples):
+        m = s.metainfo.get("lidar2img")
+        if m is None:
+            raise KeyError(f"{where}: data sample {i} has no metainfo 'lidar2img' (use LoadMultiViewImages "
+                           "and keep 'lidar2img' in the packer's meta_keys)")
+        m = torch.as_tensor(m, dtype=torch.float32)
+        if m.shape != (N, 4, 4):
+            raise ValueError(f"{where}: sample {i} lidar2img must be ({N}, 4, 4), got {tuple(m.shape)}")
+        mats.append(m)
+    gts = [s.get("gt_depth") for s in data_samples]
+    gt = torch.stack([g.float() for g in gts]).to(img.device) if all(g is not None for g in gts) else None
+    return torch.stack(mats).to(img.device), gt
+
+
 def image_branch_losses(model, logits: Optional[List[torch.Tensor]], img_feats: List[torch.Tensor],
                         data_samples: List[Det3DDataSample], lidar2img: torch.Tensor,
                         gt_depth: Optional[torch.Tensor]) -> dict:
@@ -139,25 +168,6 @@ class CameraDetector(Base3DDetector):
         return loaded
 
     # -------------------------------------------------------------- features
-    @staticmethod
-    def camera_meta(data_samples: List[Det3DDataSample], img: torch.Tensor
-                    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """(B, N, 4, 4) lidar2img from the metainfo and the stacked ``gt_depth`` (B, N, h0, w0) or None."""
-        B, N = img.shape[:2]
-        mats = []
-        for i, s in enumerate(data_samples):
-            m = s.metainfo.get("lidar2img")
-            if m is None:
-                raise KeyError(f"CameraDetector: data sample {i} has no metainfo 'lidar2img' (use LoadMultiViewImages "
-                               "and keep 'lidar2img' in the packer's meta_keys)")
-            m = torch.as_tensor(m, dtype=torch.float32)
-            if m.shape != (N, 4, 4):
-                raise ValueError(f"CameraDetector: sample {i} lidar2img must be ({N}, 4, 4), got {tuple(m.shape)}")
-            mats.append(m)
-        gts = [s.get("gt_depth") for s in data_samples]
-        gt = torch.stack([g.float() for g in gts]).to(img.device) if all(g is not None for g in gts) else None
-        return torch.stack(mats).to(img.device), gt
-
     def image_features(self, img: torch.Tensor, lidar2img: torch.Tensor, gt_depth: Optional[torch.Tensor] = None
                        ) -> Tuple[List[torch.Tensor], Optional[List[torch.Tensor]], List[torch.Tensor]]:
         """Images (B, N, 3, H, W) -> (BEV feature maps for the head, depth logits per level (B*N, N_d, H_l, W_l),
@@ -182,13 +192,8 @@ class CameraDetector(Base3DDetector):
         return (list(x) if isinstance(x, (list, tuple)) else [x]), logits, feats
 
     def _inputs(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]]):
-        img = inputs["img"]
-        if img.dim() != 5:
-            raise ValueError(f"CameraDetector: inputs['img'] must be (B, N_cam, 3, H, W), got {tuple(img.shape)}")
-        if data_samples is None:
-            raise ValueError("CameraDetector: data_samples with 'lidar2img' metainfo are required")
-        lidar2img, gt_depth = self.camera_meta(data_samples, img)
-        return img, lidar2img, gt_depth
+        img = camera_images(inputs, "CameraDetector")
+        return (img, *camera_meta(data_samples, img, "CameraDetector"))
 
     def extract_feat(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None) -> List[torch.Tensor]:
         """Images + per-sample ``lidar2img`` -> BEV feature maps (B, C, H, W) for the head."""

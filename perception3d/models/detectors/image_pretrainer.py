@@ -20,7 +20,7 @@ import torch
 from ...registry import MODELS
 from ...structures import Det3DDataSample
 from .base import Base3DDetector
-from .camera_detector import CameraDetector, image_branch_losses
+from .camera_detector import camera_images, camera_meta, image_branch_losses
 
 
 def expected_depth(logits: torch.Tensor, depth_bins) -> torch.Tensor:
@@ -55,30 +55,22 @@ class CameraImagePretrainer(Base3DDetector):
 
     def extract_feat(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None):
         """Images (B, N, 3, H, W) -> (FPN levels (B*N, C, H_l, W_l), depth logits per level or None)."""
-        img = inputs["img"]
-        if img.dim() != 5:
-            raise ValueError(f"CameraImagePretrainer: inputs['img'] must be (B, N_cam, 3, H, W), "
-                             f"got {tuple(img.shape)}")
+        img = camera_images(inputs, "CameraImagePretrainer")
         feats = self.img_neck(self.img_backbone(img.flatten(0, 1)))
         return feats, (self.depth_head(feats) if self.depth_head is not None else None)
 
     def _forward(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None):
         return self.extract_feat(inputs)
 
-    def _camera_meta(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]]):
-        if data_samples is None:
-            raise ValueError("CameraImagePretrainer: data_samples with 'lidar2img' metainfo are required")
-        return CameraDetector.camera_meta(data_samples, inputs["img"])
-
     def loss(self, inputs: dict, data_samples: List[Det3DDataSample]) -> dict:
         feats, logits = self.extract_feat(inputs)
-        lidar2img, gt_depth = self._camera_meta(inputs, data_samples)
+        lidar2img, gt_depth = camera_meta(data_samples, inputs["img"], "CameraImagePretrainer")
         return image_branch_losses(self, logits, feats, data_samples, lidar2img, gt_depth)
 
     def predict(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None) -> List[Det3DDataSample]:
         """Fills ``pred_depth`` (N_cam, h0, w0) metres of every sample."""
         feats, logits = self.extract_feat(inputs)
-        self._camera_meta(inputs, data_samples)
+        camera_meta(data_samples, inputs["img"], "CameraImagePretrainer")  # the samples must carry lidar2img
         if logits is None:
             raise ValueError("CameraImagePretrainer: predict needs a depth_head (it predicts depth maps)")
         B, N = inputs["img"].shape[:2]
