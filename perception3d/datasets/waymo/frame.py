@@ -86,6 +86,10 @@ class Labels:
     num_top_lidar_points: np.ndarray  # (N,) int64
     speed: np.ndarray  # (N, 3) float64, vehicle frame m/s
     accel: np.ndarray  # (N, 3) float64
+    # optional (None when no label has them): the camera-synced box of the camera-only (LET) challenge, (N, 7)
+    # float64 with NaN rows for labels without one, and the most visible camera's name ("FRONT", ...; "" unset)
+    camera_synced_boxes: np.ndarray | None = None
+    most_visible_camera_names: list[str] | None = None
 
     @classmethod
     def empty(cls) -> "Labels":
