@@ -59,6 +59,8 @@ def add_synthetic_nuscenes_parser(subparsers) -> argparse.ArgumentParser:
 PARSERS = [add_synthetic_nuscenes_parser]
 PARSERS.append(__import__("perception3d.datasets.nuscenes_index", fromlist=["_"]).add_nuscenes_parser)
 PARSERS.append(__import__("perception3d.datasets.gt_database", fromlist=["_"]).add_gt_database_parser)
+PARSERS.append(__import__("perception3d.datasets.synthetic.waymo_writer", fromlist=["_"]).add_synthetic_waymo_parser)
+PARSERS.append(__import__("perception3d.datasets.waymo.index", fromlist=["_"]).add_waymo_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
