@@ -1,2 +1,3 @@
 """Dataset adapters, the synthetic world and transforms."""
 from .nuscenes import NuScenesDataset  # noqa: F401
+from .waymo.dataset import WaymoDataset  # noqa: F401,E402  (readers import protobuf / pyarrow lazily)

@@ -14,6 +14,7 @@ DEFAULT_META_KEYS = (
     "token", "sample_idx", "timestamp", "lidar_path", "lidar2ego", "ego2global", "scene_name",
     "lidar2img", "cam2img", "lidar2cam", "img_path", "img_shape", "box_type_3d",
     "pcd_rotation", "pcd_scale_factor", "pcd_trans", "pcd_horizontal_flip", "pcd_vertical_flip",
+    "context_name", "timestamp_micros", "waymo_gt",  # Waymo frames: what the Waymo metric reads
 )
 
 

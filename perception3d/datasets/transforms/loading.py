@@ -77,6 +77,8 @@ class LoadPointsFromMultiSweeps:
     ``time_lag = (keyframe_ts - sweep_ts) / 1e6`` seconds. Keyframe points get ``time_lag = 0`` and
     are only close-filtered when ``remove_close_keyframe=True`` (the devkit filters them too; set it
     for exact parity). Fewer available sweeps than ``sweeps_num`` is fine (the devkit stops as well).
+    A sweep that already holds its ``points`` (N, load_dim) in its own sensor frame (read by a dataset's loader,
+    e.g. ``LoadWaymoPoints``) is used as is instead of reading ``path``.
 
     Args:
         sweeps_num: number of previous sweeps (the devkit's ``nsweeps`` counts the keyframe: nsweeps-1).
@@ -109,7 +111,14 @@ class LoadPointsFromMultiSweeps:
         key_ts = results.get("lidar_timestamp", results.get("timestamp"))
         chunks = [np.concatenate([key, np.zeros((len(key), 1), np.float32)], 1)]
         for sweep in list(results.get("sweeps", []))[: self.sweeps_num]:
-            pts = load_points(sweep["path"], num_features=self.load_dim, nonfinite=self.nonfinite)[:, self.use_dim]
+            if "points" in sweep:  # read by a dataset's own loader (e.g. LoadWaymoPoints), (N, load_dim)
+                pts = np.asarray(sweep["points"], dtype=np.float32)
+                if pts.ndim != 2 or pts.shape[1] != self.load_dim:
+                    raise ValueError(f"LoadPointsFromMultiSweeps: sweep points of shape {pts.shape}, expected "
+                                     f"(N, load_dim={self.load_dim})")
+                pts = pts[:, self.use_dim]
+            else:
+                pts = load_points(sweep["path"], num_features=self.load_dim, nonfinite=self.nonfinite)[:, self.use_dim]
             if self.remove_close:
                 pts = remove_close_points(pts, self.min_dist)
             mat = np.asarray(sweep["sensor2lidar"], dtype=np.float64)
