@@ -1,4 +1,6 @@
-"""Evaluation: nuScenes (official devkit), and further dataset metrics (registered in METRICS)."""
+"""Evaluation: nuScenes (official devkit), Waymo (our NumPy re-implementation, :mod:`.waymo`), and further
+dataset metrics (registered in METRICS)."""
 from .nuscenes_metric import NuScenesMetric  # noqa: F401
 from .nuscenes_submission import default_attribute, evaluate_submission  # noqa: F401
 from .depth_metric import DepthMetric, depth_errors  # noqa: F401
+from .waymo_metric import WaymoMetric  # noqa: F401
