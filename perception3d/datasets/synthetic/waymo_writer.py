@@ -1,0 +1,720 @@
+"""The synthetic world written as Waymo Open Dataset segments: v1 TFRecords and v2 parquet components.
+
+Layout of :func:`generate_waymo`::
+
+    <out>/v1/{training,validation}/segment-<context>_with_camera_labels.tfrecord
+    <out>/v2/{training,validation}/<component>/<context>.parquet
+
+Both formats are written from the same in-memory :class:`~perception3d.datasets.waymo.frame.WaymoFrame`\\ s, so
+the v1 and v2 readers return the same points and boxes. Segments are simulated independently (seeded per
+segment: the same arguments give the same frames for any ``workers``).
+
+Timeline and frames (the dataset's conventions, see ``perception3d.datasets.waymo``):
+
+- frame ``k`` of a segment: the TOP lidar spins from ``t = 0.1 k`` s to ``0.1 (k + 1)`` s (``timestamp_micros``
+  is the start of the spin, 10 Hz); the frame pose (vehicle -> global) is the ego pose at mid-spin; the
+  labels, the cameras and the short-range lidars are at that instant too.
+- the vehicle frame is the world's ego frame: origin on the ground at the centre of the ego footprint
+  (``EGO_LWH``), x forward, y left, z up. The sensors are mounted on that 4.08 m body, so the short-range lidars'
+  positions differ from the real vehicle's.
+- **geometry is frozen at mid-spin; the sensor moves.** Column ``j`` of the TOP range image is fired at
+  ``(j + 0.5) / W`` of the spin; the spin is cut into ``WaymoRig.sectors`` equal column sectors and each sector's
+  rays are cast from the ego pose at the sector's mean firing time. That pose is the pixel's stored pose
+  (roll, pitch, yaw, x, y, z; float32 as in the files), so the reader's ``inv(frame.pose) @ P_pixel @ p``
+  recovers exactly the cast hit points (ego-motion compensation matters: the ego moves up to 1 m per spin).
+  Moving objects are not smeared (a simplification: real data has rolling-shutter object motion).
+- TOP lidar: 64 beams, inclinations ascending from about -0.306 to 0.044 rad, non-uniform like the real sensor
+  (about 0.011 rad between the lowest beams, 0.003 rad near the horizon; :func:`top_beam_inclinations`); width
+  ``WaymoRig.top_width`` columns (real: 2650; default 1000 keeps a frame small and fast); range <= 75 m; the
+  real extrinsic (1.43, 0, 2.184), yaw 148.5 deg.
+- short-range lidars FRONT, SIDE_LEFT, SIDE_RIGHT, REAR: uniform inclinations -pi/2 .. pi/6 as the real ones,
+  at a reduced resolution ``WaymoRig.short_range_shape`` (real 200 x 600), range <= 20 m, no per-pixel pose
+  (cast from the frame pose).
+- the ego body is an occluder for every lidar; rays that hit it give no return (as real range images, which
+  contain no ego points).
+- range images hold ``(range, intensity, elongation, nlz)``; pixels without a return are ``-1`` in every
+  channel; ``nlz = -1`` (no no-label zones). Intensity: surface reflectivity / 255 x (0.35 + 0.65 cos(incidence))
+  x log-normal noise, clipped to [0, 1]; elongation grows with the incidence angle. Range noise
+  ``WaymoRig.range_noise`` (m, std), random dropout ``WaymoRig.dropout``.
+- **second return** (TOP only; the short-range lidars' second returns are empty): at a silhouette edge the
+  beam's footprint straddles the near surface and what lies behind it. A pixel whose first return is on a
+  primitive (not the ground) and whose left or right neighbour is ``edge_jump`` m farther or has no return gets
+  the next surface along the same ray (same origin and pose, the first-hit object, or clutter primitive,
+  removed), if that surface is at least ``min_return_separation`` m behind; intensity halved.
+- cameras FRONT, FRONT_LEFT, FRONT_RIGHT, SIDE_LEFT, SIDE_RIGHT: pinhole renders (no distortion; global shutter,
+  ``rolling_shutter_direction`` = GLOBAL_SHUTTER) of the world's camera renderer at mid-spin, intrinsics of the
+  real sizes (1920 x 1280 front, 1920 x 886 side, f = 2070 px, side principal point near the top as the real
+  side images) scaled by ``image_scale``; extrinsic camera -> vehicle in the Waymo camera frame (x forward,
+  y left, z up) at the real mounting positions with yaws 0, +-45, +-90 deg; JPEG.
+- labels (vehicle frame at the frame pose, objects within ``LABEL_RANGE`` m of the vehicle origin, boxes with 0
+  points kept as the dataset does): car, truck, bus, trailer, construction vehicle and motorcycle (ridden or
+  parked: the labeling specification labels motorcycles and motorcyclists as vehicles) -> VEHICLE; pedestrian
+  -> PEDESTRIAN; bicycle with a rider -> CYCLIST; parked bicycles (not labeled by the specification), traffic
+  cones and barriers are geometry only. The world has no traffic signs. Ids are the world object index
+  (``"obj-0007"``), stable across the segment's frames; speed is the ground-relative velocity rotated into the
+  vehicle frame; acceleration 0 (constant velocities). ``num_lidar_points_in_box`` counts the points of both
+  returns of all five lidars inside the box, ``num_top_lidar_points_in_box`` those of the TOP lidar, both
+  counted on the points :func:`~perception3d.datasets.waymo.range_image.frame_points` recovers from the range
+  images. ``detection_difficulty_level`` (and tracking) is LEVEL_2 when the object has more than 5 points but
+  fewer than ``occluded_fraction`` of the TOP first-return rays crossing it see it first (heavily occluded);
+  otherwise unset (0), so the metric's "<= 5 points -> LEVEL_2" rule applies. ``camera_synced_box`` is the box
+  (cameras fire at the label time) and ``most_visible_camera_name`` the camera with the most pixels of the
+  object ("" when no camera sees it).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from perception3d.datasets.waymo.frame import (CAMERA_NAMES, TOP, CameraCalibration, CameraImage, LaserCalibration,
+                                               Laser, Labels, RangeImage, WaymoFrame)
+from perception3d.datasets.waymo.range_image import frame_points, pixel_directions, pose_matrices
+
+from .raycast import GROUND, Primitives, cast_rays
+from .sensors import render_camera
+from .world import EGO_LWH, World
+
+FRAME_US = 100_000  # 10 Hz
+SPIN_S = 0.1
+LABEL_RANGE = 75.0  # m, xy distance of a box centre from the vehicle origin
+SPLITS = ("training", "validation")
+FORMATS = ("v1", "v2")
+STATS = {"time_of_day": "Day", "location": "location_synthetic", "weather": "sunny"}
+LEVEL_2 = 2
+MIN_POINTS_LEVEL_1 = 5  # the metric tools' rule: <= 5 points -> LEVEL_2 when the difficulty is unset
+GLOBAL_SHUTTER = 5  # CameraCalibration.RollingShutterReadOutDirection
+
+# Waymo object types of the world's classes (None: not labelled)
+VEHICLE, PEDESTRIAN, CYCLIST = 1, 2, 4
+_TYPE_OF_CLASS = {"car": VEHICLE, "truck": VEHICLE, "bus": VEHICLE, "trailer": VEHICLE,
+                  "construction_vehicle": VEHICLE, "motorcycle": VEHICLE, "pedestrian": PEDESTRIAN}
+
+# lidar mounts: name -> (x, y, z, yaw rad) lidar -> vehicle
+TOP_MOUNT = (1.43, 0.0, 2.184, math.radians(148.5))
+SHORT_RANGE_MOUNTS = {2: (EGO_LWH[0] / 2 + 0.06, 0.0, 0.69, 0.0),  # FRONT
+                      3: (1.50, EGO_LWH[1] / 2 + 0.055, 0.98, math.pi / 2),  # SIDE_LEFT
+                      4: (1.50, -EGO_LWH[1] / 2 - 0.055, 0.98, -math.pi / 2),  # SIDE_RIGHT
+                      5: (-EGO_LWH[0] / 2 - 0.06, 0.0, 0.46, math.pi)}  # REAR
+SHORT_RANGE_INCLINATION = (-math.pi / 2, math.pi / 6)
+
+# cameras: name -> (x, y, z, yaw deg, full width, full height, c_v at full size); f = FOCAL_PX, c_u = width / 2
+FOCAL_PX = 2070.0
+CAMERA_MOUNTS = {1: (1.54, -0.02, 2.115, 0.0, 1920, 1280, 640.0),  # FRONT
+                 2: (1.49, 0.09, 2.115, 45.0, 1920, 1280, 640.0),  # FRONT_LEFT
+                 3: (1.49, -0.09, 2.115, -45.0, 1920, 1280, 640.0),  # FRONT_RIGHT
+                 4: (1.43, 0.11, 2.115, 90.0, 1920, 886, 246.0),  # SIDE_LEFT
+                 5: (1.43, -0.11, 2.115, -90.0, 1920, 886, 246.0)}  # SIDE_RIGHT
+# OpenCV camera (x right, y down, z forward) -> Waymo camera (x forward, y left, z up)
+CV_TO_WAYMO_CAMERA = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+
+_EGO_BODY = -3  # entity code of a ray stopped by the ego body
+_NO_RETURN = -1.0
+
+
+@dataclass(frozen=True)
+class WaymoRig:
+    """Sensor settings of the synthetic Waymo vehicle (see the module docstring for what each one models)."""
+
+    top_width: int = 1000
+    top_max_range: float = 75.0
+    short_range_shape: tuple[int, int] = (50, 150)
+    short_range_max_range: float = 20.0
+    sectors: int = 20
+    range_noise: float = 0.01
+    dropout: float = 0.02
+    edge_jump: float = 1.0
+    min_return_separation: float = 0.5
+    occluded_fraction: float = 0.2
+    jpeg_quality: int = 90
+
+    def check(self) -> None:
+        if self.top_width < 8 or not 1 <= self.sectors <= self.top_width:
+            raise ValueError(f"WaymoRig: need top_width >= 8 and 1 <= sectors <= top_width, got top_width="
+                             f"{self.top_width}, sectors={self.sectors}")
+        if min(self.short_range_shape) < 2:
+            raise ValueError(f"WaymoRig: short_range_shape must be at least (2, 2), got {self.short_range_shape}")
+        if not 0 <= self.dropout < 1 or self.range_noise < 0:
+            raise ValueError(f"WaymoRig: need 0 <= dropout < 1 and range_noise >= 0, got {self.dropout}, "
+                             f"{self.range_noise}")
+
+
+# ------------------------------------------------------------------------------------------- calibration
+def top_beam_inclinations() -> np.ndarray:
+    """(64,) ascending float64 TOP beam inclinations (rad): gaps shrink from 0.011 rad (lowest beams) to
+    0.003 rad from about -0.03 rad up, spanning about -0.306 .. 0.044 rad like the real sensor."""
+    i = np.arange(63, dtype=np.float64)
+    gaps = 0.003 + 0.0082 * np.clip(1 - i / 44.0, 0, None) ** 1.3
+    gaps *= 0.350 / gaps.sum()
+    return -0.306 + np.concatenate([[0.0], np.cumsum(gaps)])
+
+
+def _transform(x: float, y: float, z: float, yaw: float) -> np.ndarray:
+    m = np.eye(4)
+    c, s = math.cos(yaw), math.sin(yaw)
+    m[:3, :3] = [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]
+    m[:3, 3] = (x, y, z)
+    return m
+
+
+def laser_calibrations() -> list[LaserCalibration]:
+    """TOP (64 non-uniform beams) and the four short-range lidars (uniform), in laser-name order."""
+    incl = top_beam_inclinations()
+    out = [LaserCalibration(TOP, _transform(*TOP_MOUNT), beam_inclinations=incl,
+                            beam_inclination_min=float(incl[0] - (incl[1] - incl[0]) / 2),
+                            beam_inclination_max=float(incl[-1] + (incl[-1] - incl[-2]) / 2))]
+    lo, hi = SHORT_RANGE_INCLINATION
+    for name, mount in sorted(SHORT_RANGE_MOUNTS.items()):
+        out.append(LaserCalibration(name, _transform(*mount), None, lo, hi))
+    return out
+
+
+def camera_calibrations(image_scale: float) -> list[CameraCalibration]:
+    """The five cameras at ``image_scale`` x the real sizes; extrinsic camera -> vehicle, Waymo camera frame."""
+    if not 0 < image_scale <= 1:
+        raise ValueError(f"image_scale must be in (0, 1], got {image_scale}")
+    out = []
+    for name, (x, y, z, yaw, w, h, cv) in sorted(CAMERA_MOUNTS.items()):
+        width, height = max(1, round(w * image_scale)), max(1, round(h * image_scale))
+        f = FOCAL_PX * image_scale
+        intrinsic = np.array([f, f, width / 2, cv * height / h, 0, 0, 0, 0, 0], np.float64)
+        out.append(CameraCalibration(name, intrinsic, _transform(x, y, z, math.radians(yaw)), width, height,
+                                     GLOBAL_SHUTTER))
+    return out
+
+
+def renderer_camera_to_vehicle(calib: CameraCalibration) -> np.ndarray:
+    """4x4 OpenCV-camera -> vehicle transform (the renderer's convention) of a Waymo camera calibration."""
+    m = np.eye(4)
+    m[:3, :3] = CV_TO_WAYMO_CAMERA
+    return np.asarray(calib.extrinsic, np.float64) @ m
+
+
+# ------------------------------------------------------------------------------------------- naming
+def _digest(seed: int, index: int, what: str) -> int:
+    return int(hashlib.md5(f"perception3d-synthetic-waymo|{seed}|{index}|{what}".encode()).hexdigest(), 16)
+
+
+def segment_context_name(seed: int, index: int, num_frames: int) -> str:
+    """A context name shaped like the real ones, ``<19 digits>_<start>_000_<end>_000``, from the seed and the
+    segment index (``end - start`` = the segment length in whole seconds)."""
+    digits = 10 ** 18 + _digest(seed, index, "context") % (9 * 10 ** 18)
+    start = _digest(seed, index, "start") % 9000
+    return f"{digits}_{start}_000_{start + max(1, math.ceil(num_frames * SPIN_S))}_000"
+
+
+def segment_start_micros(seed: int, index: int) -> int:
+    """Timestamp (us) of the first frame of a segment (2019-ish, like the real data)."""
+    return 1_550_000_000_000_000 + _digest(seed, index, "time") % 50_000_000_000_000
+
+
+# ------------------------------------------------------------------------------------------- ray casting
+@lru_cache(maxsize=8)
+def _tile_order(height: int, width: int, tile_rows: int = 8, tile_cols: int = 25):
+    """Permutation of the row-major pixels of an (H, W) block into tile-contiguous order, and tile starts."""
+    r, c = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    tid = (r // tile_rows) * ((width + tile_cols - 1) // tile_cols) + c // tile_cols
+    order = np.argsort(tid.ravel(), kind="stable")
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(tid.ravel()[order])) + 1])
+    return order, starts
+
+
+def _with_ego_body(prims: Primitives) -> tuple[Primitives, int]:
+    """``prims`` plus the ego body as the last box (its pose is set per cast); returns the box index."""
+    nb = len(prims.box_center)
+    half = np.array([[EGO_LWH[0] / 2, EGO_LWH[1] / 2, EGO_LWH[2] / 2]])
+    return Primitives(box_center=np.concatenate([prims.box_center, np.zeros((1, 3))]),
+                      box_half=np.concatenate([prims.box_half, half]),
+                      box_yaw=np.concatenate([prims.box_yaw, [0.0]]), cyl_xy=prims.cyl_xy, cyl_r=prims.cyl_r,
+                      cyl_z=prims.cyl_z, ell_center=prims.ell_center, ell_radii=prims.ell_radii,
+                      color=np.insert(prims.color, nb, 0, axis=0), intensity=np.insert(prims.intensity, nb, 0.0),
+                      obj=np.insert(prims.obj, nb, -1)), nb
+
+
+def _subset(prims: Primitives, keep: np.ndarray) -> tuple[Primitives, np.ndarray]:
+    """The primitives where ``keep`` (P,) is true, and the full index of each kept one."""
+    nb, nc, _ = prims.counts
+    kb, kc, ke = keep[:nb], keep[nb:nb + nc], keep[nb + nc:]
+    sub = Primitives(box_center=prims.box_center[kb], box_half=prims.box_half[kb], box_yaw=prims.box_yaw[kb],
+                     cyl_xy=prims.cyl_xy[kc], cyl_r=prims.cyl_r[kc], cyl_z=prims.cyl_z[kc],
+                     ell_center=prims.ell_center[ke], ell_radii=prims.ell_radii[ke], color=prims.color[keep],
+                     intensity=prims.intensity[keep], obj=prims.obj[keep])
+    return sub, np.flatnonzero(keep)
+
+
+@dataclass
+class _Cast:
+    """Per-pixel results of casting one range image (row-major (H, W) arrays, global frame)."""
+
+    t: np.ndarray  # hit distance, inf for none
+    hit: np.ndarray  # primitive index of the extended primitives, GROUND or MISS
+    normal: np.ndarray  # (H, W, 3)
+    dirs: np.ndarray  # (H, W, 3) global ray directions
+    origin: np.ndarray  # (H, W, 3) global ray origins
+    crossed: np.ndarray  # (n_obj,) rays crossing each object
+
+
+def _cast_block(prims: Primitives, ego: int, pose: np.ndarray, dirs_v: np.ndarray, origin_v: np.ndarray,
+                max_range: float, n_obj: int):
+    """Cast an (H, w) block of vehicle-frame rays from a vehicle pose (4x4 vehicle -> global)."""
+    h, w = dirs_v.shape[:2]
+    order, starts = _tile_order(h, w)
+    rot, trans = pose[:3, :3], pose[:3, 3]
+    prims.box_center[ego] = rot @ np.array([0.0, 0.0, EGO_LWH[2] / 2]) + trans
+    prims.box_yaw[ego] = math.atan2(rot[1, 0], rot[0, 0])
+    d = dirs_v.reshape(-1, 3)[order] @ rot.T
+    origin = rot @ origin_v + trans
+    with np.errstate(invalid="ignore"):  # the caster's normals of misses (inf * 0)
+        t, hit, normal, crossed = cast_rays(origin, d, starts, prims, max_range, count_objects=max(n_obj, 1))
+    inv = np.empty_like(order)
+    inv[order] = np.arange(len(order))
+    return (t[inv].reshape(h, w), hit[inv].reshape(h, w), normal[inv].reshape(h, w, 3),
+            d[inv].reshape(h, w, 3), origin, crossed[:n_obj])
+
+
+def _cast_image(prims: Primitives, ego: int, calib: LaserCalibration, shape: tuple[int, int],
+                sector_poses: list[np.ndarray], max_range: float, n_obj: int) -> _Cast:
+    """Cast a whole range image; column sector ``s`` (equal splits of the width) from ``sector_poses[s]``."""
+    h, w = shape
+    dirs_v, origin_v = pixel_directions(calib, h, w)
+    bounds = np.linspace(0, w, len(sector_poses) + 1).round().astype(int)
+    t = np.full((h, w), np.inf, np.float32)
+    hit = np.full((h, w), -1, np.int64)
+    normal = np.zeros((h, w, 3), np.float32)
+    dirs = np.zeros((h, w, 3))
+    origin = np.zeros((h, w, 3))
+    crossed = np.zeros(n_obj, np.int64)
+    for s, pose in enumerate(sector_poses):
+        c0, c1 = bounds[s], bounds[s + 1]
+        if c1 == c0:
+            continue
+        ts, hs, ns, ds, org, cr = _cast_block(prims, ego, pose, dirs_v[:, c0:c1], origin_v, max_range, n_obj)
+        t[:, c0:c1], hit[:, c0:c1], normal[:, c0:c1], dirs[:, c0:c1], origin[:, c0:c1] = ts, hs, ns, ds, org
+        crossed += cr
+    return _Cast(t, hit, normal, dirs, origin, crossed)
+
+
+def _entities(prims: Primitives, ego: int, hit: np.ndarray) -> np.ndarray:
+    """Per-pixel entity: annotated object index (>= 0), clutter primitive ``-(10 + index)``, GROUND (-2),
+    MISS (-1) or the ego body (-3)."""
+    ent = np.where(hit == GROUND, GROUND, -1).astype(np.int64)
+    prim = hit >= 0
+    obj = prims.obj[np.maximum(hit, 0)]
+    ent[prim] = np.where(obj[prim] >= 0, obj[prim], -(10 + hit[prim]))
+    ent[hit == ego] = _EGO_BODY
+    return ent
+
+
+def _surface(world: World, prims: Primitives, hit: np.ndarray, t: np.ndarray, dirs: np.ndarray,
+             origin: np.ndarray, normal: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Intensity and elongation (both (K,) float32) of K returns."""
+    base = np.empty(len(hit))
+    g = hit == GROUND
+    if g.any():
+        pts = origin[g] + t[g, None].astype(np.float64) * dirs[g]
+        base[g] = world.street.ground_material(pts[:, :2])[1]
+    base[~g] = prims.intensity[hit[~g]]
+    cos_inc = np.abs((normal * dirs).sum(1))
+    inten = np.clip(base / 255.0 * (0.35 + 0.65 * cos_inc) * np.exp(rng.normal(0, 0.15, len(hit))), 0, 1)
+    elong = np.clip(0.3 * (1 - cos_inc) + np.abs(rng.normal(0, 0.02, len(hit))), 0, 1.5)
+    return inten.astype(np.float32), elong.astype(np.float32)
+
+
+def _range_image(rng_values: np.ndarray, valid: np.ndarray, inten: np.ndarray, elong: np.ndarray) -> np.ndarray:
+    """(H, W, 4) float32 range image; pixels without a return are -1 in every channel."""
+    out = np.full(valid.shape + (4,), _NO_RETURN, np.float32)
+    out[valid, 0] = rng_values[valid]
+    out[valid, 1] = inten
+    out[valid, 2] = elong
+    return out
+
+
+def _second_returns(world: World, prims: Primitives, ego: int, cast: _Cast, ent: np.ndarray,
+                    sector_poses: list[np.ndarray], max_range: float, rig: WaymoRig,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The TOP second-return range image (see the module docstring) and each pixel's entity (-1: none)."""
+    h, w = ent.shape
+    t = np.where(ent == _EGO_BODY, np.inf, cast.t)
+    with np.errstate(invalid="ignore"):  # inf - inf: both without a return, no edge
+        jump = (np.roll(t, 1, axis=1) - t > rig.edge_jump) | (np.roll(t, -1, axis=1) - t > rig.edge_jump)
+    edge = ((ent >= 0) | (ent <= -10)) & jump  # first return on a primitive next to a farther / empty pixel
+    t2 = np.full((h, w), np.inf, np.float32)
+    hit2 = np.full((h, w), -1, np.int64)
+    normal2 = np.zeros((h, w, 3), np.float32)
+    bounds = np.linspace(0, w, len(sector_poses) + 1).round().astype(int)
+    col_sector = np.searchsorted(bounds, np.arange(w), side="right") - 1
+    rows, cols = np.nonzero(edge)
+    keys, sec = ent[rows, cols], col_sector[cols]
+    for s in np.unique(sec):  # one cast per (sector origin, removed entity)
+        for key in np.unique(keys[sec == s]):
+            sel = (sec == s) & (keys == key)
+            r, c = rows[sel], cols[sel]
+            drop = prims.obj == key if key >= 0 else np.arange(len(prims.obj)) == -(key + 10)
+            drop[ego] = False
+            sub, index = _subset(prims, ~drop)
+            with np.errstate(invalid="ignore"):
+                tt, hh, nn = cast_rays(cast.origin[r[0], c[0]], cast.dirs[r, c], np.array([0]), sub, max_range)
+            hh = np.where(hh >= 0, index[np.maximum(hh, 0)], hh)
+            tt[hh == ego] = np.inf
+            t2[r, c], hit2[r, c], normal2[r, c] = tt, np.where(hh == ego, -1, hh), nn
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(t2) & (t2 - cast.t > rig.min_return_separation)
+    inten, elong = _surface(world, prims, hit2[valid], t2[valid], cast.dirs[valid], cast.origin[valid],
+                            normal2[valid], rng)
+    ent2 = np.where(valid, _entities(prims, ego, hit2), -1)
+    return _range_image(t2, valid, inten * 0.5, elong + 0.2), ent2
+
+
+def _first_return(world, prims, cast: _Cast, ent: np.ndarray, rig: WaymoRig, rng: np.random.Generator):
+    valid = (ent != -1) & (ent != _EGO_BODY) & np.isfinite(cast.t)
+    noise = rng.normal(0, rig.range_noise, ent.shape).astype(np.float32) if rig.range_noise else 0.0
+    valid &= rng.random(ent.shape) >= rig.dropout
+    rng_values = (cast.t + noise).astype(np.float32)
+    valid &= rng_values > 0
+    inten, elong = _surface(world, prims, cast.hit[valid], cast.t[valid], cast.dirs[valid], cast.origin[valid],
+                            cast.normal[valid], rng)
+    return _range_image(rng_values, valid, inten, elong)
+
+
+# ------------------------------------------------------------------------------------------- frames
+def _vehicle_pose(world: World, t: float) -> np.ndarray:
+    pos, yaw = world.ego_pose(t)
+    return _transform(float(pos[0]), float(pos[1]), float(pos[2]), yaw)
+
+
+def _pose6(world: World, t: float) -> np.ndarray:
+    """(6,) float32 roll, pitch, yaw, x, y, z of the ego pose at t (the range-image pose encoding)."""
+    pos, yaw = world.ego_pose(t)
+    return np.array([0.0, 0.0, yaw, pos[0], pos[1], pos[2]], np.float32)
+
+
+def _jpeg(img: np.ndarray, quality: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def waymo_type(cls: str, attribute: str) -> int | None:
+    """Waymo object type of a world object (None: not labelled; see the module docstring)."""
+    if cls == "bicycle":
+        return CYCLIST if attribute == "cycle.with_rider" else None
+    return _TYPE_OF_CLASS.get(cls)
+
+
+def detection_difficulty(num_points: np.ndarray, visible_fraction: np.ndarray, occluded_fraction: float) -> np.ndarray:
+    """(N,) int8: LEVEL_2 for heavily occluded objects that still have more than 5 points, else 0 (unset)."""
+    hard = (np.asarray(num_points) > MIN_POINTS_LEVEL_1) & (np.asarray(visible_fraction) < occluded_fraction)
+    return np.where(hard, LEVEL_2, 0).astype(np.int8)
+
+
+@dataclass
+class FrameInfo:
+    """Ground truth of one simulated frame that the files do not carry (for tests and debugging)."""
+
+    object_boxes: np.ndarray  # (n_obj, 7) every world object in the vehicle frame at the frame pose
+    top_entity: np.ndarray  # (64, W) first-return entity of every TOP pixel (see _entities), before dropout
+    top_entity2: np.ndarray  # (64, W) second-return hit: object index, -(10 + prim), GROUND, or -1 (none)
+    visible_fraction: np.ndarray  # (n_labels,) TOP first-hit rays / crossing rays of each label's object
+    label_objects: np.ndarray  # (n_labels,) world object index of each label
+
+
+class SegmentSimulator:
+    """One synthetic segment: ``frame(k)`` simulates frame ``k`` (0-based) as a :class:`WaymoFrame`."""
+
+    def __init__(self, seed: int, index: int, num_frames: int, image_scale: float = 0.1,
+                 rig: WaymoRig | None = None) -> None:
+        if num_frames < 1:
+            raise ValueError(f"a segment needs at least 1 frame, got {num_frames}")
+        self.rig = rig or WaymoRig()
+        self.rig.check()
+        self.seed, self.index, self.num_frames = int(seed), int(index), int(num_frames)
+        self.world = World(np.random.default_rng([self.seed, self.index, 0]), num_frames * SPIN_S, t_start=0.0)
+        self.context_name = segment_context_name(self.seed, self.index, num_frames)
+        self.t0_us = segment_start_micros(self.seed, self.index)
+        self.lasers = laser_calibrations()
+        self.cameras = camera_calibrations(image_scale)
+
+    def frames(self) -> Iterator[WaymoFrame]:
+        for k in range(self.num_frames):
+            yield self.frame(k)
+
+    def frame(self, k: int, with_info: bool = False):
+        """Frame ``k``; with ``with_info`` also its :class:`FrameInfo`. Depends only on (seed, index, k)."""
+        if not 0 <= k < self.num_frames:
+            raise IndexError(f"frame {k} out of range for a {self.num_frames}-frame segment")
+        world, rig = self.world, self.rig
+        rng = np.random.default_rng([self.seed, self.index, 1, k])
+        t_mid = (k + 0.5) * SPIN_S
+        pose = _vehicle_pose(world, t_mid)
+        prims, ego = _with_ego_body(world.primitives_at(t_mid))
+        n_obj = len(world.objects)
+        lasers = []
+        # TOP: sector poses over the spin, stored per pixel as float32 and cast from exactly those values
+        w = rig.top_width
+        bounds = np.linspace(0, w, rig.sectors + 1).round().astype(int)
+        pose6 = np.stack([_pose6(world, k * SPIN_S + SPIN_S * (bounds[s] + bounds[s + 1]) / 2 / w)
+                          for s in range(rig.sectors)])
+        sector_poses = list(pose_matrices(pose6.astype(np.float64)))
+        top = self.lasers[0]
+        cast = _cast_image(prims, ego, top, (len(top.beam_inclinations), w), sector_poses, rig.top_max_range, n_obj)
+        ent = _entities(prims, ego, cast.hit)
+        pixel_pose = np.zeros((len(top.beam_inclinations), w, 6), np.float32)
+        for s in range(rig.sectors):
+            pixel_pose[:, bounds[s]:bounds[s + 1]] = pose6[s]
+        r1 = _first_return(world, prims, cast, ent, rig, rng)
+        r2, ent2 = _second_returns(world, prims, ego, cast, ent, sector_poses, rig.top_max_range, rig, rng)
+        dropped = r1[..., 0] <= 0  # no second return where the first one is missing
+        r2[dropped] = _NO_RETURN
+        ent2[dropped] = -1
+        lasers.append(Laser(TOP, RangeImage(r1, pixel_pose), RangeImage(r2)))
+        first_top = np.bincount(ent[ent >= 0], minlength=n_obj)[:n_obj]
+        crossed_top = cast.crossed
+        # short-range lidars, cast from the frame pose
+        for calib in self.lasers[1:]:
+            c = _cast_image(prims, ego, calib, rig.short_range_shape, [pose], rig.short_range_max_range, n_obj)
+            e = _entities(prims, ego, c.hit)
+            empty = np.full(rig.short_range_shape + (4,), _NO_RETURN, np.float32)
+            lasers.append(Laser(calib.name, RangeImage(_first_return(world, prims, c, e, rig, rng)), RangeImage(empty)))
+        # cameras
+        ego_vel = world.ego_speed * np.array([math.cos(world.street.heading), math.sin(world.street.heading)])
+        images, cam_first = [], []
+        pose_ts = (self.t0_us + k * FRAME_US) * 1e-6 + SPIN_S / 2
+        for cam in self.cameras:
+            k3 = np.array([[cam.intrinsic[0], 0, cam.intrinsic[2]], [0, cam.intrinsic[1], cam.intrinsic[3]], [0, 0, 1]])
+            with np.errstate(invalid="ignore"):  # the caster's normals of misses (inf * 0)
+                img, first, _ = render_camera(world, t_mid, renderer_camera_to_vehicle(cam), k3, cam.width,
+                                              cam.height)
+            cam_first.append(first)
+            images.append(CameraImage(cam.name, _jpeg(img, rig.jpeg_quality), pose=pose.copy(),
+                                      velocity=np.array([ego_vel[0], ego_vel[1], 0, 0, 0, 0], np.float64),
+                                      pose_timestamp=pose_ts, camera_trigger_time=pose_ts,
+                                      camera_readout_done_time=pose_ts))
+        frame = WaymoFrame(context_name=self.context_name, timestamp_micros=self.t0_us + k * FRAME_US, pose=pose,
+                           laser_calibrations=self.lasers, camera_calibrations=self.cameras, lasers=lasers,
+                           images=images, stats=dict(STATS))
+        boxes_all, speed_all = self._objects_in_vehicle_frame(t_mid, pose)
+        sel = np.array([i for i, o in enumerate(world.objects) if waymo_type(o.cls, o.attribute) is not None
+                        and np.hypot(*boxes_all[i, :2]) <= LABEL_RANGE], np.int64)
+        boxes = boxes_all[sel]
+        n_top = _count_points(frame_points(frame, lasers=[TOP]), boxes)
+        n_all = n_top + _count_points(frame_points(frame, lasers=[las.name for las in lasers[1:]]), boxes)
+        visible = np.divide(first_top[sel], crossed_top[sel], out=np.zeros(len(sel)), where=crossed_top[sel] > 0)
+        difficulty = detection_difficulty(n_all, visible, rig.occluded_fraction)
+        cam_first = np.stack(cam_first)[:, sel] if len(sel) else np.zeros((len(self.cameras), 0), np.int64)
+        best = cam_first.argmax(0)
+        most_visible = [CAMERA_NAMES[self.cameras[b].name] if cam_first[b, j] > 0 else "" for j, b in enumerate(best)]
+        frame.labels = Labels(
+            boxes=boxes, types=np.array([waymo_type(world.objects[i].cls, world.objects[i].attribute) for i in sel],
+                                        np.int8).reshape(-1),
+            ids=[f"obj-{i:04d}" for i in sel], difficulty=difficulty, tracking_difficulty=difficulty.copy(),
+            num_lidar_points=n_all, num_top_lidar_points=n_top, speed=speed_all[sel], accel=np.zeros((len(sel), 3)),
+            camera_synced_boxes=boxes.copy(), most_visible_camera_names=most_visible)
+        if not with_info:
+            return frame
+        return frame, FrameInfo(object_boxes=boxes_all, top_entity=ent, top_entity2=ent2, visible_fraction=visible,
+                                label_objects=sel)
+
+    def _objects_in_vehicle_frame(self, t: float, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        st = self.world.object_states(t)
+        rot, trans = pose[:3, :3], pose[:3, 3]
+        centers = (st["center"] - trans) @ rot
+        yaw = math.atan2(rot[1, 0], rot[0, 0])
+        heading = (st["yaw"] - yaw + np.pi) % (2 * np.pi) - np.pi
+        boxes = np.concatenate([centers, st["lwh"], heading[:, None]], 1)
+        vel = np.concatenate([st["velocity"], np.zeros((len(centers), 1))], 1) @ rot
+        return boxes, vel
+
+
+def _count_points(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(N,) int64 number of ``points`` (vehicle frame, (M, 3+)) inside each box, with
+    :func:`~perception3d.structures.box_ops.points_in_boxes` (what a recount from the read points does)."""
+    from perception3d.structures.box_ops import points_in_boxes
+
+    counts = np.zeros(len(boxes), np.int64)
+    if len(boxes) == 0 or len(points) == 0:
+        return counts
+    xyz = points[:, :3].astype(np.float64)
+    order = np.argsort(xyz[:, 0], kind="stable")
+    xs = xyz[order, 0]
+    reach = np.linalg.norm(boxes[:, 3:5], axis=1) / 2 + 1e-3  # half the footprint diagonal bounds |x - cx|
+    lo = np.searchsorted(xs, boxes[:, 0] - reach, side="left")
+    hi = np.searchsorted(xs, boxes[:, 0] + reach, side="right")
+    for i in range(len(boxes)):  # only points in the box's x slab go through the dense test
+        if hi[i] > lo[i]:
+            counts[i] = int(points_in_boxes(xyz[order[lo[i]:hi[i]]], boxes[i:i + 1]).sum())
+    return counts
+
+
+# ------------------------------------------------------------------------------------------- segments on disk
+#: A tiny configuration for tests: 1 training segment of 2 frames, 38 x 26 front images, a 240-column TOP lidar.
+TINY_RIG = WaymoRig(top_width=240, short_range_shape=(16, 48), sectors=8)
+TINY_CONFIG = dict(num_train_segments=1, num_val_segments=0, frames_per_segment=2, seed=0, image_scale=0.02,
+                   rig=TINY_RIG)
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    """Everything one worker needs to write segment ``index`` (0-based over both splits) under ``root``."""
+
+    root: str
+    split: str
+    index: int
+    seed: int
+    frames: int
+    image_scale: float
+    formats: tuple[str, ...]
+    rig: WaymoRig = WaymoRig()
+
+
+def v1_segment_path(root, split: str, context_name: str) -> Path:
+    """``<root>/v1/<split>/segment-<context>_with_camera_labels.tfrecord``."""
+    return Path(root) / "v1" / split / f"segment-{context_name}_with_camera_labels.tfrecord"
+
+
+def write_segment_files(spec: SegmentSpec) -> dict:
+    """Simulate one segment and write it in ``spec.formats``; returns a small summary (context name, split,
+    frames, label counts by type, mean points per frame, seconds). v1 alone streams frames to the file; with v2
+    the segment's frames are held in memory (the v2 writer takes the list), about 5 MB a frame at the default
+    rig and image scale."""
+    t0 = time.perf_counter()
+    sim = SegmentSimulator(spec.seed, spec.index, spec.frames, spec.image_scale, spec.rig)
+    stats = {"labels": Counter(), "points": 0}
+
+    def frames():
+        for f in sim.frames():
+            stats["labels"].update(int(t) for t in f.labels.types)
+            stats["points"] += sum(int((las.return1.values[..., 0] > 0).sum()) + int((las.return2.values[..., 0] > 0)
+                                   .sum()) for las in f.lasers)
+            yield f
+
+    if "v2" in spec.formats:
+        from perception3d.datasets.waymo import v2
+
+        frames_list = list(frames())
+        if "v1" in spec.formats:
+            from perception3d.datasets.waymo import v1
+
+            v1.write_frames(v1_segment_path(spec.root, spec.split, sim.context_name), frames_list)
+        v2.write_segment(Path(spec.root) / "v2", spec.split, frames_list)
+    else:
+        from perception3d.datasets.waymo import v1
+
+        v1.write_frames(v1_segment_path(spec.root, spec.split, sim.context_name), frames())
+    return {"context_name": sim.context_name, "split": spec.split, "frames": spec.frames,
+            "labels": dict(sorted(stats["labels"].items())), "points_per_frame": stats["points"] / spec.frames,
+            "seconds": time.perf_counter() - t0}
+
+
+def generate_waymo(out, num_train_segments: int = 8, num_val_segments: int = 2, frames_per_segment: int = 20,
+                   seed: int = 0, workers: int = 2, formats=FORMATS, image_scale: float = 0.1,
+                   overwrite: bool = False, *, rig: WaymoRig | None = None, progress: bool = True) -> Path:
+    """Write the synthetic world as Waymo segments at ``out`` (layout in the module docstring); returns ``out``.
+
+    Segments 0 .. num_train_segments - 1 go to ``training``, the next num_val_segments to ``validation``; each
+    has ``frames_per_segment`` 10 Hz frames. ``formats``: any of "v1", "v2". Segments are written in parallel
+    by ``workers`` processes into a temporary sibling folder renamed to ``out`` when all succeeded;
+    an existing ``out`` is replaced only with ``overwrite``. Same arguments -> the same frames for any
+    ``workers``."""
+    out = Path(out)
+    formats = tuple(dict.fromkeys(formats))
+    if not formats or not set(formats) <= set(FORMATS):
+        raise ValueError(f"generate_waymo: formats must be a non-empty subset of {FORMATS}, got {formats}")
+    if num_train_segments < 0 or num_val_segments < 0 or num_train_segments + num_val_segments == 0:
+        raise ValueError("generate_waymo: need at least one segment (num_train_segments + num_val_segments > 0)")
+    if frames_per_segment < 1:
+        raise ValueError(f"generate_waymo: frames_per_segment must be >= 1, got {frames_per_segment}")
+    rig = rig or WaymoRig()
+    rig.check()
+    camera_calibrations(image_scale)  # validates image_scale
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"generate_waymo: {out} exists (pass overwrite=True / --overwrite to replace it)")
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        splits = [SPLITS[0]] * num_train_segments + [SPLITS[1]] * num_val_segments
+        specs = [SegmentSpec(str(tmp), split, i, seed, frames_per_segment, image_scale, formats, rig)
+                 for i, split in enumerate(splits)]
+        _run(specs, workers, progress)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _run(specs: list[SegmentSpec], workers: int, progress: bool) -> list[dict]:
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(specs), desc="synthetic Waymo segments", unit="segment", disable=not progress)
+    try:
+        if workers <= 1 or len(specs) == 1:
+            results = []
+            for s in specs:
+                results.append(write_segment_files(s))
+                bar.update()
+            return results
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(min(workers, len(specs))) as pool:
+            results = []
+            for r in pool.imap(write_segment_files, specs):
+                results.append(r)
+                bar.update()
+            return results
+    finally:
+        bar.close()
+
+
+# ------------------------------------------------------------------------------------------- CLI
+def _run_from_args(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    rig = WaymoRig(top_width=args.top_width)
+    out = generate_waymo(args.out, num_train_segments=args.train_segments, num_val_segments=args.val_segments,
+                         frames_per_segment=args.frames, seed=args.seed, workers=args.workers,
+                         formats=tuple(args.formats), image_scale=args.image_scale, overwrite=args.overwrite, rig=rig)
+    n = args.train_segments + args.val_segments
+    dt = time.perf_counter() - t0
+    print(f"wrote {out} ({args.train_segments}+{args.val_segments} segments x {args.frames} frames, "
+          f"{'+'.join(args.formats)}) in {dt:.1f} s ({dt / max(1, n * args.frames):.2f} s per frame wall)")
+    return 0
+
+
+def add_synthetic_waymo_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``synthetic-waymo``: generate the synthetic world as Waymo v1 / v2 segments."""
+    p = subparsers.add_parser("synthetic-waymo", help="generate synthetic Waymo Open Dataset segments (v1 / v2)",
+                              description="Generate procedural street segments (64-beam TOP lidar range images "
+                                          "with per-pixel poses, 4 short-range lidars, 5 cameras, 3D labels) as "
+                                          "Waymo v1 TFRecords and/or v2 parquet components under <out>/v1 and "
+                                          "<out>/v2, splits training / validation.")
+    p.add_argument("--out", type=Path, default=Path("data/synthetic-waymo"), help="output folder")
+    p.add_argument("--train-segments", type=int, default=8)
+    p.add_argument("--val-segments", type=int, default=2)
+    p.add_argument("--frames", type=int, default=20, help="10 Hz frames per segment (real segments have ~200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2, help="worker processes (segments are generated in parallel)")
+    p.add_argument("--image-scale", type=float, default=0.1,
+                   help="camera resolution relative to the real 1920x1280 (front) / 1920x886 (side)")
+    p.add_argument("--top-width", type=int, default=WaymoRig.top_width,
+                   help="TOP lidar range-image width (real: 2650)")
+    p.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS), help="formats to write")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=_run_from_args)
+    return p
