@@ -1,6 +1,7 @@
-"""Typed structures: boxes, sparse voxels and data samples."""
+"""Typed structures: boxes, Gaussians, sparse voxels and data samples."""
 from .boxes3d import Boxes3D
 from .data_sample import Det3DDataSample
+from .gaussians import Gaussians
 from .voxels import SparseVoxels
 
-__all__ = ["Boxes3D", "Det3DDataSample", "SparseVoxels"]
+__all__ = ["Boxes3D", "Det3DDataSample", "Gaussians", "SparseVoxels"]
