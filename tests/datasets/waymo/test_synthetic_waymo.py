@@ -66,7 +66,7 @@ def test_layout_and_context_name(root, context):
 def test_v1_and_v2_give_identical_points_and_boxes(frames):
     f1, f2 = frames
     assert len(f1) == len(f2) == TINY["frames_per_segment"]
-    for a, b in zip(f1, f2):
+    for a, b in zip(f1, f2, strict=True):
         assert a.context_name == b.context_name and a.timestamp_micros == b.timestamp_micros
         np.testing.assert_array_equal(a.pose, b.pose)
         pa, pb = frame_points(a), frame_points(b)
@@ -81,14 +81,14 @@ def test_v1_and_v2_give_identical_points_and_boxes(frames):
 
 def test_files_hold_the_simulated_frames(frames, simulated):
     f1, _ = frames
-    for read, (sim, _) in zip(f1, simulated):
+    for read, (sim, _) in zip(f1, simulated, strict=True):
         np.testing.assert_array_equal(frame_points(read), frame_points(sim))
         np.testing.assert_array_equal(read.labels.boxes, sim.labels.boxes)
 
 
 def test_top_points_lie_on_the_world_geometry(frames, simulated):
     f1, _ = frames
-    for read, (_, info) in zip(f1, simulated):
+    for read, (_, info) in zip(f1, simulated, strict=True):
         top = next(las for las in read.lasers if las.name == TOP)
         calib = read.laser_calibration(TOP)
         enlarged = info.object_boxes.copy()
