@@ -215,38 +215,28 @@ class _Component:
         except (OSError, ValueError) as e:  # pyarrow's errors derive from these
             raise ValueError(f"{self.path}: cannot read row group {group}, columns {columns} ({e})") from e
 
-    def _ts_leaf(self) -> int | None:
+    def _may_hold(self, wanted: np.ndarray) -> list[int]:
+        """The row groups whose timestamp statistics (min/max, when written) admit one of ``wanted`` (sorted)."""
         md = self.file.metadata
         if md.num_row_groups == 0:
-            return None
-        rg = md.row_group(0)
-        for j in range(rg.num_columns):
-            if rg.column(j).path_in_schema == TS:
-                return j
-        return None
-
-    def _may_hold(self, group: int, leaf: int | None, lo: int, hi: int) -> bool:
-        if leaf is None:
-            return True
-        stats = self.file.metadata.row_group(group).column(leaf).statistics
-        if stats is None or not stats.has_min_max:
-            return True
-        try:
-            return int(stats.max) >= lo and int(stats.min) <= hi
-        except (TypeError, ValueError):
-            return True
+            return []
+        leaf = next((j for j in range(md.num_columns) if md.schema.column(j).path == TS), None)
+        out = []
+        for g in range(md.num_row_groups):
+            stats = None if leaf is None else md.row_group(g).column(leaf).statistics
+            try:
+                lo, hi = (int(stats.min), int(stats.max)) if stats is not None and stats.has_min_max else (None, None)
+            except (TypeError, ValueError):
+                lo, hi = None, None
+            if lo is None or np.searchsorted(wanted, lo, "left") < np.searchsorted(wanted, hi, "right"):
+                out.append(g)
+        return out
 
     def index(self, wanted: set | None = None) -> None:
         """Read the key columns: ``self.rows[group][ts]`` = row indices in the group, ``self.groups[ts]`` = the
         groups holding ``ts`` (ascending). Only rows of this segment and (if given) of ``wanted`` timestamps."""
-        md = self.file.metadata
-        groups = list(range(md.num_row_groups))
-        if wanted is not None:
-            if not wanted:
-                groups = []
-            else:
-                leaf = self._ts_leaf()
-                groups = [g for g in groups if any(self._may_hold(g, leaf, t, t) for t in wanted)]
+        wanted_arr = None if wanted is None else np.sort(np.fromiter(wanted, np.int64, len(wanted)))
+        groups = list(range(self.file.metadata.num_row_groups)) if wanted is None else self._may_hold(wanted_arr)
         self.rows: dict[int, dict[int, np.ndarray]] = {}
         self.groups: dict[int, list[int]] = defaultdict(list)
         for g in groups:
@@ -254,7 +244,7 @@ class _Component:
             ts = _ints(self, keys, TS)
             keep = self._context_mask(keys)
             if wanted is not None:
-                keep &= np.isin(ts, np.fromiter(wanted, np.int64, len(wanted)))
+                keep &= np.isin(ts, wanted_arr)
             rows = np.nonzero(keep)[0]
             if not len(rows):
                 continue

@@ -232,8 +232,10 @@ def test_written_values(segment):
 def test_shuffled_rows_join_on_keys(segment):
     root, frames = segment
     rng = np.random.default_rng(1)
-    # shuffled across row groups of 2 rows, so a timestamp's rows sit in several groups, out of order
-    for tag in ("lidar", "lidar_pose", "camera_image", "vehicle_pose", "lidar_calibration", "camera_calibration"):
+    # shuffled across row groups of 2 rows, so a timestamp's rows sit in several groups, out of order. lidar rows
+    # (ts0 TOP, ts0 FRONT, ts1 TOP, ...) as groups [ts1 FRONT, ts0 TOP] [ts2 FRONT, ts1 TOP] [ts2 TOP, ts0 FRONT]
+    _rewrite(root, "lidar", lambda t: t.take([3, 0, 5, 2, 4, 1]), row_group_size=2)
+    for tag in ("lidar_pose", "camera_image", "vehicle_pose", "lidar_calibration", "camera_calibration"):
         _rewrite(root, tag, lambda t: t.take(rng.permutation(t.num_rows)), row_group_size=2)
     assert pq.ParquetFile(_path(root, "lidar")).metadata.num_row_groups == 3
     order = pq.read_table(_path(root, "lidar"), columns=["key.frame_timestamp_micros", "key.laser_name"])
@@ -241,6 +243,22 @@ def test_shuffled_rows_join_on_keys(segment):
                                                                       r["key.laser_name"]))
     for a, b in zip(frames, v2.read_segment(root, SPLIT, CTX)):
         assert_same(a, b)
+
+
+def test_shuffled_labels_keep_file_order(segment):
+    root, frames = segment
+    # rows (ts0: 0-2, ts1: 3-5, ts2: 6-8) in groups of 2: [5 6] [0 7] [8 3] [1 4] [2]. Reading ts0 loads groups 1, 3
+    # and 4, which already hold rows of ts1 (4) and ts2 (7); ts1's rows come back in file order 5, 3, 4 all the same
+    perm = [5, 6, 0, 7, 8, 3, 1, 4, 2]
+    _rewrite(root, "lidar_box", lambda t: t.take(perm), row_group_size=2)
+    stored = pq.read_table(_path(root, "lidar_box"), columns=[TS, "key.laser_object_id"]).to_pylist()
+    for a, b in zip(frames, v2.read_segment(root, SPLIT, CTX)):
+        ids = [r["key.laser_object_id"] for r in stored if r[TS] == a.timestamp_micros]
+        assert b.labels.ids == ids and sorted(ids) == a.labels.ids
+        k = [a.labels.ids.index(i) for i in ids]
+        np.testing.assert_array_equal(b.labels.boxes, a.labels.boxes[k])
+        np.testing.assert_array_equal(b.labels.num_lidar_points, a.labels.num_lidar_points[k])
+        np.testing.assert_array_equal(b.labels.difficulty, a.labels.difficulty[k])
 
 
 def test_extra_columns_and_other_segments_ignored(segment):
@@ -295,8 +313,8 @@ def test_only_needed_columns_are_read(segment, monkeypatch):
 
 
 def _spy_reads(monkeypatch, tag):
-    """Row groups of component ``tag`` read with data columns (the key-index reads of [S, TS] are left out)."""
-    reads = []
+    """Row groups of component ``tag`` read with data columns, and those read for the key index ([S, TS])."""
+    reads, key_reads = [], []
     orig_init, orig_read = pq.ParquetFile.__init__, pq.ParquetFile.read_row_group
 
     def init(self, source, *a, **kw):
@@ -304,13 +322,13 @@ def _spy_reads(monkeypatch, tag):
         orig_init(self, source, *a, **kw)
 
     def read(self, i, columns=None, **kw):
-        if f"/{tag}/" in self._spy_path and columns != [S, TS]:
-            reads.append(i)
+        if f"/{tag}/" in self._spy_path:
+            (key_reads if columns == [S, TS] else reads).append(i)
         return orig_read(self, i, columns, **kw)
 
     monkeypatch.setattr(pq.ParquetFile, "__init__", init)
     monkeypatch.setattr(pq.ParquetFile, "read_row_group", read)
-    return reads
+    return reads, key_reads
 
 
 @pytest.mark.parametrize("row_group_size", [None, 1, 3])
@@ -321,7 +339,7 @@ def test_row_groups_stream(tmp_path, monkeypatch, row_group_size):
     # 2 lidar rows per frame: one group per frame by default, else groups of row_group_size rows (3 spans frames)
     assert [lidar.row_group(g).num_rows for g in range(lidar.num_row_groups)] == \
         {None: [2, 2, 2], 1: [1] * 6, 3: [3, 3]}[row_group_size]
-    reads = _spy_reads(monkeypatch, "lidar")
+    reads, key_reads = _spy_reads(monkeypatch, "lidar")
     it = v2.read_segment(tmp_path, SPLIT, CTX)
     first = next(it)
     assert_same(frames[0], first)
@@ -330,11 +348,11 @@ def test_row_groups_stream(tmp_path, monkeypatch, row_group_size):
     for a, b in zip(frames[1:], it):
         assert_same(a, b)
     assert sorted(reads) == list(range(lidar.num_row_groups))  # every group read exactly once
-    # one timestamp: only its groups are read
-    reads.clear()
+    # one timestamp: only its groups are read, and (from the timestamp statistics) only their keys
+    reads.clear(), key_reads.clear()
     (last,) = v2.read_segment(tmp_path, SPLIT, CTX, timestamps=[TIMESTAMPS[2]])
     assert_same(frames[2], last)
-    assert sorted(reads) == {None: [2], 1: [4, 5], 3: [1]}[row_group_size]
+    assert sorted(reads) == sorted(key_reads) == {None: [2], 1: [4, 5], 3: [1]}[row_group_size]
 
 
 def test_missing_component_file(segment):
