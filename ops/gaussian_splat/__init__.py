@@ -73,8 +73,9 @@ def _checked(op: str, means, scales, rotations, opacities, features, offsets, gr
         batch = torch.repeat_interleave(torch.arange(batch_size, device=means.device), counts, output_size=g)
     if g:
         for name, t in (("means", means), ("scales", scales), ("rotations", rotations), ("opacities", opacities)):
-            if not bool(torch.isfinite(t).all()):
-                raise ValueError(f"{prefix}`{name}` must be finite (row {int((~torch.isfinite(t)).reshape(g, -1).any(1).nonzero()[0])})")
+            bad = ~torch.isfinite(t.detach()).reshape(g, -1).all(1)
+            if bool(bad.any()):
+                raise ValueError(f"{prefix}`{name}` must be finite, row {int(bad.nonzero()[0])} is not")
         if bool((scales <= 0).any()):
             row = int((scales <= 0).any(1).nonzero()[0])
             raise ValueError(f"{prefix}`scales` must be > 0, got {scales[row].tolist()} in row {row}")

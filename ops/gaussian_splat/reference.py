@@ -8,7 +8,8 @@ Both implementations compute the same per-voxel *accumulators* from the kernel p
 
 over the pairs (v, i) of the truncation (voxel v in Gaussian i's clipped cube); the public function turns them
 into the outputs. Here the pairs are enumerated per *radius bucket*: Gaussians with the same cube radius share
-one offsets grid (Π (2r+1) offsets), so a chunk of n of them is a dense (n, offsets) product, masked to the grid.
+one offsets grid (Π (2r+1) offsets), so a chunk of n of them is a dense (n, offsets) product (no gathers:
+d = (centre of the mean's voxel - μ) + offset broadcasts); pairs outside the grid go to a spare row.
 Chunks are sized so that n · offsets · :func:`pair_bytes` stays under the memory budget; the accumulation is an
 ``index_add_`` per chunk. :class:`ReferenceAccumulate` runs the chunks under ``no_grad`` and saves only its
 inputs; its backward recomputes one chunk at a time with autograd and adds the chunk's parameter gradients
@@ -57,45 +58,45 @@ def _offsets(rad: Tuple[int, int, int], device: torch.device) -> torch.Tensor:
 
 
 def chunk_pairs(plan: SplatPlan, ids: torch.Tensor, rad: Tuple[int, int, int]
-                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pairs of a chunk inside the grid: (local Gaussian row (N,), flat voxel index b·V + (z·ny + y)·nx + x (N,),
-    voxel (x, y, z) (N, 3)), all int64."""
-    cen = plan.centre[ids]
-    vox = cen[:, None, :] + _offsets(rad, ids.device)[None]
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The dense (n, P) pairs of a chunk of n Gaussians of cube radius ``rad`` (P = Π (2r+1) offsets):
+    (flat voxel index b·V + (z·ny + y)·nx + x (n·P,) int64, with pairs outside the grid sent to the spare row
+    B·V; metric offsets of the cube (P, 3) in float64)."""
+    off = _offsets(rad, ids.device)
+    vox = plan.centre[ids][:, None, :] + off[None]
     size = torch.tensor([plan.nx, plan.ny, plan.nz], device=ids.device)
     ok = ((vox >= 0) & (vox < size)).all(-1)
-    gi, pi = ok.nonzero(as_tuple=True)
-    v = vox[gi, pi]
+    flat = ((plan.batch[ids][:, None] * plan.nz + vox[..., 2]) * plan.ny + vox[..., 1]) * plan.nx + vox[..., 0]
+    flat = torch.where(ok, flat, plan.batch_size * plan.num_voxels)
     del vox, ok
-    flat = ((plan.batch[ids][gi] * plan.nz + v[:, 2]) * plan.ny + v[:, 1]) * plan.nx + v[:, 0]
-    return gi, flat, v
+    return flat.reshape(-1), off.to(torch.float64) * torch.tensor(plan.voxel, dtype=torch.float64, device=ids.device)
 
 
 def voxel_centres(plan: SplatPlan, v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(N, 3) metric centres of voxels (x, y, z) (BEV: z is irrelevant, the precision has no z entries)."""
+    """(..., 3) metric centres of voxels (x, y, z) (BEV: z is irrelevant, the precision has no z entries)."""
     origin = torch.tensor(plan.origin, dtype=torch.float64, device=v.device)
     size = torch.tensor(plan.voxel, dtype=torch.float64, device=v.device)
     return (origin + (v.to(torch.float64) + 0.5) * size).to(dtype)
 
 
 def pair_terms(d: torch.Tensor, p6: torch.Tensor) -> torch.Tensor:
-    """α = exp(-½ dᵀ P d) per pair from d (N, 3) and the pair's precision entries (N, 6)."""
+    """α = exp(-½ dᵀ P d) from offsets d (..., 3) and precision entries p6 (..., 6) (broadcast)."""
     dx, dy, dz = d.unbind(-1)
-    q = (p6[:, 0] * dx * dx + p6[:, 1] * dy * dy + p6[:, 2] * dz * dz
-         + 2 * (p6[:, 3] * dx * dy + p6[:, 4] * dy * dz + p6[:, 5] * dx * dz))
+    q = (p6[..., 0] * dx * dx + p6[..., 1] * dy * dy + p6[..., 2] * dz * dz
+         + 2 * (p6[..., 3] * dx * dy + p6[..., 4] * dy * dz + p6[..., 5] * dx * dz))
     return torch.exp(-0.5 * q)
 
 
 def _chunk_values(plan: SplatPlan, ids: torch.Tensor, rad: Tuple[int, int, int], means: torch.Tensor,
                   p6: torch.Tensor, omega: torch.Tensor, feats: torch.Tensor
-                  ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(flat voxel (N,), α (N,), ω α f (N, C), the local Gaussian rows (N,)) of one chunk; ``means`` etc. are the
-    chunk's rows (ids already applied)."""
-    gi, flat, v = chunk_pairs(plan, ids, rad)
-    d = voxel_centres(plan, v, means.dtype) - means[gi]
-    alpha = pair_terms(d, p6[gi])
-    contrib = (omega[gi] * alpha)[:, None] * feats[gi]
-    return flat, alpha, contrib, gi
+                  ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(flat voxel (N,), α (N,), ω α f (N, C)) of the N = n·P pairs of one chunk; ``means`` etc. are the chunk's
+    rows (ids already applied). d = (centre of the mean's voxel - μ) + cube offset: one broadcast add."""
+    flat, off = chunk_pairs(plan, ids, rad)
+    d = (voxel_centres(plan, plan.centre[ids], means.dtype) - means)[:, None, :] + off.to(means.dtype)[None]
+    alpha = pair_terms(d, p6[:, None, :])
+    contrib = (omega[:, None] * alpha)[..., None] * feats[:, None, :]
+    return flat, alpha.reshape(-1), contrib.reshape(-1, feats.shape[1])
 
 
 def _log1m(alpha: torch.Tensor) -> torch.Tensor:
@@ -107,18 +108,18 @@ def accumulate_chunks(plan: SplatPlan, chunks: List[Chunk], means: torch.Tensor,
                       ) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
     """The accumulators (A (B·V, C), L (B·V,) | None, D (B·V,) | None) of the module docstring (no autograd)."""
     nv = plan.batch_size * plan.num_voxels
-    acc = feats.new_zeros(nv, feats.shape[1])
-    lacc = feats.new_zeros(nv) if prob else None
-    dacc = feats.new_zeros(nv) if prob else None
+    acc = feats.new_zeros(nv + 1, feats.shape[1])  # + the spare row of the pairs outside the grid
+    lacc = feats.new_zeros(nv + 1) if prob else None
+    dacc = feats.new_zeros(nv + 1) if prob else None
     with torch.no_grad():
         for ids, rad in chunks:
-            flat, alpha, contrib, _ = _chunk_values(plan, ids, rad, means[ids], p6[ids], omega[ids], feats[ids])
+            flat, alpha, contrib = _chunk_values(plan, ids, rad, means[ids], p6[ids], omega[ids], feats[ids])
             acc.index_add_(0, flat, contrib)
             if prob:
                 lacc.index_add_(0, flat, _log1m(alpha))
                 dacc.index_add_(0, flat, alpha)
             del flat, alpha, contrib
-    return acc, lacc, dacc
+    return acc[:nv], (lacc[:nv] if prob else None), (dacc[:nv] if prob else None)
 
 
 class ReferenceAccumulate(torch.autograd.Function):
@@ -139,10 +140,13 @@ class ReferenceAccumulate(torch.autograd.Function):
         means, p6, omega, feats = ctx.saved_tensors
         plan, prob = ctx.plan, ctx.prob
         grads = [torch.zeros_like(t) for t in (means, p6, omega, feats)]
+        pad = lambda t: torch.cat([t, t.new_zeros((1,) + t.shape[1:])])  # the spare row gets no gradient
+        g_acc = pad(g_acc)
+        g_l, g_d = (pad(g_l), pad(g_d)) if prob else (g_l, g_d)
         for ids, rad in ctx.chunks:
             leaves = [t[ids].detach().requires_grad_() for t in (means, p6, omega, feats)]
             with torch.enable_grad():
-                flat, alpha, contrib, _ = _chunk_values(plan, ids, rad, *leaves)
+                flat, alpha, contrib = _chunk_values(plan, ids, rad, *leaves)
                 loss = (g_acc[flat] * contrib).sum()
                 if prob:
                     loss = loss + (g_l[flat] * _log1m(alpha)).sum() + (g_d[flat] * alpha).sum()
