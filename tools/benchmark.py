@@ -13,6 +13,8 @@ installed library, which this script imports as installed). Each case module reg
 
     python tools/benchmark.py backbones [--sweeps 1 10] [--repeats 3] [--out docs/benchmarks.md]
 
+    python tools/benchmark.py waymo_eval [--frames 20 200] [--gt-per-frame 50] [--pred-per-frame 100] [--no-let]
+
 ``detector`` (benchmarks/bm_detector.py): per-stage latency and peak memory of the FlatFormer and spconv
 detectors on one synthetic nuScenes-scale frame, forward and forward+backward, each case in a fresh
 subprocess; plus the two sparse backbones side by side on the same 3D voxels.
@@ -20,6 +22,8 @@ subprocess; plus the two sparse backbones side by side on the same 3D voxels.
 on the same voxels, plus reference SLA vs padded window attention (benchmarks/bm_scatter_attention.py).
 ``deform_attn`` (benchmarks/bm_deform_attn.py): DFA3D vs the materialised depth-expanded volume vs 2D deformable
 attention (time and peak memory, fwd and fwd+bwd).
+``waymo_eval`` (benchmarks/bm_waymo_eval.py): ``tools/waymo_eval.py`` on synthetic Objects files (20 frames with
+1,000 labels and 2,000 predictions, and a 200-frame segment), AP/APH and LET.
 
 Configs: ``--config NAME=PATH`` (repeatable) replaces the default config of model NAME; a relative PATH is
 looked up in the current directory, then in the checkout this script belongs to (the defaults are that
@@ -146,13 +150,15 @@ def _case_parser(module: str) -> Callable:
 
 
 PARSERS: List[tuple] = [("detector", _case_parser("bm_detector")), ("deform_attn", _case_parser("bm_deform_attn")),
-                        ("backbones", _case_parser("bm_backbones")), ("all", add_all_parser)]
+                        ("backbones", _case_parser("bm_backbones")),
+                        ("waymo_eval", _case_parser("bm_waymo_eval")), ("all", add_all_parser)]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="\n".join(__doc__.splitlines()[2:]),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{detector,deform_attn,backbones,all}")
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{detector,deform_attn,backbones,waymo_eval,all}")
     for _, add in PARSERS:
         p = add(sub, machine_info, update_doc_section)
         add_debug_argument(p)

@@ -25,7 +25,8 @@ def random_scene(seed: int, frames: int = 3, n_gt: int = 12, extra_fp: int = 6, 
         g = np.c_[c, size, rng.uniform(-np.pi, np.pi, n_gt)]
         synced = g + np.c_[rng.normal(0, 0.2, (n_gt, 3)), np.zeros((n_gt, 3)), rng.normal(0, 0.05, n_gt)]
         gts.append(WaymoObjects.create(
-            g, t, context_name=f"ctx{f % 2}", frame_timestamp_micros=1000 + f, difficulty=rng.choice([0, 0, 1, 2], n_gt),
+            g, t, context_name=f"ctx{f % 2}", frame_timestamp_micros=1000 + f,
+            difficulty=rng.choice([0, 0, 1, 2], n_gt),
             num_lidar_points=rng.integers(0, 30, n_gt), num_top_lidar_points=rng.integers(0, 30, n_gt),
             most_visible_camera_name=rng.choice(CAMERAS, n_gt), camera_synced_box=synced))
         src = synced if let else g
@@ -61,7 +62,8 @@ def crowd_scene(seed: int, n: int = 10, frames: int = 2):
         c = base + np.c_[np.cumsum(rng.uniform(0.25, 0.4, n)), rng.normal(0, 0.1, n), rng.normal(0, 0.05, n)]
         g = np.c_[c, np.full((n, 3), [0.8, 0.8, 1.8]), rng.normal(0, 0.2, n)]
         gts.append(WaymoObjects.create(g, 2, context_name="crowd", frame_timestamp_micros=f,
-                                       num_lidar_points=rng.integers(1, 12, n), num_top_lidar_points=rng.integers(1, 12, n),
+                                       num_lidar_points=rng.integers(1, 12, n),
+                                       num_top_lidar_points=rng.integers(1, 12, n),
                                        most_visible_camera_name=rng.choice(["FRONT", "FRONT_LEFT"], n)))
         m = int(n * 1.3)
         k = rng.integers(0, n, m)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -169,8 +168,12 @@ def test_difficulty_preprocessing():
     np.testing.assert_array_equal(prep.difficulty, [2, 2, 1, 2, 1])  # <= 5 points -> LEVEL_2; raters' levels kept
     # a prediction on the dropped box is a false positive
     gt2 = gt_objs([boxes[0], boxes[3]], 1, points=[10, 0])
-    res = evaluate(gt2, objs([boxes[0], boxes[3]], 1, scores=[0.9, 0.95]))
-    assert res["OBJECT_TYPE_TYPE_VEHICLE_LEVEL_1"]["mAP"] == pytest.approx(0.5, abs=1e-6)
+    res = compute_detection_metrics(gt2, objs([boxes[0], boxes[3]], 1, scores=[0.9, 0.95]))
+    m = res["OBJECT_TYPE_TYPE_VEHICLE_LEVEL_1"]
+    assert m.ap == pytest.approx(0.5, abs=1e-6)
+    # cutoff 0.92 keeps only the false positive: recall 0, where the precision is defined as 1
+    assert (m.num_tps[92], m.num_fps[92], m.recalls[92], m.precisions[92]) == (0, 1, 0.0, 1.0)
+    assert (m.num_tps[50], m.num_fps[50], m.recalls[50], m.precisions[50]) == (1, 1, 1.0, 0.5)
     # LET counts the top lidar's points instead
     gt3 = objs([boxes[0]], 1, num_lidar_points=10, num_top_lidar_points=0, most_visible_camera_name="FRONT")
     assert len(prepare_ground_truth(gt3, let=True)) == 0 and len(prepare_ground_truth(gt3)) == 1
@@ -363,7 +366,8 @@ def test_evaluator_cli_user_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "empty.bin").write_bytes(b"")
     (tmp_path / "bad.bin").write_bytes(b"\x0a\xff\xff")
     cases = [(["--gt", str(tmp_path / "nope.bin"), "--pred", str(tmp_path / "empty.bin")], "nope.bin: file not found"),
-             (["--gt", str(tmp_path / "empty.bin"), "--pred", str(tmp_path / "empty.bin")], "ground-truth file is empty"),
+             (["--gt", str(tmp_path / "empty.bin"), "--pred", str(tmp_path / "empty.bin")],
+              "ground-truth file is empty"),
              (["--gt", str(tmp_path / "bad.bin"), "--pred", str(tmp_path / "empty.bin")], "bad.bin: not a serialized")]
     for argv, message in cases:
         assert run_tool(tool.main, argv) == 2
