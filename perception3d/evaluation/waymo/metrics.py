@@ -277,16 +277,25 @@ def _compute_pairs(gt: WaymoObjects, pred: WaymoObjects, fg: np.ndarray, fp: np.
     ok_p, ok_g = pred.types > 0, gt.types > 0
     gp = np.where(ok_p, fp * (NUM_TYPES + 1) + pred.types, -1)
     gg = np.where(ok_g, fg * (NUM_TYPES + 1) + gt.types, -2)
+    # per object: centre (LET: in the sensor frame) and the radius of the footprint's circumscribed circle
+    shift = np.zeros(3) if let is None else np.asarray(let.sensor_location, np.float64)
+    pc, gc = pred.boxes[:, :3] - shift, gt.boxes[:, :3] - shift
+    pr, gr = 0.5 * np.hypot(pred.boxes[:, 3], pred.boxes[:, 4]), 0.5 * np.hypot(gt.boxes[:, 3], gt.boxes[:, 4])
     for pi, gi in _group_pairs(gp, gg):
-        pb, gb = pred.boxes[pi], gt.boxes[gi]
+        # quick reject of pairs whose footprints cannot touch (paired_box3d_iou tests it again, exactly)
+        px, py = pc[pi, 0], pc[pi, 1]
+        if let is not None and let.align == "range":  # where the prediction centre is slid to
+            p3, g3 = pc[pi], gc[gi]
+            mult = np.einsum("ij,ij->i", p3, g3) / np.maximum(np.einsum("ij,ij->i", p3, p3), 1e-6)
+            px, py = px * mult, py * mult
+        elif let is not None and let.align == "center":
+            px, py = gc[gi, 0], gc[gi, 1]
+        near = np.hypot(px - gc[gi, 0], py - gc[gi, 1]) <= pr[pi] + gr[gi] + 1e-6
+        pi, gi = pi[near], gi[near]
         if let is None:
-            # quick reject on the footprints' circumscribed circles (paired_box3d_iou tests it again)
-            rad = 0.5 * (np.hypot(pb[:, 3], pb[:, 4]) + np.hypot(gb[:, 3], gb[:, 4]))
-            near = np.hypot(pb[:, 0] - gb[:, 0], pb[:, 1] - gb[:, 1]) <= rad + 1e-6
-            pi, gi = pi[near], gi[near]
             iou = paired_box3d_iou(pred.boxes[pi], gt.boxes[gi]).astype(np.float32)
         else:
-            iou = paired_let_iou(pb, gb, let.sensor_location, let.align)[0].astype(np.float32)
+            iou = paired_let_iou(pred.boxes[pi], gt.boxes[gi], let.sensor_location, let.align)[0].astype(np.float32)
         keep = iou > 0
         parts.append((pi[keep], gi[keep], iou[keep]))
     if parts:
