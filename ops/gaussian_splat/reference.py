@@ -79,12 +79,17 @@ def voxel_centres(plan: SplatPlan, v: torch.Tensor, dtype: torch.dtype) -> torch
     return (origin + (v.to(torch.float64) + 0.5) * size).to(dtype)
 
 
+#: the exponent is clamped here: exp(-80) ~ 1.8e-35 stands for anything smaller (torch's exp takes a slow path on
+#: large negative inputs, which thin Gaussians produce at their cube's far corners)
+MIN_EXPONENT = -80.0
+
+
 def pair_terms(d: torch.Tensor, p6: torch.Tensor) -> torch.Tensor:
-    """α = exp(-½ dᵀ P d) from offsets d (..., 3) and precision entries p6 (..., 6) (broadcast)."""
+    """α = exp(max(-½ dᵀ P d, -80)) from offsets d (..., 3) and precision entries p6 (..., 6) (broadcast)."""
     dx, dy, dz = d.unbind(-1)
     q = (p6[..., 0] * dx * dx + p6[..., 1] * dy * dy + p6[..., 2] * dz * dz
          + 2 * (p6[..., 3] * dx * dy + p6[..., 4] * dy * dz + p6[..., 5] * dx * dz))
-    return torch.exp(-0.5 * q)
+    return torch.exp((-0.5 * q).clamp(min=MIN_EXPONENT))
 
 
 def _chunk_values(plan: SplatPlan, ids: torch.Tensor, rad: Tuple[int, int, int], means: torch.Tensor,
