@@ -4,11 +4,15 @@
                           [--score-thr 0.3] [--device cpu] [--calib calib.json [--images CAM=img ...]] [--render]
     python tools/infer.py CONFIG CHECKPOINT_OR_WORK_DIR --dataset-split val [--max-samples N] ...
     python tools/infer.py CAMERA_CONFIG CHECKPOINT_OR_WORK_DIR --calib calib.json --images CAM_FRONT=f.jpg ... [--render]
+    python tools/infer.py WAYMO_CONFIG CHECKPOINT_OR_WORK_DIR --waymo-tfrecord SEGMENT.tfrecord --frame-index I ...
+    python tools/infer.py WAYMO_CONFIG CHECKPOINT_OR_WORK_DIR --waymo-v2 ROOT/SPLIT --context NAME --timestamp T ...
 
 INPUT is a file (.pcd.bin, .bin, .pcd, .ply, .npy) or a folder of them. Writes ``<out-dir>/<name>.json`` per
 frame (schema: docs/inference.md; a camera frame is named after its calibration file), for a dataset split also ``<out-dir>/results_nusc.json`` (official nuScenes
 submission), with ``--render`` a bird's-eye PNG per frame (camera frames: the boxes drawn on every camera image,
-``<name>_<CAM>.jpg``), and prints the mean time per stage (ms).
+``<name>_<CAM>.jpg``; a Waymo frame: its points with the ground truth and the predictions, named after the frame's
+``<context>_<timestamp>``), and prints the mean time per stage (ms). A Waymo frame (models whose test pipeline
+loads Waymo frames) is read from its file with the previous frames the model uses.
 ``--repeat K`` runs the input K times (the first pass is reported separately as warm-up).
 """
 from __future__ import annotations
@@ -41,6 +45,12 @@ def parse_args(argv=None):
     p.add_argument("--calib", help="camera calibration JSON (docs/inference.md): one frame for camera models; "
                    "validated, unused by lidar models")
     p.add_argument("--images", nargs="+", default=None, metavar="CAM=PATH", help="camera images for --calib")
+    p.add_argument("--waymo-tfrecord", metavar="PATH", help="a Waymo v1 segment file: run on its frame --frame-index")
+    p.add_argument("--frame-index", type=int, help="with --waymo-tfrecord: the frame's record index in the file")
+    p.add_argument("--waymo-v2", metavar="ROOT/SPLIT", help="a Waymo v2 split folder: run on segment --context at "
+                   "--timestamp")
+    p.add_argument("--context", help="with --waymo-v2: the segment's context name")
+    p.add_argument("--timestamp", type=int, help="with --waymo-v2: the frame's timestamp (microseconds)")
     p.add_argument("--render", action="store_true", help="also write a bird's-eye PNG per frame")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--repeat", type=int, default=1, help="run the input this many times (timing)")
@@ -50,11 +60,55 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.input is not None and args.dataset_split is not None:
         p.error("give INPUT or --dataset-split, not both")
-    if args.input is None and args.dataset_split is None and args.calib is None:
-        p.error("give INPUT, --dataset-split, or (camera models) --calib with --images")
+    waymo = check_waymo_frame_args(p, args)
+    if waymo and (args.input is not None or args.dataset_split is not None or args.calib is not None):
+        p.error("a Waymo frame (--waymo-tfrecord / --waymo-v2) replaces INPUT, --dataset-split and --calib")
+    if args.input is None and args.dataset_split is None and args.calib is None and not waymo:
+        p.error("give INPUT, --dataset-split, a Waymo frame (--waymo-tfrecord PATH --frame-index I, or --waymo-v2 "
+                "ROOT/SPLIT --context NAME --timestamp T), or (camera models) --calib with --images")
     if args.repeat < 1:
         p.error("--repeat must be >= 1")
     return args
+
+
+def check_waymo_frame_args(p, args) -> bool:
+    """Whether the arguments name a Waymo frame; ``p.error`` on an incomplete or mixed one."""
+    v1, v2 = args.waymo_tfrecord is not None, args.waymo_v2 is not None
+    if v1 and v2:
+        p.error("give --waymo-tfrecord or --waymo-v2, not both")
+    if v1 and args.frame_index is None:
+        p.error("--waymo-tfrecord needs --frame-index I (the frame's record index in the file)")
+    if v2 and (args.context is None or args.timestamp is None):
+        p.error("--waymo-v2 needs --context NAME and --timestamp T (microseconds)")
+    if not v1 and args.frame_index is not None:
+        p.error("--frame-index goes with --waymo-tfrecord")
+    if not v2 and (args.context is not None or args.timestamp is not None):
+        p.error("--context / --timestamp go with --waymo-v2")
+    return v1 or v2
+
+
+def waymo_frame_kwargs(args) -> dict:
+    """The Waymo frame of the arguments as keyword arguments of ``Inferencer.predict_waymo``."""
+    return dict(tfrecord=args.waymo_tfrecord, frame_index=args.frame_index, v2_split_dir=args.waymo_v2,
+                context_name=args.context, timestamp=args.timestamp)
+
+
+def _render_waymo(inf, res, args, out_png: Path, score_thr: float) -> str:
+    """Bird's-eye PNG of a Waymo frame: its points (all lasers, both returns), its ground truth and the predictions."""
+    from perception3d.datasets.waymo.dataset import CLASS_TYPES, waymo_frame_sample, waymo_points
+    from perception3d.visualization.bev import plot_bev
+
+    kw = waymo_frame_kwargs(args)
+    sample = waymo_frame_sample(kw["tfrecord"], kw["frame_index"], kw["v2_split_dir"], kw["context_name"],
+                                kw["timestamp"], classes=list(CLASS_TYPES))
+    points, ann = waymo_points(sample["waymo_frame"]), sample["ann_info"]
+    keep = res.scores >= score_thr
+    pcr = inf.cfg.get("point_cloud_range") or [-75.0, -75.0, 0.0, 75.0, 75.0, 0.0]
+    plot_bev(points, ann["gt_bboxes_3d"], list(ann["gt_names"]), out_png, range=(pcr[0], pcr[3], pcr[1], pcr[4]),
+             title=f"{res.token}: {len(points)} points, {len(ann['gt_names'])} GT, {int(keep.sum())} predictions "
+                   f">= {score_thr:g}", pred_boxes=res.boxes.tensor.numpy()[keep],
+             pred_labels=[n for n, k in zip(res.class_names, keep) if k], pred_scores=res.scores[keep])
+    return "matplotlib"
 
 
 def _frame_name(source: str, token) -> str:
@@ -151,6 +205,8 @@ def main(argv=None) -> dict:
             raise ValueError("--calib/--images apply to INPUT files, not to --dataset-split (the dataset has its own)")
         split = inf.predict_split(args.dataset_split, out_dir=str(out_dir), max_samples=args.max_samples)
         results, submission = split.results, split.submission
+    elif args.waymo_tfrecord or args.waymo_v2:
+        results = [inf.predict_waymo(**waymo_frame_kwargs(args)) for _ in range(args.repeat)]
     elif inf.uses_images:  # one camera frame (images + calibration, and its points if the model loads them)
         columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
         results = [inf.predict(args.input, columns=columns, images=images, calib=args.calib)
@@ -170,12 +226,15 @@ def main(argv=None) -> dict:
         written.append(res.save_json(str(out_dir / f"{name}.json")))
         if args.render and inf.uses_images and not args.dataset_split:
             written.extend(_render_cameras(inf, res, args.calib, images, out_dir, name, args.score_thr))
+        elif args.render and (args.waymo_tfrecord or args.waymo_v2):
+            backend = _render_waymo(inf, res, args, out_dir / f"{name}.png", args.score_thr)
+            written.append(f"{out_dir / (name + '.png')} ({backend})")
         elif args.render:
             backend = _render(inf, res, out_dir / f"{name}.png", args.score_thr)
             written.append(f"{out_dir / (name + '.png')} ({backend})")
     print(f"{len(results)} frame(s); wrote {len(written)} file(s) to {out_dir}")
     if submission:
-        print(f"nuScenes submission: {submission}")
+        print(f"{'Waymo' if submission.endswith('.bin') else 'nuScenes'} submission: {submission}")
     print(format_timings(results, warmup=len(results) > 1))
     return dict(results=results, out_dir=str(out_dir), submission=submission, written=written)
 

@@ -5,10 +5,16 @@
                               [--views plot bev chase camera] [--cameras CAM_FRONT ...] [--ply scene.ply]
                               [--show] [--score-thr 0.3] [--color-by height|intensity] [--cfg-options k=v ...]
     python tools/visualize.py --points frame.pcd.bin --predictions frame.json --out-dir DIR [--views bev chase]
+    python tools/visualize.py --waymo-tfrecord SEGMENT.tfrecord --frame-index I --out-dir DIR
+                              [--dataset-config WAYMO_CONFIG --checkpoint CKPT | --predictions FRAME.json]
+    python tools/visualize.py --waymo-v2 ROOT/SPLIT --context NAME --timestamp T --out-dir DIR ...
 
 Frame sources: item I of the config's ``<split>_dataloader`` dataset, loaded through that loader's pipeline
 (the points the model sees; GT from the dataset's annotation info, camera images and ``lidar2img`` from its
-camera records), or a point file (``--points``, any format of ``perception3d.datasets.io.load_points``).
+camera records), a point file (``--points``, any format of ``perception3d.datasets.io.load_points``), or a Waymo
+frame read from its file (v1 segment + frame index, or v2 split folder + context + timestamp: every point of the
+frame in its vehicle frame, every label of the frame including signs, the five cameras; ``--dataset-config`` is
+then only the model's config for ``--checkpoint``).
 Predictions: live inference with ``--checkpoint``, or a ``perception3d.detections/v1`` JSON written by
 ``tools/infer.py`` (``--predictions``). Views (default ``plot bev chase``):
 
@@ -36,6 +42,12 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Pictures of one frame with its ground truth and predictions")
     p.add_argument("--dataset-config", help="config whose <split>_dataloader gives the sample")
     p.add_argument("--points", help="a point file to show instead of a dataset sample")
+    p.add_argument("--waymo-tfrecord", metavar="PATH", help="a Waymo v1 segment file: show its frame --frame-index")
+    p.add_argument("--frame-index", type=int, help="with --waymo-tfrecord: the frame's record index in the file")
+    p.add_argument("--waymo-v2", metavar="ROOT/SPLIT", help="a Waymo v2 split folder: show segment --context at "
+                   "--timestamp")
+    p.add_argument("--context", help="with --waymo-v2: the segment's context name")
+    p.add_argument("--timestamp", type=int, help="with --waymo-v2: the frame's timestamp (microseconds)")
     p.add_argument("--checkpoint", help="a .pth file or a work dir with last_checkpoint: predict live")
     p.add_argument("--predictions", help="a perception3d.detections/v1 JSON (tools/infer.py output)")
     p.add_argument("--index", type=int, default=0, help="sample index in the split's dataset")
@@ -43,7 +55,8 @@ def parse_args(argv=None):
     p.add_argument("--split", choices=["train", "val", "test"], default="val")
     p.add_argument("--score-thr", type=float, default=0.3, help="draw predictions scoring at least this")
     p.add_argument("--views", nargs="+", choices=VIEWS, default=["plot", "bev", "chase"])
-    p.add_argument("--cameras", nargs="+", default=["CAM_FRONT"], help="channels for the 'camera' view")
+    p.add_argument("--cameras", nargs="+", default=None,
+                   help="channels for the 'camera' view (default CAM_FRONT, or FRONT for Waymo frames)")
     p.add_argument("--camera-scale", type=float, default=0.0,
                    help="upscale camera images before drawing (0: so that they are at least 1200 px wide)")
     p.add_argument("--color-by", choices=["height", "intensity"], default="height")
@@ -56,12 +69,20 @@ def parse_args(argv=None):
     add_cfg_options_argument(p)
     add_debug_argument(p)
     args = p.parse_args(argv)
-    if not args.dataset_config and not args.points:
-        p.error("give a frame: --dataset-config CONFIG [--index I] or --points FILE")
+    from infer import check_waymo_frame_args
+
+    args.waymo = check_waymo_frame_args(p, args)
+    if not args.dataset_config and not args.points and not args.waymo:
+        p.error("give a frame: --dataset-config CONFIG [--index I], --points FILE, or a Waymo frame "
+                "(--waymo-tfrecord PATH --frame-index I, or --waymo-v2 ROOT/SPLIT --context NAME --timestamp T)")
+    if args.points and args.waymo:
+        p.error("give --points or a Waymo frame, not both")
     if args.checkpoint and args.predictions:
         p.error("--checkpoint and --predictions both give predictions; choose one")
     if args.points and args.checkpoint:
         p.error("--checkpoint needs --dataset-config (live inference on point files: tools/infer.py)")
+    if args.waymo and args.checkpoint and not args.dataset_config:
+        p.error("--checkpoint on a Waymo frame needs the model's config: --dataset-config WAYMO_CONFIG")
     return args
 
 
@@ -105,6 +126,31 @@ def _dataset_frame(args):
     return cfg, data, points, info, list(dataset.metainfo["classes"]), model
 
 
+def _waymo_frame(args):
+    """(cfg or None, points, info, predictions or None) of the Waymo frame of the arguments; GT of all four types."""
+    from infer import waymo_frame_kwargs
+
+    from perception3d.datasets.waymo.dataset import CLASS_TYPES, waymo_frame_sample, waymo_points
+
+    kw = waymo_frame_kwargs(args)
+    info = waymo_frame_sample(kw["tfrecord"], kw["frame_index"], kw["v2_split_dir"], kw["context_name"],
+                              kw["timestamp"], classes=list(CLASS_TYPES), with_images="camera" in args.views)
+    frame = info["waymo_frame"]
+    from perception3d.datasets.waymo.frame import CAMERA_NAMES
+
+    for im in frame.images:  # the frame's JPEGs, for the camera view
+        info["cams"].setdefault(CAMERA_NAMES.get(int(im.name), str(im.name)), {})["image"] = im.image
+    cfg = pred = None
+    if args.dataset_config:
+        cfg = load_config(args.dataset_config, args.cfg_options)
+    if args.checkpoint:
+        from perception3d.apis import Inferencer
+
+        res = Inferencer(cfg, args.checkpoint, score_thr=args.score_thr).predict_waymo(**kw)
+        pred = (res.boxes.tensor.numpy(), res.class_names, res.scores)
+    return cfg, waymo_points(frame), info, pred
+
+
 def _predict(model, data, classes, score_thr):
     import torch
     from mmengine.dataset import pseudo_collate
@@ -135,9 +181,16 @@ def run(args) -> dict:
     from perception3d.visualization.image_overlay import annotate_image, sample_cameras, upscale_camera
     from perception3d.visualization.open3d_scene import write_image
 
-    cfg = info = model = data = None
+    cfg = info = model = data = live = view_cfg = None
     gt, gt_names = np.zeros((0, 7)), []
-    if args.dataset_config:
+    if args.waymo:
+        cfg, points, info, live = _waymo_frame(args)
+        ann = info["ann_info"]
+        gt, gt_names = np.asarray(ann["gt_bboxes_3d"], np.float64).reshape(-1, 7), list(ann["gt_names"])
+        token = info["token"]
+        stem = token
+        view_cfg = cfg or dict(point_cloud_range=[-75.0, -75.0, 0.0, 75.0, 75.0, 0.0])  # Waymo labels reach ~75 m
+    elif args.dataset_config:
         cfg, data, points, info, classes, model = _dataset_frame(args)
         ann = info.get("ann_info") or {}
         gt = np.asarray(ann.get("gt_bboxes_3d", np.zeros((0, 7))), np.float64)
@@ -148,13 +201,17 @@ def run(args) -> dict:
         from perception3d.datasets.io import load_points
 
         points, token, stem = load_points(args.points), None, Path(args.points).name.split(".")[0]
+    view_cfg = view_cfg or cfg
     pred = pred_names = scores = None
-    if model is not None:
+    if live is not None:
+        pred, pred_names, scores = live
+    elif model is not None:
         pred, pred_names, scores = _predict(model, data, classes, args.score_thr)
     elif args.predictions:
         pred, pred_names, scores = _json_predictions(args.predictions, args.score_thr, token)
 
-    title = f"{stem} {str(token)[:12] if token else ''}: {len(points)} points, {len(gt)} GT"
+    name = f"{stem} {str(token)[:12]}" if token and token != stem else stem
+    title = f"{name}: {len(points)} points, {len(gt)} GT"
     if pred is not None:
         title += f", {len(pred)} predictions >= {args.score_thr:g}"
     out_dir, outs = Path(args.out_dir), {}
@@ -162,11 +219,11 @@ def run(args) -> dict:
                  score_thr=args.score_thr, color_by=args.color_by)
     for view in args.views:
         if view == "plot":
-            outs[view] = plot_bev(points, gt, gt_names, out_dir / f"bev_{stem}.png", range=_plot_extent(cfg),
+            outs[view] = plot_bev(points, gt, gt_names, out_dir / f"bev_{stem}.png", range=_plot_extent(view_cfg),
                                   title=title, pred_boxes=pred, pred_labels=pred_names, pred_scores=scores)
         elif view in ("bev", "chase"):
             res = render_frame(points, out_dir / f"{'o3d_bev' if view == 'bev' else 'chase'}_{stem}.png", **scene,
-                               view=view, width=args.width, height=args.height, extent=_plot_extent(cfg),
+                               view=view, width=args.width, height=args.height, extent=_plot_extent(view_cfg),
                                title=f"{title} [{view}]", backend=args.backend,
                                forward=ego_forward(info.get("lidar2ego") if info else None))
             outs[view] = res.path
@@ -174,7 +231,15 @@ def run(args) -> dict:
         elif view == "camera":
             if info is None:
                 raise ValueError("--views camera needs a dataset sample (--dataset-config): point files have no cameras")
-            for ch, cam in sample_cameras(info, args.cameras).items():
+            if info.get("waymo_source") and not any(c.get("image") for c in info.get("cams", {}).values()):
+                from perception3d.datasets.waymo.dataset import load_frame  # a Waymo dataset sample: its JPEGs
+                from perception3d.datasets.waymo.frame import CAMERA_NAMES
+
+                for im in load_frame(info["waymo_source"], with_images=True).images:
+                    info["cams"].setdefault(CAMERA_NAMES.get(int(im.name), str(im.name)), {})["image"] = im.image
+            cams = info.get("cams") or {}
+            channels = args.cameras or (["CAM_FRONT"] if "CAM_FRONT" in cams or not cams else [next(iter(cams))])
+            for ch, cam in sample_cameras(info, channels).items():
                 scale = args.camera_scale or max(1.0, float(np.ceil(1200 / cam["width"])))
                 img, l2i = upscale_camera(cam["image"], cam["lidar2img"], scale)
                 img = draw_boxes_on_image(img, gt, l2i, color=GT_COLOR, thickness=2)

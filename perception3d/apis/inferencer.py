@@ -9,6 +9,9 @@ A single file or array has no previous sweeps, so ``time_lag`` is 0 for every po
 input lacks (other than ``time_lag``) are filled with 0 and a warning; ``x``, ``y``, ``z`` are required.
 Intensity is passed on unscaled (nuScenes-trained models expect 0..255; KITTI stores 0..1).
 
+Waymo models (test pipeline starting with ``LoadWaymoPoints``) also take a Waymo frame, :meth:`Inferencer.predict_waymo`
+(a v1 TFRecord + frame index, or a v2 segment + timestamp): it runs the whole test pipeline, previous frames included.
+
 Camera models (``uses_images``, e.g. ``CameraDetector``) take one frame per ``predict`` call: the images of every
 camera the test pipeline loads (``LoadMultiViewImages.channels``) and a calibration JSON naming them
 (``images={camera: path}``, ``calib=...``); the calibration's ``lidar2img`` replaces the dataset's. Points are
@@ -32,7 +35,7 @@ from .inputs import check_device, map_columns
 from .results import DetectionResult
 
 PointsInput = Union[str, os.PathLike, np.ndarray, torch.Tensor]
-_LOAD_TYPES = ("LoadPointsFromFile", "LoadPointsFromMultiSweeps", "LoadAnnotations3D")
+_LOAD_TYPES = ("LoadPointsFromFile", "LoadPointsFromMultiSweeps", "LoadAnnotations3D", "LoadWaymoPoints")
 
 
 @dataclass
@@ -115,7 +118,20 @@ class Inferencer:
                                  f"{types} has no LoadMultiViewImages")
             self.camera_channels = list(pipeline[types.index("LoadMultiViewImages")].get("channels", CAMERA_CHANNELS))
         self.load_dim, self.point_columns = None, None
-        if "LoadPointsFromFile" in types:
+        self._frame_pipeline, self.waymo_sweeps = None, 0
+        if "LoadWaymoPoints" in types:  # a Waymo model: columns of the Waymo loader; Waymo frames run every step
+            from perception3d.datasets.waymo.dataset import POINT_COLUMNS
+
+            load = pipeline[types.index("LoadWaymoPoints")]
+            self.load_dim = len(POINT_COLUMNS)
+            self.point_columns = [POINT_COLUMNS[d] for d in _dims(load.get("use_dim", (0, 1, 2, 3, 4)), self.load_dim,
+                                                                    "Inferencer")]
+            if "LoadPointsFromMultiSweeps" in types:
+                self.point_columns = self.point_columns + ["time_lag"]
+            self.waymo_sweeps = int(load.get("sweeps_num", 0))
+            with DefaultScope.overwrite_default_scope(self._scope):
+                self._frame_pipeline = Compose(pipeline)
+        elif "LoadPointsFromFile" in types:
             load = pipeline[types.index("LoadPointsFromFile")]
             self.load_dim = int(load.get("load_dim", 5))
             self.point_columns = _column_names(_dims(load.get("use_dim", (0, 1, 2, 3)), self.load_dim, "Inferencer"))
@@ -362,13 +378,41 @@ class Inferencer:
         bar.close()
         return results[0] if single else results
 
+    def predict_waymo(self, tfrecord: Optional[str] = None, frame_index: Optional[int] = None,
+                      v2_split_dir: Optional[str] = None, context_name: Optional[str] = None,
+                      timestamp: Optional[int] = None, score_thr: Optional[float] = None) -> DetectionResult:
+        """Detect boxes in one Waymo frame: ``tfrecord`` + ``frame_index`` (the record's position in a v1 segment
+        file) or ``v2_split_dir`` (``ROOT/SPLIT``) + ``context_name`` + ``timestamp`` (microseconds).
+
+        The frame (and the previous frames the test pipeline's ``LoadWaymoPoints.sweeps_num`` asks for) is read
+        straight from the file and runs through the whole test pipeline, as a ``WaymoDataset`` sample would; boxes
+        are in the frame's vehicle frame. ``source`` is ``<file>#<index>`` or ``<split dir>#<context>@<timestamp>``,
+        ``token`` ``<context>_<timestamp>``. Needs a config whose test pipeline loads Waymo frames."""
+        from perception3d.datasets.waymo.dataset import waymo_frame_sample
+
+        if self._frame_pipeline is None:
+            raise ValueError("Inferencer: a Waymo frame needs a model trained on Waymo frames (its test pipeline "
+                             "starts with LoadWaymoPoints); this config's test pipeline has "
+                             f"{[t.get('type') for t in self.cfg.test_dataloader.dataset.pipeline]}")
+        t0 = time.perf_counter()
+        sample = waymo_frame_sample(tfrecord, frame_index, v2_split_dir, context_name, timestamp,
+                                    max_sweeps=self.waymo_sweeps)
+        source = (f"{os.fspath(tfrecord)}#{int(frame_index)}" if tfrecord is not None
+                  else f"{os.fspath(v2_split_dir)}#{context_name}@{int(timestamp)}")
+        t1 = time.perf_counter()
+        data = self._frame_pipeline(sample)
+        t2 = time.perf_counter()
+        thr = self.score_thr if score_thr is None else float(score_thr)
+        return self._results([data], [source], [(t1 - t0) * 1e3], [(t2 - t1) * 1e3], thr, [sample["token"]])[0][0]
+
     def predict_split(self, split: str = "val", out_dir: Optional[str] = None, score_thr: Optional[float] = None,
                       max_samples: Optional[int] = None, progress: bool = True) -> SplitPredictions:
         """Run on the config's ``<split>_dataloader`` dataset (its full test pipeline, multi-sweep included).
 
-        With ``out_dir`` and a ``<split>_evaluator`` that writes submissions (``NuScenesMetric``), the official
-        submission ``out_dir/results_nusc.json`` is written from all predictions (no score threshold; the
-        metric's own conversion and 500-box limit). ``score_thr`` applies to the returned results only.
+        With ``out_dir`` and a ``<split>_evaluator`` that writes submissions, the official submission is written
+        from all predictions (no score threshold; the metric's own conversion and box limit):
+        ``out_dir/results_nusc.json`` (``NuScenesMetric``) or ``out_dir/waymo_predictions.bin`` (``WaymoMetric``).
+        ``score_thr`` applies to the returned results only.
         """
         from mmengine.registry import DefaultScope
         from tqdm import tqdm
@@ -390,7 +434,8 @@ class Inferencer:
             load = (time.perf_counter() - t0) * 1e3
             sample = data["data_samples"]
             meta = sample.metainfo
-            res, preds = self._results([data], [str(meta.get("lidar_path", i))], [load], [0.0], thr,
+            source = str(meta.get("lidar_path", meta.get("token", i)))
+            res, preds = self._results([data], [source], [load], [0.0], thr,
                                        [meta.get("token")])
             sample.pred_instances_3d = preds[0]
             results.extend(res)
@@ -402,16 +447,20 @@ class Inferencer:
         from mmengine.registry import DefaultScope
 
         from perception3d.evaluation import NuScenesMetric
+        from perception3d.evaluation.waymo_metric import PRED_FILE, WaymoMetric
         from perception3d.registry import METRICS
 
+        files = {"NuScenesMetric": "results_nusc.json", "WaymoMetric": PRED_FILE}  # the submission each writes
         ev = self.cfg.get(f"{split}_evaluator")
-        if not isinstance(ev, dict) or ev.get("type") not in ("NuScenesMetric", NuScenesMetric):
-            warnings.warn(f"Inferencer.predict_split: no NuScenesMetric {split}_evaluator in the config; "
-                          "no submission file written")
+        kind = ev.get("type") if isinstance(ev, dict) else None
+        kind = {NuScenesMetric: "NuScenesMetric", WaymoMetric: "WaymoMetric"}.get(kind, kind)
+        if kind not in files:
+            warnings.warn(f"Inferencer.predict_split: no NuScenesMetric or WaymoMetric {split}_evaluator in the "
+                          "config; no submission file written")
             return None
         ev = dict(ev, format_only=True, submission_prefix=os.fspath(out_dir), classes=self.classes)
         with DefaultScope.overwrite_default_scope(self._scope):
             metric = METRICS.build(ev)
         metric.process(None, samples)
         metric.compute_metrics(metric.results)
-        return os.path.join(os.fspath(out_dir), "results_nusc.json")
+        return os.path.join(os.fspath(out_dir), files[kind])

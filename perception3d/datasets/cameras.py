@@ -16,7 +16,8 @@ def sample_cameras(info: dict, channels: Sequence[str] | None = None) -> dict:
     """The camera images and calibration of a dataset sample (a ``NuScenesDataset.get_data_info`` dict).
 
     Returns ``{channel: dict(image=(H, W, 3) uint8 RGB, lidar2img=(4, 4) float64, width, height, img_path)}``
-    for ``channels`` (default: all in ``info['cams']``), in the order given."""
+    for ``channels`` (default: all in ``info['cams']``), in the order given. A camera record with ``image``
+    (encoded bytes, e.g. a Waymo frame's JPEG) is decoded from it instead of reading ``img_path``."""
     from PIL import Image
 
     cams = info.get("cams") or {}
@@ -27,10 +28,17 @@ def sample_cameras(info: dict, channels: Sequence[str] | None = None) -> dict:
         if ch not in cams:
             raise KeyError(f"sample {info.get('token', '?')}: no camera {ch!r}; available: {sorted(cams)}")
         c = cams[ch]
-        path = Path(c["img_path"])
-        if not path.is_file():
-            raise FileNotFoundError(f"camera image {ch} of sample {info.get('token', '?')} not found: {path}")
-        img = np.asarray(Image.open(path).convert("RGB"))
+        if c.get("image") is not None:  # encoded bytes held by the sample (Waymo frames carry their JPEGs)
+            import io
+
+            img, path = np.asarray(Image.open(io.BytesIO(c["image"])).convert("RGB")), f"<{ch} image in the sample>"
+        else:
+            if "img_path" not in c:
+                raise KeyError(f"sample {info.get('token', '?')}: camera {ch} has neither an 'image' nor an 'img_path'")
+            path = Path(c["img_path"])
+            if not path.is_file():
+                raise FileNotFoundError(f"camera image {ch} of sample {info.get('token', '?')} not found: {path}")
+            img = np.asarray(Image.open(path).convert("RGB"))
         out[ch] = dict(image=img, lidar2img=np.asarray(c["lidar2img"], np.float64), width=img.shape[1],
                        height=img.shape[0], img_path=str(path))
     return out

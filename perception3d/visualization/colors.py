@@ -5,11 +5,13 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-#: nuScenes detection classes -> hex colour (matplotlib's tab10 family, chosen to stay apart on dark backgrounds)
+#: detection classes (nuScenes, Waymo) -> hex colour (matplotlib's tab10 family, chosen to stay apart on dark backgrounds)
 CLASS_COLORS = {
     "car": "#1f77b4", "truck": "#ff7f0e", "bus": "#d62728", "trailer": "#8c564b",
     "construction_vehicle": "#bcbd22", "pedestrian": "#e377c2", "motorcycle": "#9467bd",
     "bicycle": "#17becf", "traffic_cone": "#ff9896", "barrier": "#7f7f7f",
+    # Waymo classes: the colours of their nuScenes counterparts (signs: their own)
+    "Vehicle": "#1f77b4", "Pedestrian": "#e377c2", "Cyclist": "#17becf", "Sign": "#ffd92f",
 }
 #: colour of a class not in :data:`CLASS_COLORS`
 UNKNOWN_COLOR = "#ffffff"

@@ -239,8 +239,8 @@ def base_sample(record: Dict[str, Any], source: Dict[str, Any]) -> Dict[str, Any
     ctx, ts = record["context_name"], int(record["timestamp_micros"])
     return dict(token=frame_token(ctx, ts), context_name=ctx, scene_name=ctx, timestamp=ts, timestamp_micros=ts,
                 lidar_timestamp=ts, frame_index=int(record["frame_index"]), lidar2ego=np.eye(4),
-                ego2global=np.asarray(record["pose"], np.float64), waymo_source=source, waymo_gt=metric_gt(record["gt"]),
-                num_pts_feats=len(POINT_COLUMNS))
+                ego2global=np.asarray(record["pose"], np.float64), waymo_source=source,
+                waymo_gt=metric_gt(record["gt"]), num_pts_feats=len(POINT_COLUMNS))
 
 
 def sweep_records(poses: np.ndarray, timestamps: np.ndarray, index: int, max_sweeps: int,
@@ -423,14 +423,15 @@ def waymo_frame_sample(tfrecord: Optional[str] = None, frame_index: Optional[int
                            f"({len(stamps)} frames; nearest {near})")
         i = stamps.index(int(timestamp))
         wanted = stamps[max(0, i - max_sweeps): i + 1]
-        frames = {stamps.index(f.timestamp_micros): f for f in read_segment(root, split, context_name, timestamps=wanted,
-                                                                            with_images=with_images)}
+        frames = {stamps.index(f.timestamp_micros): f
+                  for f in read_segment(root, split, context_name, timestamps=wanted, with_images=with_images)}
         sources = {j: dict(format="v2", root=root, split=split, context_name=context_name,
                            timestamp_micros=int(stamps[j])) for j in frames}
     order = sorted(frames)
     stamps_ok = [frames[j].timestamp_micros for j in order]
     if stamps_ok != sorted(stamps_ok):
-        raise ValueError(f"{tfrecord or v2_split_dir}: frames {order} are not in time order; cannot use them as history")
+        raise ValueError(f"{tfrecord or v2_split_dir}: frames {order} are not in time order; cannot use them as "
+                         "history")
     frame = frames[i]
     sample = base_sample(frame_record(frame, i), sources[i])
     sample.update(sample_idx=0, ann_info=parse_gt(gt_info(frame.labels), classes, 0), cams=frame_cams(frame),
