@@ -78,7 +78,8 @@ def main(argv=None) -> dict:
     # NaN (e.g. a TP error of a class without matches) is written as null: the file stays strict JSON
     _write_json_atomic({k: (None if math.isnan(float(v)) else float(v)) for k, v in metrics.items()}, out)
     print(f"metrics written to {out}")
-    headline = [k for k in metrics if k.rsplit("/", 1)[-1] in ("mAP", "NDS", "mATE", "mASE", "mAOE", "mAVE", "mAAE")]
+    headline = [k for k in metrics if k.count("/") <= 1 and k.rsplit("/", 1)[-1] in (
+        "mAP", "NDS", "mATE", "mASE", "mAOE", "mAVE", "mAAE", "mAP_L1", "mAPH_L1", "mAP_L2", "mAPH_L2")]
     if headline:
         print("  ".join(f"{k}: {float(metrics[k]):.4f}" for k in headline))
     return metrics

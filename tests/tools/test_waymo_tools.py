@@ -106,7 +106,10 @@ def test_train_then_test_writes_the_submission_the_evaluator_scores_alike(traine
 
     ck = read_checkpoint(trained / "epoch_1.pth")
     assert ck["meta"]["iter"] == 2 and list(ck["meta"]["dataset_meta"]["classes"]) == ["Vehicle", "Pedestrian", "Cyclist"]
+    capsys.readouterr()
     metrics = test_tool.main([CFG, str(trained), *as_argv(opts)])
+    headline = capsys.readouterr().out.strip().splitlines()[-1]
+    assert headline.startswith("waymo/mAP_L1: ") and "waymo/mAPH_L2: " in headline and "Vehicle" not in headline
     for key in ("waymo/mAP_L1", "waymo/mAPH_L1", "waymo/mAP_L2", "waymo/mAPH_L2", "waymo/Vehicle/mAP_L2"):
         assert 0.0 <= metrics[key] <= 1.0, key
     sub = trained / "submission"
@@ -118,7 +121,6 @@ def test_train_then_test_writes_the_submission_the_evaluator_scores_alike(traine
     assert set(zip(pred.context_name, pred.frame_timestamp_micros)) <= keys and len(pred) > 0
     assert set(np.unique(pred.types)) <= {1, 2, 4}
     out_json = trained / "eval.json"
-    capsys.readouterr()
     assert subprocess.run([sys.executable, str(TOOLS / "waymo_eval.py"), "--gt", str(sub / "waymo_gt.bin"), "--pred",
                            str(sub / "waymo_predictions.bin"), "--json", str(out_json)], cwd=REPO, timeout=300,
                           capture_output=True).returncode == 0
