@@ -39,11 +39,13 @@ def model_options() -> dict:
     """The synthetic Waymo model shrunk to a few thousand parameters (0.8 m pillars over +-25.6 m, 16 channels)."""
     pcr = str(RANGE).replace(" ", "")
     opts = {
-        "model.point_cloud_range": pcr, "model.voxel_size": "[0.8,0.8,6.0]", "model.voxel_encoder.feat_channels": "[8,16]",
+        "model.point_cloud_range": pcr, "model.voxel_size": "[0.8,0.8,6.0]",
+        "model.voxel_encoder.feat_channels": "[8,16]",
         "model.sparse_backbone.in_channels": 16, "model.sparse_backbone.embed_dim": 16,
         "model.sparse_backbone.num_heads": 2, "model.sparse_backbone.window_shape": "[4,4]",
         "model.sparse_backbone.group_size": 16, "model.bev_scatter.in_channels": 16,
-        "model.backbone.in_channels": 16, "model.backbone.out_channels": "[16,16]", "model.backbone.layer_nums": "[1,1]",
+        "model.backbone.in_channels": 16, "model.backbone.out_channels": "[16,16]",
+        "model.backbone.layer_nums": "[1,1]",
         "model.neck.in_channels": "[16,16]", "model.neck.out_channels": "[16,16]",
         "model.head.in_channels": 32, "model.head.share_conv_channel": 16, "model.head.head_conv": 16,
     }
@@ -105,7 +107,8 @@ def test_train_then_test_writes_the_submission_the_evaluator_scores_alike(traine
     from perception3d.evaluation.waymo import read_objects
 
     ck = read_checkpoint(trained / "epoch_1.pth")
-    assert ck["meta"]["iter"] == 2 and list(ck["meta"]["dataset_meta"]["classes"]) == ["Vehicle", "Pedestrian", "Cyclist"]
+    assert ck["meta"]["iter"] == 2
+    assert list(ck["meta"]["dataset_meta"]["classes"]) == ["Vehicle", "Pedestrian", "Cyclist"]
     capsys.readouterr()
     metrics = test_tool.main([CFG, str(trained), *as_argv(opts)])
     headline = capsys.readouterr().out.strip().splitlines()[-1]

@@ -24,7 +24,8 @@ def cameras() -> list:
     """Five cameras at (1.5, 0, 2) m, yawed 0, +45, -45, +90, -90 degrees (Waymo camera frame: x forward)."""
     yaws = {1: 0.0, 2: np.pi / 4, 3: -np.pi / 4, 4: np.pi / 2, 5: -np.pi / 2}
     return [CameraCalibration(name=n, intrinsic=np.array([F, F, CU, CV, 0.0, 0.0, 0.0, 0.0, 0.0]),
-                              extrinsic=yaw_pose(y, (1.5, 0.0, 2.0)), width=CAM_W, height=CAM_H) for n, y in yaws.items()]
+                              extrinsic=yaw_pose(y, (1.5, 0.0, 2.0)), width=CAM_W, height=CAM_H)
+            for n, y in yaws.items()]
 
 
 def labels(n_extra: int = 0) -> Labels:
