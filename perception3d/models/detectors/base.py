@@ -1,5 +1,8 @@
 """``Base3DDetector``: the one contract every detector derives from (lidar, camera, and later models).
 
+The model-agnostic half (mode dispatch, named stages, ``build_child``) is
+:class:`~perception3d.models.base_model.Base3DModel`, shared with the reconstructors; this adds the geometry.
+
 - ``forward(inputs, data_samples, mode)`` dispatches once: ``"loss"`` -> :meth:`loss` (dict of losses),
   ``"predict"`` -> :meth:`predict` (data samples with ``pred_instances_3d``), ``"tensor"`` -> :meth:`_forward`
   (raw head outputs). A detector writes ``extract_feat``, ``loss``, ``predict`` and ``_forward``.
@@ -13,34 +16,18 @@
 """
 from __future__ import annotations
 
-import inspect
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
-from mmengine.model import BaseModel
 from mmengine.structures import InstanceData
 
 from ...ops.voxelize import grid_shape as voxel_grid_shape
-from ...registry import MODELS
 from ...structures import Boxes3D, Det3DDataSample
+from ..base_model import MODES, Base3DModel, accepted_keys  # noqa: F401  (MODES re-exported)
 from ..geometry import merge_geometry
 
-MODES = ("loss", "predict", "tensor")
 
-
-def _accepted_keys(cfg: dict) -> set:
-    """Keyword names the class (or factory) of ``cfg['type']`` names in its signature."""
-    obj = cfg["type"]
-    if isinstance(obj, str):
-        obj = MODELS.get(obj)
-        if obj is None:
-            raise KeyError(f"{cfg['type']!r} is not registered in perception3d's MODELS")
-    fn = obj.__init__ if inspect.isclass(obj) else obj
-    params = inspect.signature(fn).parameters.values()
-    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-
-
-class Base3DDetector(BaseModel):
+class Base3DDetector(Base3DModel):
     """Base of all 3D detectors (see the module docstring).
 
     Args:
@@ -48,9 +35,6 @@ class Base3DDetector(BaseModel):
         point_cloud_range, voxel_size: the detector's geometry, passed to the children that take them.
         init_cfg: mmengine initialisation config.
     """
-
-    #: stage sub-modules in execution order (dotted names; absent ones are skipped by :meth:`stage_names`)
-    STAGES: Tuple[str, ...] = ()
 
     def __init__(self, data_preprocessor: Optional[dict] = None, point_cloud_range: Optional[Sequence[float]] = None,
                  voxel_size: Optional[Sequence[float]] = None, init_cfg: Optional[dict] = None) -> None:
@@ -67,60 +51,22 @@ class Base3DDetector(BaseModel):
             layer = dict(preprocessor.get("voxel_layer") or {})
             self._fill(layer, "data_preprocessor.voxel_layer", ("point_cloud_range", "voxel_size"))
             preprocessor["voxel_layer"] = layer
-        super().__init__(data_preprocessor=preprocessor, init_cfg=init_cfg)
+        super().__init__(preprocessor, init_cfg=init_cfg)
 
     # ------------------------------------------------------------------------------------ building
     def _fill(self, cfg: dict, where: str, keys: Sequence[str]) -> None:
         merge_geometry(cfg, {k: self.geometry[k] for k in keys if k in self.geometry}, type(self).__name__, where,
                        "the detector's")
 
-    def build_child(self, cfg: Optional[dict], name: str) -> Optional[torch.nn.Module]:
-        """Build the child ``name`` from ``cfg`` (None -> None), adding the detector's geometry to the keyword
-        arguments its class takes."""
-        if not cfg:
-            return None
-        cfg = dict(cfg)
-        names = _accepted_keys(cfg)
+    def _child_cfg(self, cfg: dict, name: str) -> dict:
+        """Add the detector's geometry to the keyword arguments the child's class takes (a differing value set
+        by the child is an error)."""
+        names = accepted_keys(cfg)
         self._fill(cfg, f"model.{name}", [k for k in self.geometry if k in names])
-        return MODELS.build(cfg)
-
-    def stage_names(self) -> List[str]:
-        """The dotted names of this detector's stage sub-modules, in execution order (absent stages skipped)."""
-        out = []
-        for name in self.STAGES:
-            try:
-                mod = self.get_submodule(name)
-            except AttributeError:
-                continue
-            if mod is not None:
-                out.append(name)
-        return out
+        return cfg
 
     # ------------------------------------------------------------------------------------ running
-    def forward(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None, mode: str = "tensor"):
-        if mode == "loss":
-            return self.loss(inputs, data_samples)
-        if mode == "predict":
-            return self.predict(inputs, data_samples)
-        if mode == "tensor":
-            return self._forward(inputs, data_samples)
-        raise ValueError(f"{type(self).__name__}.forward: unknown mode {mode!r} (expected one of {MODES})")
-
-    def extract_feat(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None):
-        """Preprocessed inputs -> the features the head reads."""
-        raise NotImplementedError(f"{type(self).__name__} must implement extract_feat")
-
-    def loss(self, inputs: dict, data_samples: List[Det3DDataSample]) -> Dict[str, torch.Tensor]:
-        """Preprocessed inputs + annotated samples -> dict of losses (keys containing 'loss' are summed)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement loss")
-
-    def predict(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None) -> List[Det3DDataSample]:
-        """Preprocessed inputs -> the samples with their predictions (``pred_instances_3d`` for detectors)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement predict")
-
-    def _forward(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None):
-        """Preprocessed inputs -> raw head outputs (no decoding, no losses)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement _forward")
+    # forward (mode dispatch), extract_feat, loss, predict (``pred_instances_3d``), _forward: Base3DModel
 
     @staticmethod
     def add_pred_to_datasample(data_samples: Optional[List[Det3DDataSample]], results: List[InstanceData]
