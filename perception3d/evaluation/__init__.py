@@ -4,3 +4,4 @@ from .nuscenes_metric import NuScenesMetric  # noqa: F401
 from .nuscenes_submission import default_attribute, evaluate_submission  # noqa: F401
 from .depth_metric import DepthMetric, depth_errors  # noqa: F401
 from .waymo_metric import WaymoMetric  # noqa: F401
+from .reconstruction import ReconstructionMetric, fscore, voxel_iou  # noqa: F401
