@@ -138,7 +138,8 @@ def test_good_minimal_file_and_writer_input_checks(tmp_path):
     path = tmp_path / "ok.binvox"
     path.write_bytes(GOOD_HEAD + GOOD_BODY)
     grid, _ = read_binvox(path)
-    assert grid.sum() == 3 and grid[0, 0, 0] and grid[0, 1, 0] and grid[0, 0, 1]  # linear 1 = (x0 z0 y1), 2 = (x0 z1 y0)
+    # linear index 1 = (x0, z0, y1), 2 = (x0, z1, y0)
+    assert grid.sum() == 3 and grid[0, 0, 0] and grid[0, 1, 0] and grid[0, 0, 1]
     assert not grid[0, 1, 1]
     with pytest.raises(ValueError, match="D, D, D"):
         write_binvox(tmp_path / "bad.binvox", np.zeros((2, 3, 2)))

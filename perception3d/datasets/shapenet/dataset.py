@@ -75,8 +75,9 @@ def read_split_file(path: Union[str, os.PathLike]) -> List[Dict[str, Any]]:
         for split in SPLITS:
             ids = tax.get(split)
             if not isinstance(ids, list) or not all(isinstance(m, str) and m for m in ids):
+                got = "a list with non-strings" if isinstance(ids, list) else type(ids).__name__
                 raise ValueError(f"{where} ({tid} {tax['taxonomy_name']}): '{split}' must be a list of model id "
-                                 f"strings, got {type(ids).__name__ if not isinstance(ids, list) else 'a list with non-strings'}")
+                                 f"strings, got {got}")
             rec[split] = list(ids)
         out.append(rec)
     return out
