@@ -99,7 +99,8 @@ def voxel_surface(grid: Any, level: float = 0.5) -> Tuple[np.ndarray, np.ndarray
     if not (padded > level).any():
         return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
     verts, faces, _, _ = marching_cubes(padded, level=float(level))
-    return verts.astype(np.float64) / (g.shape[0] + 1), faces.astype(np.int64)
+    # scikit-image winds the triangles with their normals into the object: reverse them
+    return verts.astype(np.float64) / (g.shape[0] + 1), faces[:, ::-1].astype(np.int64)
 
 
 def sample_surface(verts: np.ndarray, faces: np.ndarray, n_points: int, rng: np.random.Generator) -> np.ndarray:
