@@ -10,6 +10,7 @@ from typing import Any
 _LAZY = {
     "Inferencer": "inferencer",
     "DetectionResult": "results",
+    "ReconstructionResult": "recon_results",
     "resolve_checkpoint": "checkpoint",
 }
 

@@ -17,6 +17,10 @@ camera the test pipeline loads (``LoadMultiViewImages.channels``) and a calibrat
 (``images={camera: path}``, ``calib=...``); the calibration's ``lidar2img`` replaces the dataset's. Points are
 needed only when the test pipeline loads them too (e.g. DFA3D fed with lidar depth); the output boxes are in
 the lidar frame the calibration's ``lidar2cam`` starts from.
+
+Reconstruction models (test pipeline ending in ``PackReconInputs``, e.g. LRGT / Pix2Vox on ShapeNet) take 1..N
+images of one object, :meth:`Inferencer.reconstruct` -> :class:`ReconstructionResult` (a 32^3 occupancy grid in
+the object frame, written as .binvox and a mesh); see :mod:`perception3d.apis.recon_inference`.
 """
 from __future__ import annotations
 
@@ -32,6 +36,8 @@ import torch
 
 from .checkpoint import load_weights, resolve_checkpoint
 from .inputs import check_device, map_columns
+from .recon_inference import is_recon_pipeline, recon_steps
+from .recon_results import ReconstructionResult
 from .results import DetectionResult
 
 PointsInput = Union[str, os.PathLike, np.ndarray, torch.Tensor]
@@ -92,6 +98,8 @@ class Inferencer:
         classes = (meta.get("dataset_meta") or {}).get("classes")
         ds = self.cfg.get("test_dataloader", {}).get("dataset", {})
         classes = classes or (ds.get("metainfo") or {}).get("classes") or self.cfg.get("class_names")
+        if not classes and is_recon_pipeline(ds.get("pipeline") or []):
+            return []  # a reconstruction model: categories are not outputs
         if not classes:
             raise ValueError("Inferencer: no class names in the checkpoint meta, test_dataloader.dataset.metainfo "
                              "or class_names of the config")
@@ -108,6 +116,15 @@ class Inferencer:
         except (AttributeError, KeyError):
             raise ValueError("Inferencer: the config has no test_dataloader.dataset.pipeline") from None
         types = [t.get("type") for t in pipeline]
+        self.is_reconstruction = is_recon_pipeline(pipeline)
+        if self.is_reconstruction:  # images of one object -> occupancy grid (reconstruct)
+            from perception3d.datasets.shapenet.camera import R2N2_IMAGE_SIZE
+
+            self.uses_images, self.camera_channels, self.point_columns = True, [], None
+            self.load_dim, self._frame_pipeline, self.waymo_sweeps = None, None, 0
+            self.recon_image_size = int(self.cfg.test_dataloader.dataset.get("image_size", R2N2_IMAGE_SIZE))
+            self.pipeline = recon_steps(pipeline, self._scope)
+            return
         self.uses_images = bool(getattr(self.model, "uses_images", False))
         self.camera_channels: List[str] = []
         if self.uses_images:
@@ -325,6 +342,9 @@ class Inferencer:
             batch_size: frames per forward pass (timings of a batch are split evenly over its frames).
             progress: tqdm progress bar (default: on for more than one frame).
         """
+        if self.is_reconstruction:
+            raise ValueError(f"Inferencer: {type(self.model).__name__} reconstructs objects from images; call "
+                             "reconstruct(images) instead of predict")
         cams = None
         if self.uses_images:
             cams = self.camera_frame(images, calib)
@@ -377,6 +397,18 @@ class Inferencer:
             bar.update(len(batch))
         bar.close()
         return results[0] if single else results
+
+    def reconstruct(self, images: Any, threshold: float = 0.3) -> ReconstructionResult:
+        """Reconstruct one object from 1..N images (paths of RGBA/RGB PNGs, or (H, W, 3|4) arrays) with a
+        reconstruction model -> :class:`~perception3d.apis.recon_results.ReconstructionResult` (probabilities
+        (32, 32, 32) ``[x, y, z]`` in the object frame, ``voxels = p >= threshold``, ``save_binvox``, ``save_mesh``).
+        How images are prepared: :mod:`perception3d.apis.recon_inference`."""
+        from .recon_inference import reconstruct
+
+        if not self.is_reconstruction:
+            raise ValueError(f"Inferencer.reconstruct needs a reconstruction config (PackReconInputs in the test "
+                             f"pipeline); {type(self.model).__name__} is a detector: use predict")
+        return reconstruct(self, images, threshold)
 
     def predict_waymo(self, tfrecord: Optional[str] = None, frame_index: Optional[int] = None,
                       v2_split_dir: Optional[str] = None, context_name: Optional[str] = None,
