@@ -79,7 +79,7 @@ def main(argv=None) -> dict:
     _write_json_atomic({k: (None if math.isnan(float(v)) else float(v)) for k, v in metrics.items()}, out)
     print(f"metrics written to {out}")
     headline = [k for k in metrics if k.count("/") <= 1 and k.rsplit("/", 1)[-1] in (
-        "mAP", "NDS", "mATE", "mASE", "mAOE", "mAVE", "mAAE", "mAP_L1", "mAPH_L1", "mAP_L2", "mAPH_L2")]
+        "mAP", "NDS", "mATE", "mASE", "mAOE", "mAVE", "mAAE", "mAP_L1", "mAPH_L1", "mAP_L2", "mAPH_L2", "IoU", "F@1%")]
     if headline:
         print("  ".join(f"{k}: {float(metrics[k]):.4f}" for k in headline))
     return metrics

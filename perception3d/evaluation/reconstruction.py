@@ -218,8 +218,8 @@ class ReconstructionMetric(BaseMetric):
 
     default_prefix = "recon"
 
-    def __init__(self, thresholds: Sequence[float] = IOU_THRESHOLDS, fscore_thresholds: Optional[Sequence[float]] = None,
-                 fscore_distance: float = 0.01, n_points: int = 8192, seed: int = 0, collect_device: str = "cpu",
+    def __init__(self, thresholds: Sequence[float] = IOU_THRESHOLDS,
+                 fscore_thresholds: Optional[Sequence[float]] = None, fscore_distance: float = 0.01, n_points: int = 8192, seed: int = 0, collect_device: str = "cpu",
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.thresholds = _thresholds(thresholds, "ReconstructionMetric: thresholds")

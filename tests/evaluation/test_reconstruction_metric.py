@@ -195,3 +195,24 @@ def test_metric_options_and_errors():
         m.compute_metrics([])
     with pytest.raises(ValueError, match="thresholds"):
         ReconstructionMetric(thresholds=())
+
+
+def test_metric_through_the_evaluator_with_recon_samples():
+    """mmengine's Evaluator hands the metric ``ReconDataSample.to_dict()``: gt/pred fields and the metainfo."""
+    from mmengine.evaluator import Evaluator
+
+    from perception3d.structures.recon_sample import ReconDataSample
+
+    gt = cube(4, 6)
+    samples = []
+    for name, pred in (("sofa", gt * 0.9), ("sofa", np.roll(gt, 1, 0) * 0.9), ("lamp", gt * 0.9)):
+        s = ReconDataSample(metainfo=dict(taxonomy_id="x", taxonomy_name=name, model_id="m", view_ids=[0]))
+        s.gt_voxels = torch.from_numpy(gt.astype(np.uint8))
+        s.pred_voxels = torch.from_numpy(pred.astype(np.float32))
+        samples.append(s)
+    ev = Evaluator(ReconstructionMetric(n_points=1024))
+    ev.process(samples[:2])
+    ev.process(samples[2:])
+    out = ev.evaluate(3)
+    assert out["recon/IoU/sofa"] == pytest.approx((1 + 5 / 7) / 2) and out["recon/IoU/lamp"] == 1.0
+    assert out["recon/IoU"] == pytest.approx((2 + 5 / 7) / 3) and out["recon/num_samples"] == 3
