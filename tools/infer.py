@@ -6,6 +6,8 @@
     python tools/infer.py CAMERA_CONFIG CHECKPOINT_OR_WORK_DIR --calib calib.json --images CAM_FRONT=f.jpg ... [--render]
     python tools/infer.py WAYMO_CONFIG CHECKPOINT_OR_WORK_DIR --waymo-tfrecord SEGMENT.tfrecord --frame-index I ...
     python tools/infer.py WAYMO_CONFIG CHECKPOINT_OR_WORK_DIR --waymo-v2 ROOT/SPLIT --context NAME --timestamp T ...
+    python tools/infer.py RECON_CONFIG CHECKPOINT_OR_WORK_DIR --images a.png [b.png ...] [--threshold 0.3]
+                          [--mesh-format ply|obj] [--name NAME] [--render]
 
 INPUT is a file (.pcd.bin, .bin, .pcd, .ply, .npy) or a folder of them. Writes ``<out-dir>/<name>.json`` per
 frame (schema: docs/inference.md; a camera frame is named after its calibration file), for a dataset split also ``<out-dir>/results_nusc.json`` (official nuScenes
@@ -14,6 +16,12 @@ submission), with ``--render`` a bird's-eye PNG per frame (camera frames: the bo
 ``<context>_<timestamp>``), and prints the mean time per stage (ms). A Waymo frame (models whose test pipeline
 loads Waymo frames) is read from its file with the previous frames the model uses.
 ``--repeat K`` runs the input K times (the first pass is reported separately as warm-up).
+
+Reconstruction configs (ShapeNet: LRGT, Pix2Vox, ...) take 1..N images of one object (``--images``, RGBA or RGB
+PNGs, R2N2-style framing) and write ``<out-dir>/<name>.binvox`` (occupancy ``p >= --threshold``, 32^3, object
+frame: header translate -0.5 -0.5 -0.5, scale 1) and ``<out-dir>/<name>.ply`` (or ``.obj``: the marching-cubes
+surface of those voxels, same frame); ``<name>`` defaults to the first image's name; ``--render`` adds
+``<name>.png`` (the views as the model saw them beside the rendered voxels).
 """
 from __future__ import annotations
 
@@ -28,6 +36,7 @@ from _common import (add_cfg_options_argument, add_debug_argument, default_work_
 from perception3d.apis.checkpoint import resolve_checkpoint
 
 STAGES = ("load", "preprocess", "forward", "decode", "total")
+RECON_STAGES = ("load", "preprocess", "forward", "total")
 
 
 def parse_args(argv=None):
@@ -44,7 +53,12 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--calib", help="camera calibration JSON (docs/inference.md): one frame for camera models; "
                    "validated, unused by lidar models")
-    p.add_argument("--images", nargs="+", default=None, metavar="CAM=PATH", help="camera images for --calib")
+    p.add_argument("--images", nargs="+", default=None, metavar="CAM=PATH", help="camera images for --calib; "
+                   "reconstruction configs: 1..N image paths of one object")
+    p.add_argument("--threshold", type=float, default=0.3, help="reconstruction: occupancy probability threshold "
+                   "of the written voxels and mesh (default 0.3)")
+    p.add_argument("--mesh-format", choices=["ply", "obj"], default="ply", help="reconstruction: mesh file format")
+    p.add_argument("--name", help="reconstruction: output file name (default: the first image's name)")
     p.add_argument("--waymo-tfrecord", metavar="PATH", help="a Waymo v1 segment file: run on its frame --frame-index")
     p.add_argument("--frame-index", type=int, help="with --waymo-tfrecord: the frame's record index in the file")
     p.add_argument("--waymo-v2", metavar="ROOT/SPLIT", help="a Waymo v2 split folder: run on segment --context at "
@@ -63,9 +77,10 @@ def parse_args(argv=None):
     waymo = check_waymo_frame_args(p, args)
     if waymo and (args.input is not None or args.dataset_split is not None or args.calib is not None):
         p.error("a Waymo frame (--waymo-tfrecord / --waymo-v2) replaces INPUT, --dataset-split and --calib")
-    if args.input is None and args.dataset_split is None and args.calib is None and not waymo:
+    if args.input is None and args.dataset_split is None and args.calib is None and not waymo and not args.images:
         p.error("give INPUT, --dataset-split, a Waymo frame (--waymo-tfrecord PATH --frame-index I, or --waymo-v2 "
-                "ROOT/SPLIT --context NAME --timestamp T), or (camera models) --calib with --images")
+                "ROOT/SPLIT --context NAME --timestamp T), (camera models) --calib with --images, or "
+                "(reconstruction models) --images")
     if args.repeat < 1:
         p.error("--repeat must be >= 1")
     return args
@@ -167,6 +182,45 @@ def _render_cameras(inf, res, calib: str, images, out_dir: Path, name: str, scor
     return out
 
 
+def reconstruct(inf, args, out_dir: Path) -> dict:
+    """Reconstruction configs: ``--images`` of one object -> ``<name>.binvox``, ``<name>.<mesh-format>`` [, .png]."""
+    if args.input is not None or args.dataset_split or args.calib or args.waymo_tfrecord or args.waymo_v2:
+        raise ValueError(f"{type(inf.model).__name__} is a reconstruction model: give --images a.png [b.png ...] "
+                         "of one object (INPUT, --dataset-split, --calib and Waymo frames are for detectors; "
+                         "tools/test.py scores a split)")
+    if not args.images:
+        raise ValueError(f"{type(inf.model).__name__} is a reconstruction model: give --images a.png [b.png ...]")
+    if any("=" in x and not os.path.isfile(x) for x in args.images):
+        raise ValueError(f"--images {' '.join(args.images)}: reconstruction models take plain image paths, "
+                         "not CAM=PATH")
+    if not 0.0 <= args.threshold <= 1.0:
+        raise ValueError(f"--threshold must be in [0, 1], got {args.threshold}")
+    results = [inf.reconstruct(args.images, threshold=args.threshold) for _ in range(args.repeat)]
+    res = results[-1]
+    name = args.name or Path(args.images[0]).stem
+    written = [res.save_binvox(str(out_dir / f"{name}.binvox")),
+               res.save_mesh(str(out_dir / f"{name}.{args.mesh_format}"))]
+    if args.render:
+        from perception3d.visualization.recon import plot_reconstruction
+
+        png, backend = plot_reconstruction(out_dir / f"{name}.png", res.views, res.probabilities,
+                                           threshold=res.threshold, title=f"{name}: {len(res.sources)} view(s)")
+        written.append(f"{png} ({backend})")
+    print(f"{len(res.sources)} view(s) -> {res.num_occupied} of {res.probabilities.size} voxels with p >= "
+          f"{res.threshold:g}; wrote {len(written)} file(s) to {out_dir}")
+    for w in written:
+        print(f"  {w}")
+    lines = []
+    if len(results) > 1:
+        lines.append("first run (warm-up): " + "  ".join(f"{k} {results[0].timings.get(k, 0.0):.1f}"
+                                                         for k in RECON_STAGES) + " ms")
+    rest = results[1:] if len(results) > 1 else results
+    lines.append(f"mean over {len(rest)} run(s), ms: " + "  ".join(
+        f"{k} {sum(r.timings.get(k, 0.0) for r in rest) / len(rest):.1f}" for k in RECON_STAGES))
+    print("\n".join(lines))
+    return dict(results=results, out_dir=str(out_dir), written=written, submission=None)
+
+
 def format_timings(results, warmup: bool) -> str:
     from perception3d.apis.results import mean_timings
 
@@ -196,6 +250,8 @@ def main(argv=None) -> dict:
     inf = Inferencer(load_config(args.config, args.cfg_options), checkpoint, device=args.device,
                      score_thr=args.score_thr)
     out_dir = Path(args.out_dir or os.path.join(default_work_dir(args.config), "infer"))
+    if inf.is_reconstruction:
+        return reconstruct(inf, args, out_dir)
     images = dict(kv.partition("=")[::2] for kv in args.images) if args.images else None
     if images and any(not k or not v for k, v in images.items()):
         raise ValueError(f"--images expects CAM=PATH items, got {args.images}")

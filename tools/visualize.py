@@ -8,6 +8,8 @@
     python tools/visualize.py --waymo-tfrecord SEGMENT.tfrecord --frame-index I --out-dir DIR
                               [--dataset-config WAYMO_CONFIG --checkpoint CKPT | --predictions FRAME.json]
     python tools/visualize.py --waymo-v2 ROOT/SPLIT --context NAME --timestamp T --out-dir DIR ...
+    python tools/visualize.py --dataset-config RECON_CONFIG --index I --out-dir DIR [--split val|test|train]
+                              [--checkpoint CKPT_OR_WORK_DIR | --predictions OBJECT.binvox] [--threshold 0.3]
 
 Frame sources: item I of the config's ``<split>_dataloader`` dataset, loaded through that loader's pipeline
 (the points the model sees; GT from the dataset's annotation info, camera images and ``lidar2img`` from its
@@ -24,6 +26,11 @@ Predictions: live inference with ``--checkpoint``, or a ``perception3d.detection
 - ``camera``: boxes projected into the camera images -> ``cam_<CHANNEL>_*.jpg`` (dataset samples only)
 
 ``--ply PATH`` writes the scene as a PLY file; ``--show`` opens an interactive Open3D window (needs a display).
+
+Reconstruction configs (ShapeNet): one PNG ``<out-dir>/recon_<split>_<index>.png`` with the sample's input views
+(as the model sees them) beside the predicted voxels (``p >= --threshold``, coloured by probability; live with
+``--checkpoint`` or a ``.binvox`` written by ``tools/infer.py``) and the ground-truth voxels, rendered headless from
+one camera (Open3D, else the NumPy rasteriser); the title gives the sample's IoU and F-score@1%.
 """
 from __future__ import annotations
 
@@ -49,7 +56,9 @@ def parse_args(argv=None):
     p.add_argument("--context", help="with --waymo-v2: the segment's context name")
     p.add_argument("--timestamp", type=int, help="with --waymo-v2: the frame's timestamp (microseconds)")
     p.add_argument("--checkpoint", help="a .pth file or a work dir with last_checkpoint: predict live")
-    p.add_argument("--predictions", help="a perception3d.detections/v1 JSON (tools/infer.py output)")
+    p.add_argument("--predictions", help="a perception3d.detections/v1 JSON (tools/infer.py output); "
+                   "reconstruction configs: a .binvox")
+    p.add_argument("--threshold", type=float, default=0.3, help="reconstruction: occupancy threshold (default 0.3)")
     p.add_argument("--index", type=int, default=0, help="sample index in the split's dataset")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--split", choices=["train", "val", "test"], default="val")
@@ -171,6 +180,69 @@ def _json_predictions(path: str, score_thr: float, token):
     return res.boxes.tensor.numpy(), res.class_names, res.scores
 
 
+def _recon_picture(args) -> dict | None:
+    """Reconstruction configs: the picture of item ``--index`` (None for other configs)."""
+    import numpy as np
+    import torch
+    from mmengine.dataset import pseudo_collate
+    from mmengine.registry import DefaultScope
+
+    from perception3d.apis.recon_inference import is_recon_pipeline
+    from perception3d.registry import DATASETS, MODELS
+
+    cfg = load_config(args.dataset_config, args.cfg_options)
+    loader_key = f"{args.split}_dataloader"
+    if loader_key not in cfg or cfg[loader_key] is None:
+        raise KeyError(f"{args.dataset_config}: no '{loader_key}' to take the sample from")
+    if not is_recon_pipeline(cfg[loader_key]["dataset"].get("pipeline") or []):
+        return None
+    if not 0.0 <= args.threshold <= 1.0:
+        raise ValueError(f"--threshold must be in [0, 1], got {args.threshold}")
+    if args.predictions and not args.predictions.lower().endswith(".binvox"):
+        raise ValueError(f"--predictions {args.predictions}: a reconstruction config shows a .binvox prediction "
+                         "(tools/infer.py writes one)")
+    with DefaultScope.overwrite_default_scope(cfg.get("default_scope", "perception3d")):
+        dataset = DATASETS.build(cfg[loader_key]["dataset"])
+        if not 0 <= args.index < len(dataset):
+            raise IndexError(f"--index {args.index} outside the {args.split} dataset of {len(dataset)} samples")
+        data = dataset[args.index]
+        pred = None
+        if args.checkpoint:
+            from perception3d.apis.checkpoint import load_weights
+
+            model = MODELS.build(cfg.model)
+            load_weights(model, args.checkpoint)
+            model.eval()
+            with torch.no_grad():
+                pred = model.test_step(pseudo_collate([data]))[0].pred_voxels.float().numpy()
+    sample = data["data_samples"]
+    gt = sample.gt_voxels.numpy() if "gt_voxels" in sample else None
+    if args.predictions:
+        from perception3d.datasets.io.binvox import read_binvox
+
+        grid, _ = read_binvox(args.predictions)
+        if gt is not None and grid.shape != gt.shape:
+            raise ValueError(f"--predictions {args.predictions}: grid {grid.shape} but the sample's is {gt.shape}")
+        pred = grid.astype(np.float32)
+    meta = sample.metainfo
+    title = f"{meta.get('taxonomy_name', '')} {meta.get('model_id', '')} ({args.split} #{args.index})".strip()
+    pred_title = None
+    if pred is not None and gt is not None:
+        from perception3d.evaluation.reconstruction import fscore, voxel_iou
+
+        iou = float(voxel_iou(pred, gt, (args.threshold,))[0, 0])
+        f = float(fscore(pred >= args.threshold, gt)[0])
+        pred_title = f"prediction (p >= {args.threshold:g}): IoU {iou:.3f}, F@1% {f:.3f}"
+    from perception3d.visualization.recon import plot_reconstruction
+
+    png, backend = plot_reconstruction(Path(args.out_dir) / f"recon_{args.split}_{args.index}.png",
+                                       data["inputs"]["imgs"], pred, gt, args.threshold, title=title,
+                                       pred_title=pred_title, backend=args.backend)
+    print(f"recon: voxels rendered with backend '{backend}'")
+    print(f"wrote {png}")
+    return {"recon": png}
+
+
 def run(args) -> dict:
     """Write the requested views; returns {view name: path}."""
     import numpy as np
@@ -181,6 +253,10 @@ def run(args) -> dict:
     from perception3d.visualization.image_overlay import annotate_image, sample_cameras, upscale_camera
     from perception3d.visualization.open3d_scene import write_image
 
+    if args.dataset_config and not args.waymo:
+        recon = _recon_picture(args)
+        if recon is not None:
+            return recon
     cfg = info = model = data = live = view_cfg = None
     gt, gt_names = np.zeros((0, 7)), []
     if args.waymo:

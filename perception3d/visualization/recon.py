@@ -79,7 +79,7 @@ def object_camera(width: int = 400, height: int = 400, azimuth_deg: float = 45.0
 def voxel_scene(grid, threshold: float = 0.5, color: Optional[Sequence[float]] = None,
                 cmap: str = "plasma") -> SceneData:
     """The voxels ``grid >= threshold`` as cubes: one ``color``, or coloured by their value through ``cmap``
-    (``threshold`` .. 1, for probability grids) when ``color`` is None."""
+    (``threshold`` .. 1 onto the map's upper 70%, for probability grids) when ``color`` is None."""
     from .colors import value_colors
 
     g = _grid(grid, "voxel_scene").astype(np.float64)
@@ -88,7 +88,9 @@ def voxel_scene(grid, threshold: float = 0.5, color: Optional[Sequence[float]] =
     if len(tris):
         if color is None:
             vals = g[owner[:, 0], owner[:, 1], owner[:, 2]]
-            cols = np.repeat(value_colors(vals, threshold, 1.0, cmap), 4, axis=0)
+            # threshold .. 1 -> the upper 70% of the map (its dark end would vanish on the dark background)
+            t = 0.3 + 0.7 * (vals - threshold) / max(1.0 - threshold, 1e-6)
+            cols = np.repeat(value_colors(t, 0.0, 1.0, cmap), 4, axis=0)
         else:
             cols = np.asarray(color, np.float64).reshape(3)
         sc.add_mesh(verts, tris, cols)
