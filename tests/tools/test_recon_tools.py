@@ -1,5 +1,6 @@
 """Reconstruction user surface end to end on a tiny R2N2 tree and an untrained tiny LRGT: Inferencer.reconstruct,
-tools/infer.py (--images -> .binvox + mesh [+ picture]) and tools/visualize.py (views beside predicted and GT voxels)."""
+tools/infer.py (--images -> .binvox + mesh [+ picture]) and tools/visualize.py (views beside predicted and GT
+voxels)."""
 from __future__ import annotations
 
 import importlib.util
