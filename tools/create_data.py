@@ -61,6 +61,8 @@ PARSERS.append(__import__("perception3d.datasets.nuscenes_index", fromlist=["_"]
 PARSERS.append(__import__("perception3d.datasets.gt_database", fromlist=["_"]).add_gt_database_parser)
 PARSERS.append(__import__("perception3d.datasets.synthetic.waymo_writer", fromlist=["_"]).add_synthetic_waymo_parser)
 PARSERS.append(__import__("perception3d.datasets.waymo.index", fromlist=["_"]).add_waymo_parser)
+PARSERS.append(__import__("perception3d.datasets.synthetic.shapenet_writer",
+                          fromlist=["_"]).add_synthetic_shapenet_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
