@@ -3,3 +3,4 @@ from . import data_preprocessors, detectors  # noqa: F401
 from . import backbones, middle_encoders, voxel_encoders  # noqa: F401
 from . import heads, necks  # noqa: F401
 from . import lifting  # noqa: F401,E402
+from . import reconstructors  # noqa: F401,E402

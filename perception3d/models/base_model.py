@@ -12,7 +12,8 @@
 from __future__ import annotations
 
 import inspect
-from typing import Dict, List, Optional, Tuple
+import os
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.model import BaseModel
@@ -61,6 +62,58 @@ class Base3DModel(BaseModel):
         if not cfg:
             return None
         return MODELS.build(self._child_cfg(dict(cfg), name))
+
+    @classmethod
+    def checked_image_init(cls, image_init: Optional[dict], allowed: Sequence[str]) -> Optional[dict]:
+        """``image_init`` = ``dict(checkpoint=PATH, modules=[...])`` (modules default ``allowed``) checked, or None."""
+        if not image_init:
+            return None
+        image_init = dict(image_init)
+        if not image_init.get("checkpoint"):
+            raise ValueError(f"{cls.__name__}: image_init needs a 'checkpoint' path")
+        mods = image_init.setdefault("modules", list(allowed))
+        bad = [m for m in mods if m not in allowed]
+        if bad:
+            raise ValueError(f"{cls.__name__}: image_init modules must be among {tuple(allowed)}, got {bad}")
+        return image_init
+
+    def load_submodules(self, checkpoint: str, modules: Sequence[str], option: str = "image_init",
+                        hint: str = "") -> List[str]:
+        """Load the submodules ``modules`` (those this model has) from ``checkpoint`` (a file with a
+        ``state_dict``, or a bare state dict), each strictly. Returns the names of the loaded modules; errors
+        name ``<class>.<option>`` and end with ``hint`` when the file is missing."""
+        from mmengine.logging import print_log
+        from mmengine.runner.checkpoint import _load_checkpoint
+
+        from ..engine.checkpoint import allow_mmengine_checkpoints
+
+        name = type(self).__name__
+        if not os.path.isfile(checkpoint):
+            raise FileNotFoundError(f"{name}.{option}: checkpoint {checkpoint!r} does not exist" +
+                                    (f" ({hint})" if hint else ""))
+        allow_mmengine_checkpoints()
+        ckpt = _load_checkpoint(checkpoint, map_location="cpu")
+        state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+        if not isinstance(state, dict):
+            raise ValueError(f"{name}.{option}: {checkpoint!r} holds no state dict")
+        loaded = []
+        for mod_name in modules:
+            mod = getattr(self, mod_name, None)
+            if mod is None:
+                continue
+            prefix = mod_name + "."
+            sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            if not sub:
+                raise KeyError(f"{name}.{option}: {checkpoint!r} has no '{prefix}*' weights "
+                               f"(has prefixes {sorted({k.split('.')[0] for k in state})})")
+            try:
+                mod.load_state_dict(sub, strict=True)
+            except RuntimeError as e:
+                raise RuntimeError(f"{name}.{option}: '{prefix}*' of {checkpoint!r} does not match this "
+                                   f"model's {mod_name}: {e}") from e
+            loaded.append(mod_name)
+        print_log(f"{name}: loaded {loaded} from {checkpoint}", logger="current")
+        return loaded
 
     def stage_names(self) -> List[str]:
         """The dotted names of this model's stage sub-modules, in execution order (absent stages skipped)."""

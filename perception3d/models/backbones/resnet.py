@@ -38,7 +38,7 @@ class ResNet(nn.Module):
         widths: channels of the 4 stages (ResNet-18: 64, 128, 256, 512).
         depths: blocks per stage (ResNet-18: 2, 2, 2, 2).
         stem_channels: channels of the stem conv (default ``widths[0]``).
-        out_indices: stages returned (0 = stride 4 ... 3 = stride 32).
+        out_indices: stages returned (0 = stride 4 ... 3 = stride 32); stages after the last one are not built.
         in_channels: image channels.
     Input (B, 3, H, W); output a list of (B, widths[i], ceil(H / 2^(i+2)), ceil(W / 2^(i+2))) for i in out_indices.
     """
@@ -55,7 +55,8 @@ class ResNet(nn.Module):
                                   nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
         self.stages = nn.ModuleList()
         c = stem
-        for i, (w, d) in enumerate(zip(widths, depths)):
+        last = max(int(i) for i in out_indices)  # stages after the last returned one are not built (never run)
+        for i, (w, d) in enumerate(zip(widths[:last + 1], depths[:last + 1])):
             blocks = [BasicBlock(c, int(w), 1 if i == 0 else 2)] + [BasicBlock(int(w), int(w)) for _ in range(d - 1)]
             self.stages.append(nn.Sequential(*blocks))
             c = int(w)

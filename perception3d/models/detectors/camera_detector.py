@@ -7,7 +7,6 @@ head or ``depth_source="lidar_gt"``, the field ``gt_depth`` (N_cam, h0, w0) metr
 """
 from __future__ import annotations
 
-import os
 from typing import List, Optional, Tuple
 
 import torch
@@ -114,14 +113,7 @@ class CameraDetector(Base3DDetector):
         self.neck = self.build_child(neck, "neck")
         self.head = self.build_child(head, "head")
         self.depth_source = depth_source
-        self.image_init = dict(image_init) if image_init else None
-        if self.image_init is not None:
-            if not self.image_init.get("checkpoint"):
-                raise ValueError("CameraDetector: image_init needs a 'checkpoint' path")
-            mods = self.image_init.setdefault("modules", list(self.IMAGE_MODULES))
-            bad = [m for m in mods if m not in self.IMAGE_MODULES]
-            if bad:
-                raise ValueError(f"CameraDetector: image_init modules must be among {self.IMAGE_MODULES}, got {bad}")
+        self.image_init = self.checked_image_init(image_init, self.IMAGE_MODULES)
         if self.bev_encoder.attn_type == "dfa3d" and self.depth_head is None:
             raise ValueError("CameraDetector: bev_encoder.attn_type='dfa3d' needs a depth_head")
         if depth_source == "lidar_gt" and self.bev_encoder.attn_type != "dfa3d":
@@ -135,37 +127,8 @@ class CameraDetector(Base3DDetector):
     def load_image_branch(self, checkpoint: str, modules=IMAGE_MODULES) -> List[str]:
         """Load the image-branch submodules ``modules`` (those this detector has) from ``checkpoint`` (a file
         with a ``state_dict``, or a bare state dict), each strictly. Returns the names of the loaded modules."""
-        from mmengine.logging import print_log
-        from mmengine.runner.checkpoint import _load_checkpoint
-
-        from ...engine.checkpoint import allow_mmengine_checkpoints
-
-        if not os.path.isfile(checkpoint):
-            raise FileNotFoundError(f"CameraDetector.image_init: checkpoint {checkpoint!r} does not exist (train "
-                                    "the image branch first, e.g. configs/dfa3d/img_pretrain_synthetic.py)")
-        allow_mmengine_checkpoints()
-        ckpt = _load_checkpoint(checkpoint, map_location="cpu")
-        state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
-        if not isinstance(state, dict):
-            raise ValueError(f"CameraDetector.image_init: {checkpoint!r} holds no state dict")
-        loaded = []
-        for name in modules:
-            mod = getattr(self, name, None)
-            if mod is None:
-                continue
-            prefix = name + "."
-            sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-            if not sub:
-                raise KeyError(f"CameraDetector.image_init: {checkpoint!r} has no '{prefix}*' weights "
-                               f"(has prefixes {sorted({k.split('.')[0] for k in state})})")
-            try:
-                mod.load_state_dict(sub, strict=True)
-            except RuntimeError as e:
-                raise RuntimeError(f"CameraDetector.image_init: '{prefix}*' of {checkpoint!r} does not match this "
-                                   f"detector's {name}: {e}") from e
-            loaded.append(name)
-        print_log(f"CameraDetector: loaded {loaded} from {checkpoint}", logger="current")
-        return loaded
+        return self.load_submodules(checkpoint, modules, "image_init",
+                                    "train the image branch first, e.g. configs/dfa3d/img_pretrain_synthetic.py")
 
     # -------------------------------------------------------------- features
     def image_features(self, img: torch.Tensor, lidar2img: torch.Tensor, gt_depth: Optional[torch.Tensor] = None

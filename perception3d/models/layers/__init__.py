@@ -1,5 +1,7 @@
 """Shared ``nn`` building blocks of the models (layers, not ops: ops live in ``perception3d.ops``)."""
 from .fused_linear import fused_linear_active, linear_act, linear_add
 from .group_attention import GroupAttention
+from .long_range_attention import LongRangeGroupingAttention, long_range_grouping_attention
 
-__all__ = ["GroupAttention", "fused_linear_active", "linear_act", "linear_add"]
+__all__ = ["GroupAttention", "LongRangeGroupingAttention", "fused_linear_active", "linear_act", "linear_add",
+           "long_range_grouping_attention"]
