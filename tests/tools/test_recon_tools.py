@@ -58,44 +58,49 @@ def recon_tree(tmp_path_factory) -> Path:
     return root
 
 
-TINY_CONFIG = """
-default_scope = "perception3d"
-test_pipeline = [
-    dict(type="LoadReconViews"), dict(type="RandomBackground", color_range=(240, 240)),
-    dict(type="CropResizeViews", crop_size=128, out_size=64), dict(type="LoadBinvox"), dict(type="PackReconInputs")]
-test_dataloader = dict(batch_size=1, num_workers=0, sampler=dict(type="DefaultSampler", shuffle=False),
-                       dataset=dict(type="ShapeNetDataset", data_root="{root}", split_file="split.json",
-                                    split="test", num_views=2, test_mode=True, pipeline=test_pipeline))
-val_dataloader = test_dataloader
-test_evaluator = dict(type="ReconstructionMetric", n_points=512)
-model = dict(type="LRGT",
-             encoder=dict(type="MultiViewViT", img_size=64, patch_size=16, dim=32, depth=2, num_heads=2, group=2),
-             merger=dict(type="AttentionTokenMerger", dim=32, num_tokens=8, num_heads=2),
-             decoder=dict(type="ProgressiveVoxelDecoder", in_dim=32, num_heads=2, depths=(1, 0, 0, 0),
-                          channels=(16, 8, 8)))
-"""
+LRGT_CFG = str(REPO / "configs/lrgt/lrgt_synthetic.py")
+
+
+def tiny_options(root: Path) -> dict:
+    """--cfg-options for configs/lrgt/lrgt_synthetic.py: the tiny tree, no worker processes, a tiny LRGT (96 px views
+    as the config, 12 x 12 tokens of 32 channels, 2 blocks, 8 merged tokens, 8-channel decoder)."""
+    opts = {"model.encoder.dim": 32, "model.encoder.depth": 2, "model.encoder.num_heads": 2,
+            "model.encoder.block_types": "[view,lga]", "model.merger.dim": 32, "model.merger.num_tokens": 8,
+            "model.merger.num_heads": 2, "model.decoder.in_dim": 32, "model.decoder.num_heads": 2,
+            "model.decoder.depths": "[1,0,0,0]", "model.decoder.channels": "[8,8,8]"}
+    for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        opts.update({f"{loader}.num_workers": 0, f"{loader}.persistent_workers": False,
+                     f"{loader}.dataset.data_root": str(root), f"{loader}.dataset.split_file": "split.json",
+                     f"{loader}.dataset.num_views": 2})
+    return opts
+
+
+def _cli(opts: dict) -> list:
+    return ["--cfg-options", *[f"{k}={v}" for k, v in opts.items()]]
 
 
 @pytest.fixture(scope="module")
 def tiny(recon_tree, tmp_path_factory):
-    """(config path, checkpoint path): an untrained tiny LRGT (64 px views, 4 x 4 tokens of 32 channels)."""
+    """(config path, checkpoint path, --cfg-options): an untrained tiny LRGT from configs/lrgt."""
     import torch
-    from mmengine.config import Config
+    from mmengine.config import Config, DictAction
     from mmengine.registry import DefaultScope
 
     from perception3d import register_all_modules
     from perception3d.registry import MODELS
 
     register_all_modules(init_default_scope=False)
-    d = tmp_path_factory.mktemp("recon_cfg")
-    cfg_path = d / "tiny_lrgt.py"
-    cfg_path.write_text(TINY_CONFIG.replace("{root}", str(recon_tree)))
+    opts = tiny_options(recon_tree)
+    cfg = Config.fromfile(LRGT_CFG)
+    parsed = {k: DictAction._parse_iterable(str(v)) for k, v in opts.items()}
+    cfg.merge_from_dict(parsed)
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope("perception3d"):
-        model = MODELS.build(Config.fromfile(str(cfg_path)).model)
-    ckpt = d / "tiny.pth"
+        model = MODELS.build(cfg.model)
+    assert sum(p.numel() for p in model.parameters()) < 200_000
+    ckpt = tmp_path_factory.mktemp("recon_ckpt") / "tiny.pth"
     torch.save({"state_dict": model.state_dict(), "meta": {}}, ckpt)
-    return str(cfg_path), str(ckpt)
+    return LRGT_CFG, str(ckpt), opts, parsed
 
 
 def _views(tree: Path, tid="03001627", mid="chair0", n=2) -> list:
@@ -110,12 +115,12 @@ def test_inferencer_reconstruct(tiny, recon_tree):
 
     from perception3d.apis import Inferencer
 
-    inf = Inferencer(tiny[0], tiny[1])
+    inf = Inferencer(tiny[0], tiny[1], cfg_options=tiny[3])
     assert inf.is_reconstruction and inf.recon_image_size == 137
     paths = _views(recon_tree)
     res = inf.reconstruct(paths, threshold=0.5)
     assert res.probabilities.shape == (32, 32, 32) and res.sources == paths
-    assert res.views.shape == (2, 64, 64, 3) and set(res.timings) == {"load", "preprocess", "forward", "total"}
+    assert res.views.shape == (2, 96, 96, 3) and set(res.timings) == {"load", "preprocess", "forward", "total"}
     # the same object through the dataset's test pipeline (first 2 views) gives the same grid
     from mmengine.registry import DefaultScope
 
@@ -153,10 +158,11 @@ def test_infer_writes_binvox_and_mesh(tiny, recon_tree, tmp_path, capsys, leftov
     from perception3d.datasets.io.binvox import read_binvox
 
     paths = _views(recon_tree)
-    probs = Inferencer(tiny[0], tiny[1]).reconstruct(paths).probabilities
+    probs = Inferencer(tiny[0], tiny[1], cfg_options=tiny[3]).reconstruct(paths).probabilities
     thr = float(np.quantile(probs, 0.7))  # an untrained model: keep ~30% of the grid, a non-trivial shape
     out = _tool("infer").main([tiny[0], tiny[1], "--images", *paths, "--out-dir", str(tmp_path),
-                               "--threshold", str(thr), "--mesh-format", fmt, "--name", "obj", "--render"])
+                               "--threshold", str(thr), "--mesh-format", fmt, "--name", "obj", "--render",
+                               *_cli(tiny[2])])
     printed = capsys.readouterr().out
     grid, header = read_binvox(tmp_path / "obj.binvox")
     assert np.array_equal(grid, probs >= thr) and 0.2 < grid.mean() < 0.4
@@ -175,7 +181,7 @@ def test_infer_writes_binvox_and_mesh(tiny, recon_tree, tmp_path, capsys, leftov
 
 def test_infer_errors(tiny, recon_tree, tmp_path, capsys):
     infer = _tool("infer")
-    base = [tiny[0], tiny[1], "--out-dir", str(tmp_path)]
+    base = [tiny[0], tiny[1], "--out-dir", str(tmp_path), *_cli(tiny[2])]
     assert infer.run_tool(infer.main, base + ["--images", "CAM_FRONT=x.png"]) == 2
     assert "plain image paths" in capsys.readouterr().err
     assert infer.run_tool(infer.main, base + ["--images", str(tmp_path / "missing.png")]) == 2
@@ -193,8 +199,9 @@ def test_visualize_dataset_sample(tiny, recon_tree, tmp_path, capsys):
     from perception3d.datasets.io.binvox import write_binvox
 
     vis = _tool("visualize")
+    opts = _cli(tiny[2])
     png = vis.main(["--dataset-config", tiny[0], "--checkpoint", tiny[1], "--split", "test", "--index", "1",
-                    "--out-dir", str(tmp_path / "live"), "--threshold", "0.5"])
+                    "--out-dir", str(tmp_path / "live"), "--threshold", "0.5", *opts])
     assert Path(png) == tmp_path / "live" / "recon_test_1.png"
     img = np.asarray(Image.open(png))
     assert img.shape[1] > 3 * img.shape[0] and img[..., :3].std() > 5  # views, prediction, GT side by side
@@ -205,11 +212,12 @@ def test_visualize_dataset_sample(tiny, recon_tree, tmp_path, capsys):
     grid[8:24, 4:20, 10:22] = True
     write_binvox(tmp_path / "pred.binvox", grid, (-0.5, -0.5, -0.5), 1.0)
     png2 = vis.main(["--dataset-config", tiny[0], "--predictions", str(tmp_path / "pred.binvox"), "--split", "test",
-                     "--index", "0", "--out-dir", str(tmp_path / "file"), "--backend", "software"])
+                     "--index", "0", "--out-dir", str(tmp_path / "file"), "--backend", "software", *opts])
     assert Path(png2).is_file()
-    png3 = vis.main(["--dataset-config", tiny[0], "--split", "test", "--index", "0", "--out-dir", str(tmp_path)])
+    png3 = vis.main(["--dataset-config", tiny[0], "--split", "test", "--index", "0", "--out-dir", str(tmp_path),
+                     *opts])
     assert Image.open(png3).size[0] < Image.open(png2).size[0]  # one panel fewer
     (tmp_path / "p.json").write_text("{}")
     assert vis.run_tool(vis.main, ["--dataset-config", tiny[0], "--predictions", str(tmp_path / "p.json"),
-                                   "--split", "test", "--out-dir", str(tmp_path)]) == 2
+                                   "--split", "test", "--out-dir", str(tmp_path), *opts]) == 2
     assert ".binvox" in capsys.readouterr().err
