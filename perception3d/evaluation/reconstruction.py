@@ -301,7 +301,7 @@ class ReconstructionMetric(BaseMetric):
         out["num_samples"] = len(results)
         from mmengine.logging import print_log
 
-        print_log("\n".join(tables), logger="current")
+        print_log("ReconstructionMetric per category:\n" + "\n".join(tables), logger="current")
         return out
 
     @staticmethod
