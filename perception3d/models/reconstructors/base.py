@@ -44,6 +44,7 @@ class BaseReconstructor(Base3DModel):
         image_init: optional ``dict(checkpoint=PATH, modules=[...])``: at ``init_weights`` (start of training,
             before any resume) load the listed submodules (among ``IMAGE_MODULES``) strictly from a checkpoint,
             e.g. one of :class:`ReconImagePretrainer` (the stand-in for ImageNet / DeiT weights).
+            ``dict(checkpoint=None)`` (the configs' default) or None: no loading.
         data_preprocessor: default ``ReconDataPreprocessor`` (ImageNet mean / std).
         init_cfg: mmengine initialisation config.
     """
@@ -60,6 +61,8 @@ class BaseReconstructor(Base3DModel):
         if self.loss_dice < 0 or self.loss_bce < 0 or self.loss_dice + self.loss_bce == 0:
             raise ValueError(f"{type(self).__name__}: loss_dice={loss_dice} and loss_bce={loss_bce} must be >= 0 "
                              "and not both 0")
+        if image_init is not None and "checkpoint" in image_init and image_init["checkpoint"] is None:
+            image_init = None  # the configs' default dict(checkpoint=None): model.image_init.checkpoint=PATH sets it
         self.image_init = self.checked_image_init(image_init, self.IMAGE_MODULES)
 
     def init_weights(self) -> None:

@@ -34,16 +34,21 @@ MODES = ("sum", "prob")
 class GaussianSplatDecoder(nn.Module):
     """Merged tokens (B, K, C_in) -> ``dict(occupancy=(B, D, D, D), gaussians=Gaussians (B*G, batched by offsets))``.
 
+    The K tokens (projected to ``dim``, plus a learned embedding per token slot) run ``depth`` transformer blocks
+    (self-attention among them, cross-attention to the projected tokens, MLP); then every token predicts G / K
+    Gaussians with a linear layer (11 numbers each), G = ``num_gaussians``. Gaussian j of token t has its own
+    learned anchor.
+
     Args:
-        in_dim: token channels; dim: query channels; num_gaussians: G per object; num_heads, depth: the query
-            blocks (cross-attention to the tokens + MLP, self-attention among queries if ``self_attn``).
+        in_dim: token channels; num_tokens: K (the merger's); dim: block channels; num_gaussians: G per object
+            (a multiple of K); num_heads, depth: the blocks.
         scale_range: (s_min, s_max) of the scales in object units (the cube has side 1; a voxel is 1 / D).
         k: truncation of the splat in standard deviations; mode: "sum" (1 - exp(-Σ o α)) or "prob" (the op's).
         grid_size: D; memory_budget_bytes: the op's pair-memory budget per chunk.
     """
 
-    def __init__(self, in_dim: int = 192, dim: int = 128, num_gaussians: int = 512, num_heads: int = 4,
-                 depth: int = 2, self_attn: bool = False, scale_range: Sequence[float] = (0.5 / 32, 1.5 / 32),
+    def __init__(self, in_dim: int = 192, num_tokens: int = 64, dim: int = 128, num_gaussians: int = 512,
+                 num_heads: int = 4, depth: int = 1, scale_range: Sequence[float] = (0.5 / 32, 1.5 / 32),
                  k: float = 2.5, mode: str = "sum", grid_size: int = 32, mlp_ratio: float = 4.0,
                  memory_budget_bytes: int = 256 * 2**20) -> None:
         super().__init__()
@@ -52,18 +57,23 @@ class GaussianSplatDecoder(nn.Module):
         s_min, s_max = (float(s) for s in scale_range)
         if not 0 < s_min < s_max:
             raise ValueError(f"GaussianSplatDecoder: scale_range must be 0 < s_min < s_max, got {list(scale_range)}")
-        self.num_gaussians, self.mode, self.k, self.grid_size = int(num_gaussians), mode, float(k), int(grid_size)
+        if num_gaussians % num_tokens:
+            raise ValueError(f"GaussianSplatDecoder: num_gaussians={num_gaussians} must be a multiple of "
+                             f"num_tokens={num_tokens}")
+        self.num_gaussians, self.num_tokens = int(num_gaussians), int(num_tokens)
+        self.per_token = self.num_gaussians // self.num_tokens
+        self.mode, self.k, self.grid_size = mode, float(k), int(grid_size)
         self.scale_range = (s_min, s_max)
         self.memory_budget_bytes = int(memory_budget_bytes)
         self.in_proj = nn.Linear(in_dim, dim)
-        self.queries = nn.Parameter(torch.zeros(num_gaussians, dim))
-        self.blocks = nn.ModuleList(DecoderBlock(dim, num_heads, dim, mlp_ratio, self_attn) for _ in range(depth))
+        self.slot_embed = nn.Parameter(torch.zeros(num_tokens, dim))
+        self.blocks = nn.ModuleList(DecoderBlock(dim, num_heads, dim, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
-        self.head = nn.Linear(dim, 3 + 3 + 4 + 1)
+        self.head = nn.Linear(dim, self.per_token * 11)
         g = torch.Generator().manual_seed(0)
         self.anchors = nn.Parameter(torch.atanh(2 * (torch.rand(num_gaussians, 3, generator=g) * 0.9 - 0.45)))
         init_transformer_weights(self)
-        nn.init.trunc_normal_(self.queries, std=0.02)
+        nn.init.trunc_normal_(self.slot_embed, std=0.02)
 
     @property
     def grid(self):
@@ -72,12 +82,14 @@ class GaussianSplatDecoder(nn.Module):
 
     def gaussians(self, tokens: torch.Tensor) -> Gaussians:
         """Merged tokens (B, K, C_in) -> the B*G Gaussians (offsets (B + 1,)), object frame."""
-        b = tokens.shape[0]
+        b, k = tokens.shape[:2]
+        if k != self.num_tokens:
+            raise ValueError(f"GaussianSplatDecoder: built for num_tokens={self.num_tokens} merged tokens, got {k}")
         mem = self.in_proj(tokens)
-        x = self.queries.expand(b, -1, -1)
+        x = mem + self.slot_embed
         for blk in self.blocks:
             x = blk(x, mem)
-        raw = self.head(self.norm(x)).flatten(0, 1).float()  # (B*G, 11)
+        raw = self.head(self.norm(x)).reshape(b * self.num_gaussians, 11).float()  # token-major: (B*G, 11)
         s_min, s_max = self.scale_range
         means = 0.5 * torch.tanh(self.anchors.repeat(b, 1) + raw[:, :3])
         scales = s_min + (s_max - s_min) * torch.sigmoid(raw[:, 3:6])

@@ -88,6 +88,11 @@ class MultiViewViT(nn.Module):
             x = blk(x, v, self.hw)
         return self.norm(x).unflatten(0, (b, v))
 
+    def feature_map(self, imgs: torch.Tensor) -> torch.Tensor:
+        """(B, V, 3, H, W) -> the tokens as per-view maps (B*V, C, Hp, Wp) (for the silhouette pretraining)."""
+        x = self.forward(imgs).flatten(0, 1)
+        return x.transpose(1, 2).reshape(x.shape[0], self.dim, *self.hw)
+
 
 @MODELS.register_module()
 class AttentionTokenMerger(nn.Module):

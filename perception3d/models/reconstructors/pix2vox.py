@@ -38,9 +38,12 @@ class Pix2VoxEncoder(nn.Module):
         self.out_channels = int(out_channels)
 
     def forward(self, imgs: torch.Tensor) -> torch.Tensor:
-        feats = self.backbone(imgs)
-        x = feats[-1] if isinstance(feats, (list, tuple)) else feats
-        return F.adaptive_avg_pool2d(self.neck(x), 4)
+        return F.adaptive_avg_pool2d(self.feature_map(imgs), 4)
+
+    def feature_map(self, imgs: torch.Tensor) -> torch.Tensor:
+        """Images (N, 3, H, W) or (B, V, 3, H, W) -> the neck's map before pooling (N or B*V, C, h, w)."""
+        feats = self.backbone(imgs.flatten(0, 1) if imgs.dim() == 5 else imgs)
+        return self.neck(feats[-1] if isinstance(feats, (list, tuple)) else feats)
 
 
 @MODELS.register_module()
