@@ -7,12 +7,11 @@ place when everything has been written.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
+from ._build import build_atomically, check_output, run_parallel
 from .calibration import CAMERA_CHANNELS, LIDAR_CHANNEL
 from .scene_writer import SceneSpec, generate_scene
 from .schema import ATTRIBUTES, CATEGORIES, VISIBILITY, name_token
@@ -79,47 +78,15 @@ def generate_nuscenes(out_dir: str | Path, *, num_train_scenes: int = 10, num_va
         raise ValueError(f"generate_nuscenes: keyframes_per_scene must be >= 2, got {keyframes_per_scene}")
     if sweeps_per_keyframe < 0:
         raise ValueError(f"generate_nuscenes: sweeps_per_keyframe must be >= 0, got {sweeps_per_keyframe}")
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"generate_nuscenes: {out} exists (pass overwrite=True / --overwrite to replace it)")
+    check_output(out, overwrite, "generate_nuscenes")
     n = num_train_scenes + num_val_scenes
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
+
+    def fill(tmp: Path) -> None:
         specs = [SceneSpec(str(tmp), i, seed, keyframes_per_scene, sweeps_per_keyframe, image_scale) for i in range(n)]
-        results = _run(specs, workers, progress)
+        results = run_parallel(generate_scene, specs, workers, progress, "synthetic nuScenes scenes", "scene")
         _write_tables(tmp, results, num_train_scenes)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
 
-
-def _run(specs: list[SceneSpec], workers: int, progress: bool) -> list[dict]:
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(specs), desc="synthetic nuScenes scenes", unit="scene", disable=not progress)
-    try:
-        if workers <= 1 or len(specs) == 1:
-            out = []
-            for s in specs:
-                out.append(generate_scene(s))
-                bar.update()
-            return out
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(min(workers, len(specs))) as pool:
-            out = []
-            for r in pool.imap(generate_scene, specs):  # imap keeps scene order
-                out.append(r)
-                bar.update()
-            return out
-    finally:
-        bar.close()
+    return build_atomically(out, fill)
 
 
 def _write_tables(root: Path, results: list[dict], num_train: int) -> None:

@@ -52,8 +52,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -62,6 +60,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ._build import build_atomically, check_output, run_parallel
 from .shapenet_categories import CATEGORIES, build_object
 from .shapenet_shapes import Solid
 
@@ -301,47 +300,14 @@ def generate_shapenet(out, models_per_category: int = 60, seed: int = 0, workers
     if supersample < 1:
         raise ValueError(f"generate_shapenet: supersample must be >= 1, got {supersample}")
     entries = split_file_entries(seed, models_per_category, cats, split_ratios)  # validates the ratios
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"generate_shapenet: {out} exists (pass overwrite=True / --overwrite to replace it)")
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
+    check_output(out, overwrite, "generate_shapenet")
+    def fill(tmp: Path) -> None:
         specs = [ModelSpec(str(tmp), s, i, seed, views, IMAGE_SIZE, supersample)
                  for s in cats for i in range(models_per_category)]
-        _run(specs, workers, progress)
+        run_parallel(write_model, specs, workers, progress, "synthetic ShapeNet models", "model", chunksize=2)
         (tmp / SPLIT_FILE).write_text(json.dumps(entries, indent="\t") + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
 
-
-def _run(specs: list[ModelSpec], workers: int, progress: bool) -> list[dict]:
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(specs), desc="synthetic ShapeNet models", unit="model", disable=not progress)
-    try:
-        if workers <= 1 or len(specs) == 1:
-            results = []
-            for s in specs:
-                results.append(write_model(s))
-                bar.update()
-            return results
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(min(workers, len(specs))) as pool:
-            results = []
-            for r in pool.imap(write_model, specs, chunksize=2):
-                results.append(r)
-                bar.update()
-            return results
-    finally:
-        bar.close()
+    return build_atomically(out, fill)
 
 
 # ------------------------------------------------------------------------------------------- CLI

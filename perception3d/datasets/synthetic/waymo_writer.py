@@ -66,8 +66,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import math
-import os
-import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -81,6 +79,7 @@ from perception3d.datasets.waymo.frame import (CAMERA_NAMES, TOP, CameraCalibrat
                                                Laser, Labels, RangeImage, WaymoFrame)
 from perception3d.datasets.waymo.range_image import frame_points, pixel_directions, pose_matrices
 
+from ._build import build_atomically, check_output, run_parallel
 from .raycast import GROUND, Primitives, cast_rays
 from .sensors import render_camera
 from .world import EGO_LWH, World
@@ -640,47 +639,14 @@ def generate_waymo(out, num_train_segments: int = 8, num_val_segments: int = 2, 
     rig = rig or WaymoRig()
     rig.check()
     camera_calibrations(image_scale)  # validates image_scale
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"generate_waymo: {out} exists (pass overwrite=True / --overwrite to replace it)")
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
+    check_output(out, overwrite, "generate_waymo")
+    def fill(tmp: Path) -> None:
         splits = [SPLITS[0]] * num_train_segments + [SPLITS[1]] * num_val_segments
         specs = [SegmentSpec(str(tmp), split, i, seed, frames_per_segment, image_scale, formats, rig)
                  for i, split in enumerate(splits)]
-        _run(specs, workers, progress)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+        run_parallel(write_segment_files, specs, workers, progress, "synthetic Waymo segments", "segment")
 
-
-def _run(specs: list[SegmentSpec], workers: int, progress: bool) -> list[dict]:
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(specs), desc="synthetic Waymo segments", unit="segment", disable=not progress)
-    try:
-        if workers <= 1 or len(specs) == 1:
-            results = []
-            for s in specs:
-                results.append(write_segment_files(s))
-                bar.update()
-            return results
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(min(workers, len(specs))) as pool:
-            results = []
-            for r in pool.imap(write_segment_files, specs):
-                results.append(r)
-                bar.update()
-            return results
-    finally:
-        bar.close()
+    return build_atomically(out, fill)
 
 
 # ------------------------------------------------------------------------------------------- CLI
