@@ -5,8 +5,9 @@ World (object) frame
     (``grid[x, y, z]`` as :func:`~perception3d.datasets.io.binvox.read_binvox` returns it, axes = world x, y, z)
     spans the **unit cube [-0.5, 0.5]^3**: voxel ``(i, j, k)`` covers ``[idx/32 - 0.5, (idx+1)/32 - 0.5)`` per axis
     and its centre is ``p = (idx + 0.5) / 32 - 0.5`` (:func:`voxel_centers`). In binvox-header terms that is
-    ``translate = (-0.5, -0.5, -0.5)``, ``scale = 1`` (:data:`CANONICAL_TRANSLATE`, :data:`CANONICAL_SCALE`), which
-    is what our synthetic shapes write. A file with another header maps to the world frame with
+    ``translate = (-0.5, -0.5, -0.5)``, ``scale = 1`` (:data:`CANONICAL_TRANSLATE`, :data:`CANONICAL_SCALE`), the
+    header of our predicted grids. Our synthetic shapes (and real ShapeNetVox32 files) fit the grid to the object's
+    longest extent and say so in their header; such a file maps to the world frame with
     ``BinvoxHeader.grid_to_world()`` (``p = translate + scale * (idx + 0.5) / D``), assuming its header is in
     model units. To project a voxel centre: ``x_cam = world2cam @ [p, 1]``, ``(u, v) = (cam2img @ x_cam[:3])[:2] /
     x_cam[2]`` (:func:`project_points`).
@@ -33,8 +34,8 @@ Camera model
 Known caveat for the *real* R2N2 renderings: the renderer never applies the metadata's ``fov`` (always 25); it
 renders with Blender's default 35 mm lens on a 32 mm sensor, i.e. ``fov = 2 atan(16/35)`` = 49.13 deg
 (:data:`BLENDER_DEFAULT_FOV_DEG`, the ``2.1875`` NDC focal of meshrcnn / pytorch3d's ``BLENDER_INTRINSIC``). Pass
-that instead of the metadata value for real ShapeNetRendering. Our synthetic renders use the metadata fov as
-written, so metadata -> camera is exact for them.
+that instead of the metadata value (``ShapeNetDataset(fov_deg=...)``; the dataset configs do). Our synthetic shapes
+reproduce the real files: the metadata says 25 and the images are rendered at 49.13 deg.
 """
 from __future__ import annotations
 
