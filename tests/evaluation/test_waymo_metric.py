@@ -137,9 +137,14 @@ def test_missed_level2_box_lowers_level2_only_and_level2_matches_are_tps_at_leve
     assert both["OBJECT_TYPE_TYPE_VEHICLE_LEVEL_2"]["mAP"] == pytest.approx(1.0, abs=1e-6)
 
 
+# the published per-type thresholds of the detection metric, written here (not read from the code under test)
+PUBLISHED_IOU_THRESHOLDS = {1: 0.7, 2: 0.5, 3: 0.5, 4: 0.5}
+
+
 @pytest.mark.parametrize("wtype,size", [(1, VEH), (2, [0.9, 0.8, 1.8]), (3, [0.3, 0.8, 1.0]), (4, [1.8, 0.7, 1.7])])
 def test_boxes_just_above_and_below_the_iou_threshold(wtype, size):
-    thr = DETECTION_CONFIG.iou_thresholds[wtype]
+    thr = PUBLISHED_IOU_THRESHOLDS[wtype]
+    assert DETECTION_CONFIG.iou_thresholds[wtype] == thr
     g = np.array([box(12.0, 3.0, size=size, heading=0.0)])
     for target, expected in ((thr + 1e-3, 1.0), (thr - 1e-3, 0.0)):
         p = g.copy()
@@ -448,3 +453,14 @@ def test_waymo_metric_errors():
     pred["labels_3d"] = np.array([0])
     with pytest.raises(KeyError, match="waymo_gt"):
         m.process({}, [dict(context_name="c", timestamp_micros=1, pred_instances_3d=pred)])
+
+
+def test_let_settings_are_the_published_ones():
+    # camera-only challenge: IoU 0.5 vehicle / 0.3 others, tolerance max(10 % of the range, 0.5 m) from the mean camera
+    # position, LEVEL_2 only (written here, not read from the code under test)
+    assert LET_CONFIG.iou_thresholds[1:] == (0.5, 0.3, 0.3, 0.3)
+    assert LET_CONFIG.levels == (2,)
+    let = LET_CONFIG.let
+    assert (let.longitudinal_tolerance_percentage, let.min_longitudinal_tolerance_meter) == (0.1, 0.5)
+    assert tuple(let.sensor_location) == (1.43, 0.0, 2.18)
+    assert DETECTION_CONFIG.levels == (1, 2) and DETECTION_CONFIG.let is None
