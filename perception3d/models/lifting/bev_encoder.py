@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ...registry import MODELS
-from .spatial_cross_attn import SpatialCrossAttention
+from .spatial_cross_attn import SpatialCrossAttention, flatten_camera_levels
 
 
 def bev_anchors(bev_h: int, bev_w: int, point_cloud_range: Sequence[float], num_z: int,
@@ -26,17 +26,27 @@ def bev_anchors(bev_h: int, bev_w: int, point_cloud_range: Sequence[float], num_
 
 
 class EncoderLayer(nn.Module):
-    """Spatial cross-attention -> LayerNorm -> FFN (residual) -> LayerNorm."""
+    """[Temporal self-attention -> LayerNorm ->] spatial cross-attention -> LayerNorm -> FFN (residual) -> LayerNorm
+    (the temporal part only with ``temporal_cfg``, BEVFormer's order)."""
 
-    def __init__(self, embed_dims: int, ffn_channels: int, attn_cfg: dict, dropout: float = 0.0) -> None:
+    def __init__(self, embed_dims: int, ffn_channels: int, attn_cfg: dict, dropout: float = 0.0,
+                 temporal_cfg: Optional[dict] = None) -> None:
         super().__init__()
+        if temporal_cfg is not None:
+            self.temporal_attn = TemporalSelfAttention(embed_dims=embed_dims, dropout=dropout, **temporal_cfg)
+            self.norm0 = nn.LayerNorm(embed_dims)
+        else:
+            self.temporal_attn = None
         self.attn = SpatialCrossAttention(embed_dims=embed_dims, dropout=dropout, **attn_cfg)
         self.norm1 = nn.LayerNorm(embed_dims)
         self.ffn = nn.Sequential(nn.Linear(embed_dims, ffn_channels), nn.ReLU(inplace=True), nn.Dropout(dropout),
                                  nn.Linear(ffn_channels, embed_dims))
         self.norm2 = nn.LayerNorm(embed_dims)
 
-    def forward(self, query, query_pos, *args) -> torch.Tensor:
+    def forward(self, query, query_pos, *args, bev_hw: Optional[Tuple[int, int]] = None,
+                prev: Optional[torch.Tensor] = None, prev_valid: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if self.temporal_attn is not None:
+            query = self.norm0(self.temporal_attn(query, query_pos, bev_hw, prev, prev_valid))
         x = self.norm1(self.attn(query, query_pos, *args))
         return self.norm2(x + self.ffn(x))
 
@@ -60,6 +70,9 @@ class BEVLiftingEncoder(nn.Module):
         feat_strides: pixel stride of each feature level: level l cell j covers pixels [j s_l, (j + 1) s_l), so a
             map of ceil(H / s_l) rows reaches past the image and sampling is scaled accordingly; None = each level
             spans exactly the image.
+        temporal_attn: optional ``dict(num_heads=num_heads, num_points=4)``: every layer starts with
+            :class:`~perception3d.models.lifting.temporal.TemporalSelfAttention` over the previous frame's BEV
+            (``forward(prev_bev=..., cur2prev=...)``; without it the layer attends to the current queries twice).
     """
 
     def __init__(self, bev_h: int, bev_w: int, point_cloud_range: Sequence[float], embed_dims: int = 64,
@@ -68,7 +81,7 @@ class BEVLiftingEncoder(nn.Module):
                  depth_bins: Sequence[float] = (1.0, 60.0, 0.5),
                  feat_strides: Optional[Sequence[int]] = (8, 16, 32, 64), dropout: float = 0.0,
                  impl: str = "auto", query_init_std: Optional[float] = None,
-                 anchor_z_range: Optional[Sequence[float]] = None) -> None:
+                 anchor_z_range: Optional[Sequence[float]] = None, temporal_attn: Optional[dict] = None) -> None:
         super().__init__()
         if embed_dims % 2:
             raise ValueError(f"BEVLiftingEncoder: embed_dims must be even (row/column embeddings), got {embed_dims}")
@@ -87,7 +100,9 @@ class BEVLiftingEncoder(nn.Module):
         self.col_embed = nn.Embedding(self.bev_w, embed_dims // 2)
         attn_cfg = dict(num_heads=num_heads, num_levels=num_levels, num_z_anchors=num_z_anchors,
                         num_points=num_points, attn_type=attn_type, depth_bins=depth_bins, impl=impl)
-        self.layers = nn.ModuleList(EncoderLayer(embed_dims, ffn_channels, attn_cfg, dropout)
+        self.temporal = temporal_attn is not None
+        temporal_cfg = dict(dict(num_heads=num_heads, impl=impl), **temporal_attn) if self.temporal else None
+        self.layers = nn.ModuleList(EncoderLayer(embed_dims, ffn_channels, attn_cfg, dropout, temporal_cfg)
                                     for _ in range(num_layers))
         anchor_range = list(self.point_cloud_range)
         if anchor_z_range is not None:
@@ -104,26 +119,35 @@ class BEVLiftingEncoder(nn.Module):
         row = self.row_embed.weight[:, None].expand(-1, self.bev_w, -1)
         return torch.cat([col, row], -1).reshape(self.bev_h * self.bev_w, self.embed_dims)
 
+    def align_prev(self, prev_bev: torch.Tensor, cur2prev: torch.Tensor) -> torch.Tensor:
+        """The previous frame's BEV (B, C, bev_h, bev_w) resampled onto this frame's grid (``cur2prev`` (B, 4, 4)
+        current -> previous lidar frame); see :func:`~perception3d.models.lifting.temporal.align_bev`."""
+        return align_bev(prev_bev, cur2prev, self.anchors[:, 0, :2], self.point_cloud_range)
+
     def forward(self, mlvl_feats: List[torch.Tensor], depth_dists: Optional[List[torch.Tensor]],
-                lidar2img: torch.Tensor, img_shape: Tuple[int, int]) -> torch.Tensor:
+                lidar2img: torch.Tensor, img_shape: Tuple[int, int], prev_bev: Optional[torch.Tensor] = None,
+                cur2prev: Optional[torch.Tensor] = None, prev_valid: Optional[torch.Tensor] = None) -> torch.Tensor:
         """
         Args:
             mlvl_feats: L maps (B, N, C, H_l, W_l) (image FPN output per camera).
             depth_dists: L maps (B, N, N_d, H_l, W_l) softmax depth distributions (None for "dfa2d").
             lidar2img: (B, N, 4, 4) lidar frame -> pixels of the (H, W) = ``img_shape`` input images.
+            prev_bev, cur2prev, prev_valid: with ``temporal_attn``: the previous frame's output (B, C, bev_h, bev_w),
+                the map current -> previous lidar frame (B, 4, 4), and (B,) bool (False: no history for that
+                sample). None: no history (the temporal layers attend to the current queries twice).
         Returns: BEV features (B, C, bev_h, bev_w).
         """
         B, N, C = mlvl_feats[0].shape[:3]
         if C != self.embed_dims:
             raise ValueError(f"BEVLiftingEncoder: image features have {C} channels, embed_dims is {self.embed_dims}")
-        shapes = torch.as_tensor([f.shape[-2:] for f in mlvl_feats], dtype=torch.long, device=lidar2img.device)
-        starts = torch.cat([shapes.new_zeros(1), (shapes[:, 0] * shapes[:, 1]).cumsum(0)[:-1]])
-        value = torch.cat([f.flatten(3) for f in mlvl_feats], -1).transpose(2, 3)  # (B, N, S, C)
-        scale = None
-        if self.feat_strides is not None:
-            cover = shapes.to(torch.float64) * torch.as_tensor(self.feat_strides, dtype=torch.float64,
-                                                               device=shapes.device)[:, None]  # (L, 2) H, W
-            scale = (torch.as_tensor(img_shape, dtype=torch.float64, device=shapes.device) / cover).flip(-1).float()
+        prev = None
+        if prev_bev is not None:
+            if not self.temporal:
+                raise ValueError("BEVLiftingEncoder: prev_bev given but the encoder has no temporal_attn")
+            if cur2prev is None:
+                raise ValueError("BEVLiftingEncoder: prev_bev needs cur2prev (B, 4, 4)")
+            prev = self.align_prev(prev_bev.to(mlvl_feats[0].dtype), cur2prev).flatten(2).transpose(1, 2)
+        value, shapes, starts, scale = flatten_camera_levels(mlvl_feats, img_shape, self.feat_strides)
         depth = None
         if depth_dists is not None and self.attn_type == "dfa3d":
             depth = torch.cat([d.flatten(3) for d in depth_dists], -1).transpose(2, 3)  # (B, N, S, N_d)
@@ -132,5 +156,5 @@ class BEVLiftingEncoder(nn.Module):
         anchors = self.anchors[None].expand(B, -1, -1, -1).to(value.dtype)
         for layer in self.layers:
             query = layer(query, pos, anchors, value, depth, shapes, starts, lidar2img.to(value.dtype), img_shape,
-                          scale)
+                          scale, bev_hw=(self.bev_h, self.bev_w), prev=prev, prev_valid=prev_valid)
         return query.transpose(1, 2).reshape(B, C, self.bev_h, self.bev_w)

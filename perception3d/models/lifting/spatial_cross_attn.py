@@ -10,7 +10,7 @@ DFA2D (:func:`perception3d.ops.deform_attn.ms_deform_attn`) — and the results 
 from __future__ import annotations
 
 import math
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -23,17 +23,17 @@ ATTN_TYPES = ("dfa3d", "dfa2d")
 
 
 def project_anchors(anchors: torch.Tensor, lidar2img: torch.Tensor, img_shape: Tuple[int, int],
-                    depth_bins: Sequence[float], eps: float = 1e-5) -> Tuple[torch.Tensor, torch.Tensor]:
+                    depth_bins: Optional[Sequence[float]], eps: float = 1e-5) -> Tuple[torch.Tensor, torch.Tensor]:
     """Project lidar-frame anchors into every camera.
 
     Args:
         anchors: (B, Q, Z, 3) metres, lidar frame. lidar2img: (B, N, 4, 4) (pixels with corner origin).
-        img_shape: (H, W) of the network input image. depth_bins: (d_min, d_max, step).
+        img_shape: (H, W) of the network input image. depth_bins: (d_min, d_max, step), or None (2D sampling).
     Returns:
-        loc (B, N, Q, Z, 3) normalised (x = u / W, y = v / H, z = (depth - d_min) / (d_max - d_min)),
-        valid (B, N, Q, Z) bool: depth > eps and 0 < x < 1 and 0 < y < 1.
+        loc (B, N, Q, Z, 3) normalised (x = u / W, y = v / H, z = (depth - d_min) / (d_max - d_min); without
+        ``depth_bins`` z = depth in metres), valid (B, N, Q, Z) bool: depth > eps and 0 < x < 1 and 0 < y < 1.
     """
-    d_min, d_max, _ = (float(v) for v in depth_bins)
+    d_min, d_max = (0.0, 1.0) if depth_bins is None else (float(depth_bins[0]), float(depth_bins[1]))
     hom = torch.cat([anchors, torch.ones_like(anchors[..., :1])], -1)  # (B, Q, Z, 4)
     cam = torch.einsum("bnij,bqzj->bnqzi", lidar2img.to(anchors.dtype), hom)
     depth = cam[..., 2]
@@ -55,6 +55,68 @@ def rebatch_indices(hit: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torc
     slot = (hit.long().cumsum(-1) - 1)[b, n, q]
     max_len = max(int(hit.sum(-1).max()) if hit.numel() else 0, 1)
     return b, n, q, slot, max_len
+
+
+class CameraRebatch:
+    """Per-camera padded batches of the queries that hit each camera ("rebatching", :func:`rebatch_indices`):
+    gather per-query tensors into (B * N, max_len, ...) batches, run an op per camera, and average its outputs
+    back over the cameras each query hits. Empty slots hold zeros.
+
+    Args: hit (B, N, Q) bool (query q hits camera n)."""
+
+    def __init__(self, hit: torch.Tensor) -> None:
+        self.hit = hit
+        self.B, self.N, self.Q = hit.shape
+        self.b, self.n, self.q, self.slot, self.max_len = rebatch_indices(hit)
+
+    def per_query(self, t: torch.Tensor) -> torch.Tensor:
+        """(B, Q, ...) -> (B * N, max_len, ...): query q's row in the slot of every camera it hits."""
+        out = t.new_zeros(self.B, self.N, self.max_len, *t.shape[2:])
+        out[self.b, self.n, self.slot] = t[self.b, self.q]
+        return out.flatten(0, 1)
+
+    def per_camera(self, t: torch.Tensor) -> torch.Tensor:
+        """(B, N, Q, ...) -> (B * N, max_len, ...): camera n's row of query q in its slot."""
+        out = t.new_zeros(self.B, self.N, self.max_len, *t.shape[3:])
+        out[self.b, self.n, self.slot] = t[self.b, self.n, self.q]
+        return out.flatten(0, 1)
+
+    def mean_over_cameras(self, out: torch.Tensor) -> torch.Tensor:
+        """(B * N, max_len, C) per-camera outputs -> (B, Q, C) mean over the cameras each query hits (0 if none)."""
+        out = out.view(self.B, self.N, self.max_len, -1)
+        acc = out.new_zeros(self.B, self.Q, out.shape[-1]).index_put_(
+            (self.b, self.q), out[self.b, self.n, self.slot], accumulate=True)
+        count = self.hit.sum(1).clamp(min=1).unsqueeze(-1).to(acc.dtype)  # (B, Q, 1) cameras hit per query
+        return acc / count
+
+
+def flatten_camera_levels(mlvl_feats: Sequence[torch.Tensor], img_shape: Tuple[int, int],
+                          feat_strides: Optional[Sequence[int]] = None
+                          ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """Multi-level camera features as the deformable-attention ops take them.
+
+    Args:
+        mlvl_feats: L maps (B, N, C, H_l, W_l). img_shape: (H, W) of the input images.
+        feat_strides: pixel stride of each level (level l cell j covers pixels [j s_l, (j + 1) s_l), so a
+            ceil-rounded map reaches past the image); None = each level spans exactly the image.
+    Returns:
+        value (B, N, S, C) (S = sum_l H_l W_l, levels row-major), spatial_shapes (L, 2) long (H_l, W_l),
+        level_start_index (L,) long, level_scale (L, 2) (x, y) factors from image- to level-normalised
+        coordinates, W / (W_l s_l) and H / (H_l s_l) (None without ``feat_strides``).
+    """
+    device = mlvl_feats[0].device
+    shapes = torch.as_tensor([f.shape[-2:] for f in mlvl_feats], dtype=torch.long, device=device)
+    starts = torch.cat([shapes.new_zeros(1), (shapes[:, 0] * shapes[:, 1]).cumsum(0)[:-1]])
+    value = torch.cat([f.flatten(3) for f in mlvl_feats], -1).transpose(2, 3)  # (B, N, S, C)
+    scale = None
+    if feat_strides is not None:
+        if len(feat_strides) != len(mlvl_feats):
+            raise ValueError(f"flatten_camera_levels: {len(mlvl_feats)} feature levels but feat_strides "
+                             f"{list(feat_strides)}")
+        cover = shapes.to(torch.float64) * torch.as_tensor(list(feat_strides), dtype=torch.float64,
+                                                           device=device)[:, None]  # (L, 2) H, W
+        scale = (torch.as_tensor(img_shape, dtype=torch.float64, device=device) / cover).flip(-1).float()
+    return value, shapes, starts, scale
 
 
 class SpatialCrossAttention(nn.Module):
@@ -137,14 +199,9 @@ class SpatialCrossAttention(nn.Module):
             raise ValueError(f"SpatialCrossAttention: anchors must be (B, Q, Z, 3) = ({B}, {Q}, {Z}, 3), "
                              f"got {tuple(anchors.shape)}")
         loc, valid = project_anchors(anchors, lidar2img, img_shape, self.depth_bins)  # (B,N,Q,Z,3), (B,N,Q,Z)
-        hit = valid.any(-1)
-        b, n, q, slot, Lq = rebatch_indices(hit)
-        q_in = (query + query_pos)[b, q]  # (K, C)
-        q_re = query.new_zeros(B, N, Lq, C)
-        q_re[b, n, slot] = q_in
-        ref = loc.new_zeros(B, N, Lq, Z, 3)
-        ref[b, n, slot] = loc[b, n, q]
-        q_re, ref = q_re.flatten(0, 1), ref.flatten(0, 1)  # (B*N, Lq, ...)
+        cams = CameraRebatch(valid.any(-1))
+        Lq = cams.max_len
+        q_re, ref = cams.per_query(query + query_pos), cams.per_camera(loc)  # (B*N, Lq, ...)
 
         off = self.sampling_offsets(q_re).view(B * N, Lq, M, L, Z, P, 2)
         wh = spatial_shapes.flip(-1).to(off.dtype)  # (L, 2) = (W_l, H_l)
@@ -162,7 +219,4 @@ class SpatialCrossAttention(nn.Module):
                         torch.cat([xy, z], -1), attn, impl=self.impl)
         else:
             out = ms_deform_attn(v, spatial_shapes, level_start_index, xy, attn, impl=self.impl)
-        out = out.view(B, N, Lq, C)
-        acc = query.new_zeros(B, Q, C).index_put_((b, q), out[b, n, slot], accumulate=True)
-        count = hit.sum(1).clamp(min=1).unsqueeze(-1).to(acc.dtype)  # (B, Q, 1) cameras hit per query
-        return query + self.dropout(self.output_proj(acc / count))
+        return query + self.dropout(self.output_proj(cams.mean_over_cameras(out)))
