@@ -8,6 +8,7 @@ from torch import nn
 
 from ...registry import MODELS
 from .spatial_cross_attn import SpatialCrossAttention, flatten_camera_levels
+from .temporal import TemporalSelfAttention, align_bev
 
 
 def bev_anchors(bev_h: int, bev_w: int, point_cloud_range: Sequence[float], num_z: int,
