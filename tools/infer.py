@@ -3,6 +3,7 @@
     python tools/infer.py CONFIG CHECKPOINT_OR_WORK_DIR INPUT [--columns x,y,z,intensity] [--out-dir DIR]
                           [--score-thr 0.3] [--device cpu] [--calib calib.json [--images CAM=img ...]] [--render]
     python tools/infer.py CONFIG CHECKPOINT_OR_WORK_DIR --dataset-split val [--max-samples N] ...
+    python tools/infer.py CONFIG CHECKPOINT_OR_WORK_DIR --dataset-split val --scene NAME | --frames I J ... ...
     python tools/infer.py CAMERA_CONFIG CHECKPOINT_OR_WORK_DIR --calib calib.json --images CAM_FRONT=f.jpg ... [--render]
     python tools/infer.py WAYMO_CONFIG CHECKPOINT_OR_WORK_DIR --waymo-tfrecord SEGMENT.tfrecord --frame-index I ...
     python tools/infer.py WAYMO_CONFIG CHECKPOINT_OR_WORK_DIR --waymo-v2 ROOT/SPLIT --context NAME --timestamp T ...
@@ -16,6 +17,8 @@ submission), with ``--render`` a bird's-eye PNG per frame (camera frames: the bo
 ``<context>_<timestamp>``), and prints the mean time per stage (ms). A Waymo frame (models whose test pipeline
 loads Waymo frames) is read from its file with the previous frames the model uses.
 ``--repeat K`` runs the input K times (the first pass is reported separately as warm-up).
+``--scene`` / ``--frames`` run a scene or chosen frames of the split in time order: temporal camera models carry
+the previous BEV from frame to frame of a scene.
 
 Reconstruction configs (ShapeNet: LRGT, Pix2Vox, ...) take 1..N images of one object (``--images``, RGBA or RGB
 PNGs, R2N2-style framing) and write ``<out-dir>/<name>.binvox`` (occupancy ``p >= --threshold``, 32^3, object
@@ -47,6 +50,9 @@ def parse_args(argv=None):
                    "models whose test pipeline loads no points)")
     p.add_argument("--dataset-split", help="run on the config's <split>_dataloader dataset instead (e.g. val)")
     p.add_argument("--max-samples", type=int, help="with --dataset-split: only the first N samples")
+    p.add_argument("--scene", help="with --dataset-split: only this scene (name or token), in time order")
+    p.add_argument("--frames", type=int, nargs="+", metavar="I", help="with --dataset-split: only these frame "
+                   "indices, in time order")
     p.add_argument("--columns", help="input column names, comma separated (default: the file format's layout)")
     p.add_argument("--out-dir", help="output folder (default work_dirs/<config>/infer)")
     p.add_argument("--score-thr", type=float, default=0.3, help="minimum score of written boxes (default 0.3)")
@@ -74,6 +80,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.input is not None and args.dataset_split is not None:
         p.error("give INPUT or --dataset-split, not both")
+    if (args.scene is not None or args.frames is not None) and args.dataset_split is None:
+        p.error("--scene / --frames select frames of --dataset-split SPLIT")
     waymo = check_waymo_frame_args(p, args)
     if waymo and (args.input is not None or args.dataset_split is not None or args.calib is not None):
         p.error("a Waymo frame (--waymo-tfrecord / --waymo-v2) replaces INPUT, --dataset-split and --calib")
@@ -259,7 +267,8 @@ def main(argv=None) -> dict:
     if args.dataset_split:
         if args.calib or images:
             raise ValueError("--calib/--images apply to INPUT files, not to --dataset-split (the dataset has its own)")
-        split = inf.predict_split(args.dataset_split, out_dir=str(out_dir), max_samples=args.max_samples)
+        split = inf.predict_split(args.dataset_split, out_dir=str(out_dir), max_samples=args.max_samples,
+                                  scene=args.scene, frames=args.frames)
         results, submission = split.results, split.submission
     elif args.waymo_tfrecord or args.waymo_v2:
         results = [inf.predict_waymo(**waymo_frame_kwargs(args)) for _ in range(args.repeat)]

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_weights, resolve_checkpoint
-from .inputs import check_device, map_columns
+from .inputs import check_device, map_columns, split_order
 from .recon_inference import is_recon_pipeline, recon_steps
 from .recon_results import ReconstructionResult
 from .results import DetectionResult
@@ -438,8 +438,10 @@ class Inferencer:
         return self._results([data], [source], [(t1 - t0) * 1e3], [(t2 - t1) * 1e3], thr, [sample["token"]])[0][0]
 
     def predict_split(self, split: str = "val", out_dir: Optional[str] = None, score_thr: Optional[float] = None,
-                      max_samples: Optional[int] = None, progress: bool = True) -> SplitPredictions:
-        """Run on the config's ``<split>_dataloader`` dataset (its full test pipeline, multi-sweep included).
+                      max_samples: Optional[int] = None, progress: bool = True, scene: Optional[str] = None,
+                      frames: Optional[Sequence[int]] = None) -> SplitPredictions:
+        """Run on the config's ``<split>_dataloader`` dataset (its full test pipeline, multi-sweep included), or on
+        its ``scene`` / ``frames`` in time order (``inputs.split_order``; temporal models carry the history along).
 
         With ``out_dir`` and a ``<split>_evaluator`` that writes submissions, the official submission is written
         from all predictions (no score threshold; the metric's own conversion and box limit):
@@ -457,18 +459,17 @@ class Inferencer:
             raise KeyError(f"Inferencer.predict_split: the config has no {key!r} (splits: {known})")
         with DefaultScope.overwrite_default_scope(self._scope):
             dataset = DATASETS.build(self.cfg[key]["dataset"])
-        n = len(dataset) if max_samples is None else min(len(dataset), int(max_samples))
-        thr = self.score_thr if score_thr is None else float(score_thr)
-        results, samples = [], []
-        for i in tqdm(range(n), unit="frame", disable=not progress):
+        order = split_order(dataset, scene, frames, max_samples)
+        getattr(self.model, "reset_history", lambda: None)()
+        thr, results, samples = self.score_thr if score_thr is None else float(score_thr), [], []
+        for i in tqdm(order, unit="frame", disable=not progress):
             t0 = time.perf_counter()
             data = dataset[i]
             load = (time.perf_counter() - t0) * 1e3
             sample = data["data_samples"]
             meta = sample.metainfo
             source = str(meta.get("lidar_path", meta.get("token", i)))
-            res, preds = self._results([data], [source], [load], [0.0], thr,
-                                       [meta.get("token")])
+            res, preds = self._results([data], [source], [load], [0.0], thr, [meta.get("token")])
             sample.pred_instances_3d = preds[0]
             results.extend(res)
             samples.append(sample)

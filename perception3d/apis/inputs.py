@@ -1,8 +1,9 @@
-"""Input checks for the Inferencer: the device, and mapping stated point columns onto the model's columns."""
+"""Input checks for the Inferencer: the device, mapping stated point columns onto the model's columns, and the
+frames of a dataset split to run in order."""
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -56,3 +57,37 @@ def map_columns(points: np.ndarray, columns: Sequence[str], expected: Sequence[s
         warnings.warn(f"{source}: dropped {int(bad.sum())} points with NaN/inf values", stacklevel=3)
         out = out[~bad]
     return out
+
+
+def split_order(dataset, scene: Optional[str] = None, frames: Optional[Sequence[int]] = None,
+                max_samples: Optional[int] = None) -> List[int]:
+    """Indices of ``dataset`` to run, in order (a temporal model carries its BEV from frame to frame of a scene).
+
+    No ``scene`` / ``frames``: every index in the dataset's order. ``frames``: those indices; ``scene``: the frames
+    whose ``scene_name`` or ``scene_token`` is ``scene`` (with ``frames``: only those of them); both are then
+    ordered scene by scene (in the order the scenes first appear) and by ``timestamp`` within a scene.
+    ``max_samples`` keeps the first N.
+    """
+    n = len(dataset)
+    if frames is None and scene is None:
+        order = list(range(n))
+    else:
+        chosen = frames is not None
+        frames = range(n) if frames is None else frames
+        bad = [int(i) for i in frames if not 0 <= int(i) < n]
+        if bad:
+            raise ValueError(f"frames {bad} out of range: the split has {n} frames (0..{n - 1})")
+        infos = {int(i): dataset.get_data_info(int(i)) for i in dict.fromkeys(frames)}
+        keys = {i: str(info.get("scene_token", info.get("scene_name", ""))) for i, info in infos.items()}
+        if scene is not None:
+            found = sorted({str(info.get("scene_name")) for info in infos.values()})
+            infos = {i: info for i, info in infos.items() if scene in (info.get("scene_name"), info.get("scene_token"))}
+            if not infos:
+                where = "among the given frames" if chosen else "in the split"
+                raise ValueError(f"scene {scene!r} has no frame {where} (scenes: {found[:20]}"
+                                 f"{' ...' if len(found) > 20 else ''})")
+        first = {}
+        for i in infos:
+            first.setdefault(keys[i], len(first))
+        order = sorted(infos, key=lambda i: (first[keys[i]], int(infos[i].get("timestamp", 0)), i))
+    return order if max_samples is None else order[: max(0, int(max_samples))]

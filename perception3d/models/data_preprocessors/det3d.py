@@ -17,8 +17,8 @@ VOXEL_TYPES = ("dynamic",)
 class Det3DDataPreprocessor(BaseDataPreprocessor):
     """Collate ``[dict(inputs=..., data_samples=...)]`` or an already collated dict and move it to the device.
 
-    Output: ``dict(inputs=dict(points=list[Tensor (N_i, C)][, voxels=dict][, img=Tensor (B, N_cam, 3, H, W)]),
-    data_samples=list[Det3DDataSample])``. Images are normalised with ``mean``/``std`` (RGB, 0-255 input).
+    Output: ``dict(inputs=dict(points=list[Tensor (N_i, C)][, voxels=dict][, img=Tensor (B, N_cam, 3, H, W)]
+    [, img_history=Tensor (B, T-1, N_cam, 3, H, W)]), data_samples=list[Det3DDataSample])``. Images are normalised with ``mean``/``std`` (RGB, 0-255 input).
 
     Args:
         mean, std: image normalisation (RGB); no normalisation when ``mean`` is None.
@@ -79,13 +79,15 @@ class Det3DDataPreprocessor(BaseDataPreprocessor):
         elif self.voxel:
             raise ValueError(f"Det3DDataPreprocessor: voxel=True but the inputs have no 'points' (keys "
                              f"{sorted(inputs)}); does the pipeline load and pack the point cloud?")
-        if "img" in inputs:
-            imgs = inputs["img"]
+        for key in ("img", "img_history"):  # img_history (B, T-1, N_cam, 3, H, W): a temporal queue's earlier frames
+            if key not in inputs:
+                continue
+            imgs = inputs[key]
             imgs = torch.stack(list(imgs)) if isinstance(imgs, (list, tuple)) else imgs
             imgs = imgs.to(self.device, non_blocking=self._non_blocking).float()
             if self.normalize:
                 imgs = (imgs - self.mean) / self.std
-            out["img"] = imgs
+            out[key] = imgs
         samples = data.get("data_samples")
         if samples is not None:
             samples = [s.to(self.device) for s in samples]

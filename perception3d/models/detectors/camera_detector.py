@@ -4,18 +4,30 @@ spatial cross-attention (DFA3D, or DFA2D) -> optional BEV backbone/neck -> Cente
 Inputs (from the data preprocessor): ``inputs['img']`` (B, N_cam, 3, H, W) normalised; per data sample metainfo
 ``lidar2img`` (N_cam, 4, 4) (lidar frame of the sample -> pixels of the H x W input) and, for training the depth
 head or ``depth_source="lidar_gt"``, the field ``gt_depth`` (N_cam, h0, w0) metres at the first FPN level's size.
+
+Temporal (``temporal=dict(queue_length=T)``, BEVFormer-style): the BEV encoder's layers start with temporal
+self-attention over the previous frame's BEV aligned to the current ego pose (:mod:`..lifting.temporal`). Training
+reads a queue from the dataset (``NuScenesDataset(queue_length=T)``): ``inputs['img_history']`` (B, T-1, N_cam, 3,
+H, W) and per data sample ``history`` (T-1 data samples, oldest first, metainfo ``queue_valid``); the previous
+frames' BEVs are computed in eval mode without gradients, the current frame's with them. ``predict`` uses such a
+queue when the inputs carry one, else the BEV it kept of the frame's scene (:class:`..lifting.temporal.BEVHistory`,
+reset at a scene change, a time gap > ``max_time_gap`` s, and by ``train()`` / ``eval()`` / :meth:`reset_history`);
+the frames of a batch then run the BEV encoder one after the other, in the batch's order.
 """
 from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
+import numpy as np
 import torch
 from ...registry import MODELS
 from ...structures import Det3DDataSample
 from .base import Base3DDetector
 from ..lifting.depth_head import lidar_depth_distribution, pool_depth_targets
+from ..lifting.temporal import BEVHistory, cur2prev_matrix, follows, scene_key
 
 DEPTH_SOURCES = ("pred", "lidar_gt")
+TEMPORAL_KEYS = ("queue_length", "max_time_gap", "attn")
 
 
 def camera_images(inputs: dict, where: str) -> torch.Tensor:
@@ -88,6 +100,10 @@ class CameraDetector(Base3DDetector):
             e.g. one written by :class:`CameraImagePretrainer`. Every loaded submodule must match exactly.
         point_cloud_range, voxel_size: the BEV geometry, written once here and passed to ``bev_encoder`` (range)
             and ``head`` (range and the heatmap's voxel size).
+        temporal: optional ``dict(queue_length=2, max_time_gap=1.0, attn=dict(num_points=4))``: temporal BEV (see
+            the module docstring); ``queue_length`` frames per training sample (>= 2, the dataset's
+            ``queue_length``), ``max_time_gap`` seconds beyond which the history resets, ``attn`` the
+            ``bev_encoder.temporal_attn`` options. None: single frames.
     """
 
     IMAGE_MODULES = ("img_backbone", "img_neck", "depth_head", "perspective_head")
@@ -100,10 +116,22 @@ class CameraDetector(Base3DDetector):
                  backbone: Optional[dict] = None, neck: Optional[dict] = None, depth_source: str = "pred",
                  image_init: Optional[dict] = None, point_cloud_range: Optional[List[float]] = None,
                  voxel_size: Optional[List[float]] = None, data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+                 init_cfg: Optional[dict] = None, temporal: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor, point_cloud_range, voxel_size, init_cfg)
         if depth_source not in DEPTH_SOURCES:
             raise ValueError(f"CameraDetector: depth_source must be one of {DEPTH_SOURCES}, got {depth_source!r}")
+        self.temporal, self.history = None, None
+        if temporal is not None:
+            unknown = sorted(set(temporal) - set(TEMPORAL_KEYS))
+            queue = int(temporal.get("queue_length", 2))
+            if unknown or queue < 2:
+                raise ValueError(f"CameraDetector: temporal takes {TEMPORAL_KEYS} with queue_length >= 2, got "
+                                 f"{dict(temporal)}")
+            self.temporal = dict(queue_length=queue, max_time_gap=float(temporal.get("max_time_gap", 1.0)))
+            self.history = BEVHistory(self.temporal["max_time_gap"])
+            bev_encoder = dict(bev_encoder, temporal_attn=dict(temporal.get("attn") or {}))
+        elif bev_encoder.get("temporal_attn") is not None:
+            raise ValueError("CameraDetector: bev_encoder.temporal_attn is set by temporal=dict(...) on the detector")
         self.img_backbone = self.build_child(img_backbone, "img_backbone")
         self.img_neck = self.build_child(img_neck, "img_neck")
         self.depth_head = self.build_child(depth_head, "depth_head")
@@ -131,11 +159,11 @@ class CameraDetector(Base3DDetector):
                                     "train the image branch first, e.g. configs/dfa3d/img_pretrain_synthetic.py")
 
     # -------------------------------------------------------------- features
-    def image_features(self, img: torch.Tensor, lidar2img: torch.Tensor, gt_depth: Optional[torch.Tensor] = None
-                       ) -> Tuple[List[torch.Tensor], Optional[List[torch.Tensor]], List[torch.Tensor]]:
-        """Images (B, N, 3, H, W) -> (BEV feature maps for the head, depth logits per level (B*N, N_d, H_l, W_l),
-        image FPN levels (B*N, C, H_l, W_l))."""
-        B, N, _, H, W = img.shape
+    def image_branch(self, img: torch.Tensor, gt_depth: Optional[torch.Tensor] = None
+                     ) -> Tuple[List[torch.Tensor], Optional[List[torch.Tensor]], Optional[List[torch.Tensor]]]:
+        """Images (B, N, 3, H, W) -> (image FPN levels (B*N, C, H_l, W_l), depth logits per level
+        (B*N, N_d, H_l, W_l) or None, depth distributions per level (B, N, N_d, H_l, W_l) or None)."""
+        B, N = img.shape[:2]
         feats = self.img_neck(self.img_backbone(img.flatten(0, 1)))
         logits = dists = None
         if self.depth_head is not None:
@@ -149,18 +177,105 @@ class CameraDetector(Base3DDetector):
                 dists = [lidar_depth_distribution(pool_depth_targets(g, tuple(d.shape[-2:])), d,
                                                   self.depth_head.depth_bins) for d in dists]
             dists = [d.unflatten(0, (B, N)) for d in dists]
-        bev = self.bev_encoder([f.unflatten(0, (B, N)) for f in feats], dists, lidar2img, (H, W))
+        return feats, logits, dists
+
+    def lift(self, img: torch.Tensor, lidar2img: torch.Tensor, gt_depth: Optional[torch.Tensor] = None,
+             prev: Optional[dict] = None) -> Tuple[torch.Tensor, Optional[List[torch.Tensor]], List[torch.Tensor]]:
+        """Images -> (BEV encoder output (B, C, bev_h, bev_w), depth logits, image FPN levels); ``prev`` = the
+        encoder's ``prev_bev`` / ``cur2prev`` / ``prev_valid`` (temporal models)."""
+        B, N, _, H, W = img.shape
+        feats, logits, dists = self.image_branch(img, gt_depth)
+        bev = self.bev_encoder([f.unflatten(0, (B, N)) for f in feats], dists, lidar2img, (H, W), **(prev or {}))
+        return bev, logits, feats
+
+    def bev_maps(self, bev: torch.Tensor) -> List[torch.Tensor]:
+        """BEV encoder output -> the BEV feature maps (B, C, H, W) for the head (optional backbone / neck)."""
         x = self.backbone(bev) if self.backbone is not None else bev
         x = self.neck(x) if self.neck is not None else x
-        return (list(x) if isinstance(x, (list, tuple)) else [x]), logits, feats
+        return list(x) if isinstance(x, (list, tuple)) else [x]
+
+    def image_features(self, img: torch.Tensor, lidar2img: torch.Tensor, gt_depth: Optional[torch.Tensor] = None
+                       ) -> Tuple[List[torch.Tensor], Optional[List[torch.Tensor]], List[torch.Tensor]]:
+        """Images (B, N, 3, H, W) -> (BEV feature maps for the head, depth logits per level (B*N, N_d, H_l, W_l),
+        image FPN levels (B*N, C, H_l, W_l)) of single frames."""
+        bev, logits, feats = self.lift(img, lidar2img, gt_depth)
+        return self.bev_maps(bev), logits, feats
 
     def _inputs(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]]):
         img = camera_images(inputs, "CameraDetector")
         return (img, *camera_meta(data_samples, img, "CameraDetector"))
 
     def extract_feat(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None) -> List[torch.Tensor]:
-        """Images + per-sample ``lidar2img`` -> BEV feature maps (B, C, H, W) for the head."""
+        """Images + per-sample ``lidar2img`` -> BEV feature maps (B, C, H, W) for the head (single frames)."""
         return self.image_features(*self._inputs(inputs, data_samples))[0]
+
+    # -------------------------------------------------------------- temporal
+    def _prev(self, bev: Optional[torch.Tensor], prev_metas: Optional[List[dict]], metas: List[dict]
+              ) -> Optional[dict]:
+        """The encoder's history arguments for frames ``metas`` after frames ``prev_metas`` with BEV ``bev``."""
+        if bev is None:
+            return None
+        for m in list(prev_metas) + list(metas):
+            if scene_key(m) is None or m.get("timestamp") is None:
+                raise KeyError(f"CameraDetector: a queue frame ({m.get('token', '?')}) has no scene_name/scene_token "
+                               "or timestamp metainfo (keep them in the packer's meta_keys)")
+        valid = [bool(p.get("queue_valid", True)) and bool(m.get("queue_valid", True))
+                 and follows(p, m, self.temporal["max_time_gap"]) for p, m in zip(prev_metas, metas)]
+        mats = np.stack([cur2prev_matrix(p, m) if v else np.eye(4) for p, m, v in zip(prev_metas, metas, valid)])
+        return dict(prev_bev=bev, cur2prev=torch.from_numpy(mats).to(bev.device),
+                    prev_valid=torch.tensor(valid, device=bev.device))
+
+    def queue_history(self, inputs: dict, data_samples: List[Det3DDataSample]) -> Optional[dict]:
+        """The history of a queue (``inputs['img_history']``, ``data_samples[i].history``): the previous frames'
+        BEVs, oldest first, each with the one before it, in eval mode and without gradients; returns the current
+        frames' encoder history arguments."""
+        hist, T = inputs.get("img_history"), self.temporal["queue_length"] - 1
+        if hist is None or hist.dim() != 6 or hist.shape[1] != T:
+            raise ValueError(f"CameraDetector: temporal queue_length={T + 1} needs inputs['img_history'] (B, {T}, "
+                             f"N_cam, 3, H, W), got {None if hist is None else tuple(hist.shape)} (set the train "
+                             f"dataset's queue_length={T + 1})")
+        frames = [s.get("history") for s in data_samples]
+        if any(f is None or len(f) != T for f in frames):
+            raise ValueError(f"CameraDetector: every data sample needs `history` ({T} data samples of the queue)")
+        was_training = self.training
+        self.eval()
+        try:
+            bev, metas = None, None
+            with torch.no_grad():
+                for t in range(T):
+                    samples = [f[t] for f in frames]
+                    lidar2img, gt_depth = camera_meta(samples, hist[:, t], "CameraDetector (history)")
+                    prev = self._prev(bev, metas, [s.metainfo for s in samples])
+                    bev, metas = self.lift(hist[:, t], lidar2img, gt_depth, prev)[0], [s.metainfo for s in samples]
+        finally:
+            self.train(was_training)
+        return self._prev(bev, metas, [s.metainfo for s in data_samples])
+
+    def lift_sequence(self, img: torch.Tensor, lidar2img: torch.Tensor, gt_depth: Optional[torch.Tensor],
+                      data_samples: List[Det3DDataSample]) -> torch.Tensor:
+        """Inference with the kept history: the image branch batched, then the BEV encoder frame by frame in the
+        batch's order, each with the stored BEV of its scene (if it follows it) -> (B, C, bev_h, bev_w)."""
+        B, N, _, H, W = img.shape
+        feats, _, dists = self.image_branch(img, gt_depth)
+        feats = [f.unflatten(0, (B, N)) for f in feats]
+        out = []
+        for b, sample in enumerate(data_samples):
+            prev = self.history.lookup(sample.metainfo)
+            kw = {} if prev is None else dict(prev_bev=prev[0], cur2prev=prev[1].to(img.device))
+            bev = self.bev_encoder([f[b:b + 1] for f in feats], None if dists is None else [d[b:b + 1] for d in dists],
+                                   lidar2img[b:b + 1], (H, W), **kw)
+            self.history.store(sample.metainfo, bev)
+            out.append(bev)
+        return torch.cat(out)
+
+    def reset_history(self) -> None:
+        """Forget the kept BEVs (temporal models; no-op otherwise)."""
+        if getattr(self, "history", None) is not None:
+            self.history.reset()
+
+    def train(self, mode: bool = True):
+        self.reset_history()
+        return super().train(mode)
 
     # --------------------------------------------------------------- modes
     def _forward(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None):
@@ -168,12 +283,21 @@ class CameraDetector(Base3DDetector):
 
     def loss(self, inputs: dict, data_samples: List[Det3DDataSample]) -> dict:
         img, lidar2img, gt_depth = self._inputs(inputs, data_samples)
-        feats, logits, img_feats = self.image_features(img, lidar2img, gt_depth)
-        losses = self.head.loss(feats, [s.gt_instances_3d for s in data_samples])
+        prev = self.queue_history(inputs, data_samples) if self.temporal is not None else None
+        bev, logits, img_feats = self.lift(img, lidar2img, gt_depth, prev)
+        losses = self.head.loss(self.bev_maps(bev), [s.gt_instances_3d for s in data_samples])
         losses.update(image_branch_losses(self, logits, img_feats, data_samples, lidar2img, gt_depth))
         return losses
 
     def predict(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None) -> List[Det3DDataSample]:
-        maps = self._forward(inputs, data_samples)
+        if self.temporal is None:
+            maps = self._forward(inputs, data_samples)
+        else:
+            img, lidar2img, gt_depth = self._inputs(inputs, data_samples)
+            if inputs.get("img_history") is not None:
+                bev = self.lift(img, lidar2img, gt_depth, self.queue_history(inputs, data_samples))[0]
+            else:
+                bev = self.lift_sequence(img, lidar2img, gt_depth, data_samples)
+            maps = self.head(self.bev_maps(bev))
         return self.add_pred_to_datasample(data_samples, self.head.predict_by_feat(maps, [s.metainfo for s in
                                                                                            data_samples]))
