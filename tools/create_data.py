@@ -6,7 +6,7 @@ Subcommands are registered by small ``add_<name>_parser(subparsers)`` functions;
 
     python tools/create_data.py synthetic-nuscenes --out data/demo-nuscenes \
         --train-scenes 10 --val-scenes 4 --keyframes 10 --sweeps 4 --seed 0 --workers 2 \
-        [--image-scale 0.25] [--overwrite] [--preview bev.png]
+        [--image-scale 0.25] [--overwrite] [--preview bev.png] [--occupancy | --occupancy-only]
 """
 from __future__ import annotations
 
@@ -22,9 +22,19 @@ def _run_synthetic_nuscenes(args: argparse.Namespace) -> int:
     from perception3d.datasets.synthetic import generate_nuscenes
 
     t0 = time.perf_counter()
+    if args.occupancy_only:
+        from perception3d.datasets.synthetic.occupancy_tree import add_occupancy
+
+        gts = add_occupancy(args.out, num_train_scenes=args.train_scenes, num_val_scenes=args.val_scenes,
+                            keyframes_per_scene=args.keyframes, sweeps_per_keyframe=args.sweeps, seed=args.seed,
+                            workers=args.workers, overwrite=args.overwrite)
+        print(f"wrote {gts} in {time.perf_counter() - t0:.1f} s; rebuild the index (tools/create_data.py nuscenes "
+              f"--root {args.out}) to list them")
+        return 0
     out = generate_nuscenes(args.out, num_train_scenes=args.train_scenes, num_val_scenes=args.val_scenes,
                             keyframes_per_scene=args.keyframes, sweeps_per_keyframe=args.sweeps, seed=args.seed,
-                            workers=args.workers, image_scale=args.image_scale, overwrite=args.overwrite)
+                            workers=args.workers, image_scale=args.image_scale, overwrite=args.overwrite,
+                            occupancy=args.occupancy)
     print(f"wrote {out} ({args.train_scenes}+{args.val_scenes} scenes) in {time.perf_counter() - t0:.1f} s")
     if args.preview:
         from perception3d.datasets.synthetic.preview import plot_nuscenes_sample
@@ -52,6 +62,12 @@ def add_synthetic_nuscenes_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--preview", type=Path, default=None, help="also write a BEV PNG of one keyframe")
     p.add_argument("--preview-sample", type=int, default=0, help="sample index for --preview")
+    occ = p.add_mutually_exclusive_group()
+    occ.add_argument("--occupancy", action="store_true",
+                     help="also write Occ3D-nuScenes occupancy labels gts/<scene>/<sample>/labels.npz")
+    occ.add_argument("--occupancy-only", action="store_true",
+                     help="add gts/ to the existing tree at --out, generated with the same arguments (checked); "
+                          "--overwrite then replaces only gts/")
     p.set_defaults(func=_run_synthetic_nuscenes)
     return p
 

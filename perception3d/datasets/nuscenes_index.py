@@ -6,7 +6,8 @@
 Output: ``<out>/nuscenes_infos_<split>.pkl``, a pickle of the mmengine annotation layout
 ``{"metainfo": {...}, "data_list": [info, ...]}`` (``info`` schema: :mod:`.nuscenes_info`).
 ``metainfo`` holds ``schema_version``, ``dataset``, ``version``, ``split``, ``classes`` and
-``source`` (absolute root, split scenes, ``max_sweeps`` and size/mtime of every table file).
+``source`` (absolute root, split scenes, ``max_sweeps``, size/mtime of every table file and whether the
+Occ3D occupancy folder ``gts/`` exists: samples with a ``gts/<scene>/<token>/labels.npz`` get ``occ_path``).
 
 - Splits: predefined names (``train``, ``val``, ``mini_val``, ...) use ``nuscenes.utils.splits``;
   any other name is a custom split read from ``<root>/<version>/splits.json`` (as the devkit's
@@ -98,7 +99,7 @@ def source_fingerprint(root: str, version: str, split: str, scenes: Sequence[str
             st = os.stat(p)
             files[name] = [st.st_size, st.st_mtime_ns]
     return dict(root=os.path.abspath(root), version=version, split=split, scenes=sorted(scenes),
-                max_sweeps=int(max_sweeps), tables=files)
+                max_sweeps=int(max_sweeps), tables=files, occupancy=os.path.isdir(os.path.join(root, "gts")))
 
 
 def _existing_is_current(path: str, source: Dict) -> bool:

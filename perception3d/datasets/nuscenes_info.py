@@ -14,10 +14,12 @@ Schema of one info (``INFO_KEYS``)::
     gt: {boxes (N,9) float32 lidar frame (x,y,z gravity centre, l,w,h, yaw, vx, vy),
          names (N,) str (detection class), velocity_valid (N,) bool, num_lidar_pts (N,) int64,
          num_radar_pts (N,) int64, instance_tokens (N,) str, ann_tokens (N,) str,
-         attribute_names (N,) str ('' when none)}
+         attribute_names (N,) str ('' when none)},
+    occ_path: gts/<scene name>/<sample token>/labels.npz   only when that Occ3D occupancy file exists
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -148,4 +150,9 @@ def get_sample_info(nusc, sample_token: str, max_sweeps: int = 10,
     )
     if with_gt:
         info["gt"] = _gt(nusc, sample, lidar2ego, ego2global)
+    from .io.occ3d import occ3d_relpath
+
+    occ = occ3d_relpath(scene["name"], sample_token)
+    if os.path.isfile(os.path.join(nusc.dataroot, occ)):
+        info["occ_path"] = occ
     return info

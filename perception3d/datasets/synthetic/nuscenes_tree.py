@@ -62,13 +62,16 @@ def _write_map_png(path: Path) -> None:
 
 def generate_nuscenes(out_dir: str | Path, *, num_train_scenes: int = 10, num_val_scenes: int = 4,
                       keyframes_per_scene: int = 10, sweeps_per_keyframe: int = 4, seed: int = 0, workers: int = 2,
-                      image_scale: float = 0.25, overwrite: bool = False, progress: bool = True) -> Path:
+                      image_scale: float = 0.25, overwrite: bool = False, progress: bool = True,
+                      occupancy: bool = False) -> Path:
     """Generate a synthetic nuScenes v1.0-trainval tree at ``out_dir`` and return its path.
 
     Scenes ``scene-0001..`` : the first ``num_train_scenes`` form the custom split
     ``synthetic_train``, the next ``num_val_scenes`` ``synthetic_val`` (``v1.0-trainval/splits.json``).
     Each scene has ``keyframes_per_scene`` samples 0.5 s apart, ``sweeps_per_keyframe`` lidar
     sweeps before each keyframe, and 6 camera images per keyframe at ``image_scale`` x 1600x900.
+    ``occupancy``: also write Occ3D-nuScenes labels ``gts/<scene>/<sample>/labels.npz``
+    (:mod:`.occupancy`; :func:`.occupancy_tree.add_occupancy` adds them to an existing tree).
     Same arguments -> byte-identical output, for any ``workers``.
     """
     out = Path(out_dir)
@@ -82,7 +85,8 @@ def generate_nuscenes(out_dir: str | Path, *, num_train_scenes: int = 10, num_va
     n = num_train_scenes + num_val_scenes
 
     def fill(tmp: Path) -> None:
-        specs = [SceneSpec(str(tmp), i, seed, keyframes_per_scene, sweeps_per_keyframe, image_scale) for i in range(n)]
+        specs = [SceneSpec(str(tmp), i, seed, keyframes_per_scene, sweeps_per_keyframe, image_scale,
+                           occupancy=occupancy) for i in range(n)]
         results = run_parallel(generate_scene, specs, workers, progress, "synthetic nuScenes scenes", "scene")
         _write_tables(tmp, results, num_train_scenes)
 

@@ -34,6 +34,7 @@ class SceneSpec:
     sweeps: int
     image_scale: float
     lidar: LidarModel = LidarModel()
+    occupancy: bool = False  # also write Occ3D labels gts/<scene>/<sample>/labels.npz
 
 
 def _token(spec: SceneSpec, *parts) -> str:
@@ -50,12 +51,27 @@ def _log_identity(spec: SceneSpec, world: World, rng: np.random.Generator):
     return vehicle, location, tz, start
 
 
+def scene_name(index: int) -> str:
+    return f"scene-{index + 1:04d}"
+
+
+def sample_token(spec: SceneSpec, k: int) -> str:
+    """Token of keyframe ``k`` of the scene."""
+    return _token(spec, "sample", k)
+
+
+def scene_world(spec: SceneSpec) -> tuple[World, np.random.Generator]:
+    """The world of the scene (a function of seed, index, keyframes and sweeps) and its generator, which then
+    draws the log identity."""
+    rng_world = np.random.default_rng([spec.seed, spec.index, 0])
+    duration = (spec.keyframes - 1) * 0.5
+    return World(rng_world, duration, t_start=-0.5 if spec.sweeps else 0.0), rng_world
+
+
 def generate_scene(spec: SceneSpec) -> dict[str, list[dict]]:
     """Write one scene's sensor files under ``spec.root`` and return its table rows by table name."""
-    rng_world = np.random.default_rng([spec.seed, spec.index, 0])
+    world, rng_world = scene_world(spec)
     rng_lidar = np.random.default_rng([spec.seed, spec.index, 1])
-    duration = (spec.keyframes - 1) * 0.5
-    world = World(rng_world, duration, t_start=-0.5 if spec.sweeps else 0.0)
     vehicle, location, tz, start = _log_identity(spec, world, rng_world)
     tzinfo = timezone(timedelta(hours=tz))
     logfile = f"{vehicle}-{start:%Y-%m-%d-%H-%M-%S}{tz:+03d}00"
@@ -73,7 +89,7 @@ def generate_scene(spec: SceneSpec) -> dict[str, list[dict]]:
         k = scaled_intrinsic(ch, spec.image_scale).tolist() if ch != LIDAR_CHANNEL else []
         rows["calibrated_sensor"].append({"token": cs_token[ch], "sensor_token": name_token("sensor", ch),
                                           "translation": list(t), "rotation": list(q), "camera_intrinsic": k})
-    sample_tokens = [_token(spec, "sample", k) for k in range(spec.keyframes)]
+    sample_tokens = [sample_token(spec, k) for k in range(spec.keyframes)]
     for k, tok in enumerate(sample_tokens):
         rows["sample"].append({"token": tok, "timestamp": t0_us + k * KEYFRAME_US, "scene_token": _token(spec, "scene"),
                                "prev": sample_tokens[k - 1] if k else "",
@@ -87,6 +103,7 @@ def generate_scene(spec: SceneSpec) -> dict[str, list[dict]]:
                 lidar_recs.append((int(round((k - 1 + j / (spec.sweeps + 1)) * KEYFRAME_US)), k, False))
         lidar_recs.append((k * KEYFRAME_US, k, True))
     key_points: dict[int, np.ndarray] = {}
+    key_lidar: dict[int, np.ndarray] = {}  # keyframe points as written (lidar frame), for the occupancy masks
     chain = []
     for dt_us, k, is_key in lidar_recs:
         ts = t0_us + dt_us
@@ -95,6 +112,7 @@ def generate_scene(spec: SceneSpec) -> dict[str, list[dict]]:
         fname = f"{folder}/{LIDAR_CHANNEL}/{logfile}__{LIDAR_CHANNEL}__{ts}.pcd.bin"
         _write_bytes(Path(spec.root) / fname, pts.astype("<f4").tobytes())
         if is_key:  # keyframe points in the global frame, for num_lidar_pts
+            key_lidar[k] = pts
             origin, rot = sensor_pose(world, dt_us * 1e-6, lidar2ego)
             key_points[k] = pts[:, :3].astype(np.float64) @ rot.T + origin
         chain.append(_sample_data(spec, rows, world, LIDAR_CHANNEL, ts, dt_us, sample_tokens[k], cs_token, fname,
@@ -123,11 +141,17 @@ def generate_scene(spec: SceneSpec) -> dict[str, list[dict]]:
                                       width, height, True))
         _link(chain)
     _annotations(spec, rows, world, sample_tokens, key_points, first, crossed)
-    rows["scene"].append({"token": _token(spec, "scene"), "name": f"scene-{spec.index + 1:04d}",
+    rows["scene"].append({"token": _token(spec, "scene"), "name": scene_name(spec.index),
                           "description": (f"synthetic street, {world.street.n_lanes} lane(s) each way, "
                                           f"ego {world.ego_speed:.1f} m/s, {len(world.objects)} objects"),
                           "log_token": log_token, "nbr_samples": spec.keyframes,
                           "first_sample_token": sample_tokens[0], "last_sample_token": sample_tokens[-1]})
+    if spec.occupancy:
+        from .occupancy import write_scene_labels
+
+        write_scene_labels(Path(spec.root) / "gts", scene_name(spec.index), sample_tokens,
+                           [k * KEYFRAME_US * 1e-6 for k in range(spec.keyframes)], world,
+                           [key_lidar[k] for k in range(spec.keyframes)])
     return rows
 
 

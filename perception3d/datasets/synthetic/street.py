@@ -96,9 +96,10 @@ class ClutterBuilder:
     """Collects static, unannotated primitives (as plain lists) for a street."""
 
     def __init__(self) -> None:
-        self.boxes: list[tuple] = []  # (cx, cy, cz, hx, hy, hz, yaw, rgb, intensity)
-        self.cyls: list[tuple] = []  # (x, y, r, z0, z1, rgb, intensity)
-        self.ells: list[tuple] = []  # (cx, cy, cz, rx, ry, rz, rgb, intensity)
+        # the last field of every row: the Occ3D class of the primitive (sidewalk, manmade, vegetation)
+        self.boxes: list[tuple] = []  # (cx, cy, cz, hx, hy, hz, yaw, rgb, intensity, kind)
+        self.cyls: list[tuple] = []  # (x, y, r, z0, z1, rgb, intensity, kind)
+        self.ells: list[tuple] = []  # (cx, cy, cz, rx, ry, rz, rgb, intensity, kind)
         self.footprints: list[tuple] = []  # street-frame AABBs (u, v, hu, hv) blocking object placement
 
     def build(self, street: Street, rng: np.random.Generator) -> None:
@@ -107,7 +108,7 @@ class ClutterBuilder:
         for side in (-1, 1):
             # raised sidewalk slab running the length of the street
             self._box(street, (lo + hi) / 2, side * (wr + sw / 2), KERB_H / 2, (hi - lo) / 2, sw / 2, KERB_H / 2,
-                      0.0, SIDEWALK)
+                      0.0, SIDEWALK, "sidewalk")
             # facades and walls
             u = lo
             while u < hi:
@@ -120,38 +121,39 @@ class ClutterBuilder:
                 else:
                     depth, height, mat = 0.3, rng.uniform(1.2, 2.5), WALL
                 vc = side * (wr + sw + setback + depth / 2)
-                self._box(street, u + length / 2, vc, height / 2, length / 2, depth / 2, height / 2, 0.0, mat)
+                self._box(street, u + length / 2, vc, height / 2, length / 2, depth / 2, height / 2, 0.0, mat,
+                          "manmade")
                 u += length + rng.uniform(0.0, 5.0)
             # poles and trees in the furniture strip next to the kerb
             u = lo + rng.uniform(0, 10)
             while u < hi:
                 vf = side * (wr + 0.45)
                 if rng.random() < 0.45:
-                    self._cyl(street, u, vf, rng.uniform(0.08, 0.16), 0.0, rng.uniform(4.5, 9.0), POLE)
+                    self._cyl(street, u, vf, rng.uniform(0.08, 0.16), 0.0, rng.uniform(4.5, 9.0), POLE, "manmade")
                     self.footprints.append((u, vf, 0.3, 0.3))
                 else:
                     zc, rc = rng.uniform(3.5, 5.0), rng.uniform(1.3, 2.4)
-                    self._cyl(street, u, vf, rng.uniform(0.12, 0.22), 0.0, zc, TRUNK)
-                    self._ell(street, u, vf, zc + 0.5, rc, rc, rng.uniform(1.3, 2.2), FOLIAGE)
+                    self._cyl(street, u, vf, rng.uniform(0.12, 0.22), 0.0, zc, TRUNK, "vegetation")
+                    self._ell(street, u, vf, zc + 0.5, rc, rc, rng.uniform(1.3, 2.2), FOLIAGE, "vegetation")
                     self.footprints.append((u, vf, 0.35, 0.35))
                 u += rng.uniform(8, 22)
             # bushes along the facades
             for u in rng.uniform(lo, hi, int((hi - lo) / 25)):
                 r = rng.uniform(0.5, 1.0)
                 vb = side * (wr + sw - r)
-                self._ell(street, u, vb, KERB_H + 0.3, r, r, rng.uniform(0.5, 0.9), FOLIAGE)
+                self._ell(street, u, vb, KERB_H + 0.3, r, r, rng.uniform(0.5, 0.9), FOLIAGE, "vegetation")
                 self.footprints.append((u, vb, r + 0.2, r + 0.2))
 
-    def _box(self, st, u, v, z, hu, hv, hz, yaw_s, mat):
+    def _box(self, st, u, v, z, hu, hv, hz, yaw_s, mat, kind):
         x, y = st.to_global(u, v)
-        self.boxes.append((x, y, z, hu, hv, hz, st.heading + yaw_s, mat[0], mat[1]))
+        self.boxes.append((x, y, z, hu, hv, hz, st.heading + yaw_s, mat[0], mat[1], kind))
 
-    def _cyl(self, st, u, v, r, z0, z1, mat):
+    def _cyl(self, st, u, v, r, z0, z1, mat, kind):
         x, y = st.to_global(u, v)
-        self.cyls.append((x, y, r, z0, z1, mat[0], mat[1]))
+        self.cyls.append((x, y, r, z0, z1, mat[0], mat[1], kind))
 
-    def _ell(self, st, u, v, z, ru, rv, rz, mat):
+    def _ell(self, st, u, v, z, ru, rv, rz, mat, kind):
         # axis-aligned ellipsoid: keep it round in xy so the street rotation does not matter
         x, y = st.to_global(u, v)
         r = max(ru, rv)
-        self.ells.append((x, y, z, r, r, rz, mat[0], mat[1]))
+        self.ells.append((x, y, z, r, r, rz, mat[0], mat[1], kind))

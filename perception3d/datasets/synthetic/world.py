@@ -35,7 +35,8 @@ class SimObject:
 
 class World:
     """A scene: ``street``, ego (lane ``ego_v``, speed ``ego_speed`` along +u from u = 0 at t = 0),
-    annotated ``objects`` and static clutter ``static`` primitives (global frame)."""
+    annotated ``objects`` and static clutter ``static`` primitives (global frame) with their Occ3D class names
+    ``static_kind``."""
 
     def __init__(self, rng: np.random.Generator, duration: float, t_start: float = -0.5) -> None:
         self.rng = rng
@@ -51,6 +52,8 @@ class World:
         for u, v, hu, hv in clutter.footprints:
             self._add_fp(u, v, 0.0, 0.0, hu, hv)
         self.static = _clutter_primitives(clutter)
+        # Occ3D class name of each static primitive (boxes, cylinders, ellipsoids, as in ``static``)
+        self.static_kind = np.array([r[-1] for r in clutter.boxes + clutter.cyls + clutter.ells], dtype=object)
         self._populate(duration)
 
     # ---------------------------------------------------------------- placement

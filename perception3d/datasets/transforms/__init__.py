@@ -5,3 +5,4 @@ from .formatting import Pack3DDetInputs  # noqa: F401
 from . import loading  # noqa: F401,E402
 from . import object_sample  # noqa: F401,E402
 from . import multiview  # noqa: F401,E402
+from . import occupancy  # noqa: F401,E402

@@ -2,7 +2,8 @@
 
 Every transform takes and returns the pipeline's ``results`` dict:
 ``points`` np.ndarray (N, C) float32 with x, y, z first; ``gt_bboxes_3d`` :class:`Boxes3D`;
-``gt_labels_3d`` np.ndarray (M,) int64. Boxes' velocities are transformed with the boxes.
+``gt_labels_3d`` np.ndarray (M,) int64. Boxes' velocities are transformed with the boxes. Samples carrying
+Occ3D ``gt_occ`` (ego-frame grid) are refused by the rotation / scaling / flips, which act in the lidar frame.
 Randomness comes from NumPy's global generator, which mmengine seeds per worker.
 """
 from __future__ import annotations
@@ -18,6 +19,16 @@ from ...structures import Boxes3D
 
 def _boxes(results: dict) -> Optional[Boxes3D]:
     return results.get("gt_bboxes_3d")
+
+
+def _refuse_occupancy(results: dict, who: str) -> None:
+    """Occ3D grids are in the ego frame, these augmentations move the lidar frame: a rotation, scaling, shift or a
+    mirror through the lidar does not map the grid's voxels onto voxels, so a sample carrying ``gt_occ`` is an
+    error rather than silently misaligned labels."""
+    if "gt_occ" in results:
+        raise ValueError(f"{who}: sample {results.get('token', '?')} carries gt_occ (Occ3D labels on an ego-frame "
+                         "grid) that cannot follow this lidar-frame augmentation; remove it from occupancy "
+                         "pipelines (or make it the identity)")
 
 
 def _filter_instances(results: dict, keep: np.ndarray) -> None:
@@ -47,6 +58,8 @@ class GlobalRotScaleTrans:
         self.translation_std = np.asarray(translation_std, dtype=np.float32)
 
     def __call__(self, results: dict) -> dict:
+        if self.rot_range != (0, 0) or self.scale_ratio_range != (1, 1) or np.any(self.translation_std != 0):
+            _refuse_occupancy(results, "GlobalRotScaleTrans")
         angle = float(np.random.uniform(*self.rot_range))
         scale = float(np.random.uniform(*self.scale_ratio_range))
         shift = (np.random.normal(size=3) * self.translation_std).astype(np.float32)
@@ -76,6 +89,8 @@ class RandomFlip3D:
         self.ratios = {"horizontal": flip_ratio_bev_horizontal, "vertical": flip_ratio_bev_vertical}
 
     def __call__(self, results: dict) -> dict:
+        if any(r > 0 for r in self.ratios.values()):
+            _refuse_occupancy(results, "RandomFlip3D")
         for axis, ratio in self.ratios.items():
             flip = bool(np.random.rand() < ratio)
             results[f"pcd_{axis}_flip"] = flip

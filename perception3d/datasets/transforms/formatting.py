@@ -20,7 +20,10 @@ DEFAULT_META_KEYS = (
 
 @TRANSFORMS.register_module()
 class Pack3DDetInputs:
-    """``results`` -> ``dict(inputs=dict(points=Tensor (N, C)[, img=Tensor]), data_samples=Det3DDataSample)``."""
+    """``results`` -> ``dict(inputs=dict(points=Tensor (N, C)[, img=Tensor]), data_samples=Det3DDataSample)``.
+
+    ``gt_occ`` (from ``LoadOccupancy``), when the results hold it, becomes the data sample's ``gt_occ``: a dict of
+    tensors (semantics uint8, mask_camera / mask_lidar bool, each (200, 200, 16))."""
 
     def __init__(self, keys: Sequence[str] = ("points", "gt_bboxes_3d", "gt_labels_3d"),
                  meta_keys: Sequence[str] = DEFAULT_META_KEYS):
@@ -41,5 +44,7 @@ class Pack3DDetInputs:
             gt.bboxes_3d = boxes if isinstance(boxes, Boxes3D) else Boxes3D(boxes)
             gt.labels_3d = torch.as_tensor(np.asarray(results.get("gt_labels_3d", []), dtype=np.int64))
             sample.gt_instances_3d = gt
+        if "gt_occ" in results:
+            sample.gt_occ = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in results["gt_occ"].items()}
         sample.set_metainfo({k: results[k] for k in self.meta_keys if k in results})
         return dict(inputs=inputs, data_samples=sample)
