@@ -297,6 +297,8 @@ def test_train_pipeline_with_object_sample(synthetic_nuscenes_root, index, db):
     # the demo pipeline samples right after loading the annotations; point it at the fixture's database
     assert pipeline[at]["type"] == "ObjectSample" and pipeline[at + 1]["type"] == "GlobalRotScaleTrans"
     pipeline[at] = dict(type="ObjectSample", db_sampler=_sampler_cfg(db["synthetic_val"], classes=cfg.class_names))
+    sweeps = [p["type"] for p in pipeline].index("LoadPointsFromMultiSweeps")
+    pipeline[sweeps] = dict(pipeline[sweeps], sweeps_num=SWEEPS)  # the fixture database's history length
     with DefaultScope.overwrite_default_scope("perception3d"):
         ds = NuScenesDataset(ann_file=index["synthetic_train"], data_root=str(synthetic_nuscenes_root),
                              pipeline=pipeline, metainfo=dict(classes=cfg.class_names))

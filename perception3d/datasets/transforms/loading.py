@@ -86,7 +86,8 @@ class LoadPointsFromMultiSweeps:
         use_dim: columns kept from each sweep; must match the keyframe's columns.
         remove_close: filter close points of sweeps; ``min_dist`` in metres.
         remove_close_keyframe: also filter the keyframe points.
-    Output: ``points`` (N, len(use_dim) + 1) float32, last column ``time_lag``; keyframe rows first.
+    Output: ``points`` (N, len(use_dim) + 1) float32, last column ``time_lag``; keyframe rows first;
+    ``sweeps_num`` (this loader's setting, which ``ObjectSample`` checks against its GT database).
     """
 
     def __init__(self, sweeps_num: int = 9, load_dim: int = 5, use_dim: Union[int, Sequence[int]] = (0, 1, 2, 3),
@@ -129,6 +130,7 @@ class LoadPointsFromMultiSweeps:
             chunks.append(np.concatenate([pts, np.full((len(pts), 1), lag, np.float32)], 1))
         results["points"] = np.ascontiguousarray(np.concatenate(chunks, 0), dtype=np.float32)
         results["point_columns"] = list(results.get("point_columns", _column_names(self.use_dim))) + ["time_lag"]
+        results["sweeps_num"] = self.sweeps_num
         return results
 
     def __repr__(self) -> str:

@@ -158,7 +158,8 @@ class ObjectSample:
         db_sampler: ``dict(data_root, info_path, sample_groups, classes, rate=1.0, min_points=None)``,
             see :class:`GTDatabaseSampler`.
     Needs ``points`` (N, C), ``gt_bboxes_3d`` (Boxes3D), ``gt_labels_3d``; C must equal the database's
-    ``num_features``. Adds nothing to ``results`` beyond the pasted objects.
+    ``num_features``, and the ``sweeps_num`` of the pipeline's sweep loader (if it ran) the database's: pasted
+    objects must carry the frame's length of motion history. Adds nothing to ``results`` beyond the pasted objects.
     """
 
     PER_GT_KEYS = ("gt_names", "num_lidar_pts", "instance_tokens", "gt_attrs")
@@ -175,6 +176,13 @@ class ObjectSample:
                 f"ObjectSample: frame points have {points.shape[1]} columns but the GT database "
                 f"{self.sampler.info_path} stores {self.sampler.num_features} "
                 f"({self.sampler.metainfo.get('point_columns')}); build it with the pipeline's sweeps_num/use_dim")
+        db_sweeps = self.sampler.metainfo.get("sweeps_num")
+        if "sweeps_num" in results and db_sweeps is not None and int(results["sweeps_num"]) != int(db_sweeps):
+            raise ValueError(
+                f"ObjectSample: the pipeline loads {results['sweeps_num']} sweeps but the GT database "
+                f"{self.sampler.info_path} was built with sweeps_num={db_sweeps}; build one with "
+                f"`tools/create_data.py gt-database --sweeps-num {results['sweeps_num']} --prefix ...` and point "
+                f"db_sampler.info_path at it")
         gt = results["gt_bboxes_3d"]
         gt_np = gt.numpy() if isinstance(gt, Boxes3D) else np.asarray(gt, np.float32)
         gt_np = gt_np.reshape(-1, gt_np.shape[-1] if gt_np.ndim == 2 else 9)

@@ -13,6 +13,7 @@ from perception3d.structures import Boxes3D
 from ..geometry import merge_geometry
 from .center_decode import CenterPointDecoder
 from .center_targets import center_targets_single
+from .velocity_branch import build_velocity_branch
 
 NUSCENES_CLASSES = ("car", "truck", "bus", "trailer", "construction_vehicle", "pedestrian", "motorcycle",
                     "bicycle", "traffic_cone", "barrier")
@@ -83,6 +84,10 @@ class CenterHead(nn.Module):
             heading_from_motion (None, or ``dict(min_speed=m/s, align_classes=[names])``: boxes predicted to
             move at least ``min_speed`` get the heading of the pi-pair that points along their velocity, and
             ``align_classes`` take the velocity direction; see :func:`heading_from_motion`).
+        velocity_branch: None (vel is a conv branch of each task head, as CenterPoint), or
+            ``dict(type="end_sampling", margin=m or [m, ...], max_length=20.0, hidden=head_conv)``: vel is regressed
+            from the shared features sampled at both ends of each cell's predicted box, ``margin`` metres beyond
+            them (:mod:`.velocity_branch`); needs ``vel`` in ``common_heads`` (whose conv count it then ignores).
     """
 
     def __init__(self, in_channels: int, tasks: Sequence[dict] = NUSCENES_TASKS,
@@ -92,7 +97,7 @@ class CenterHead(nn.Module):
                  loss_cls: Optional[dict] = None, loss_bbox: Optional[dict] = None,
                  train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
                  point_cloud_range: Optional[Sequence[float]] = None,
-                 voxel_size: Optional[Sequence[float]] = None) -> None:
+                 voxel_size: Optional[Sequence[float]] = None, velocity_branch: Optional[dict] = None) -> None:
         super().__init__()
         self.class_names = list(class_names)
         self.common_heads = dict(DEFAULT_COMMON_HEADS if common_heads is None else common_heads)
@@ -121,9 +126,15 @@ class CenterHead(nn.Module):
             self.task_global_labels.append(torch.tensor(glob, dtype=torch.long))
         self.num_classes = [len(t["class_names"]) for t in tasks]
         self.shared_conv = nn.Sequential(*_conv_bn_relu(in_channels, share_conv_channel))
+        if velocity_branch is not None and code_size != 10:
+            raise ValueError("CenterHead: velocity_branch needs 'vel' in common_heads (it replaces its conv branch)")
+        conv_heads = {k: v for k, v in self.common_heads.items() if velocity_branch is None or k != "vel"}
         self.task_heads = nn.ModuleList(
-            SeparateHead(share_conv_channel, dict(self.common_heads, heatmap=(n, num_heatmap_convs)), head_conv,
+            SeparateHead(share_conv_channel, dict(conv_heads, heatmap=(n, num_heatmap_convs)), head_conv,
                          init_bias) for n in self.num_classes)
+        self.velocity_branches = None if velocity_branch is None else nn.ModuleList(
+            build_velocity_branch(velocity_branch, share_conv_channel, self.bbox_coder.cell, head_conv)
+            for _ in self.num_classes)
         self.loss_cls = MODELS.build(loss_cls or dict(type="GaussianFocalLoss", reduction="mean"))
         self.loss_bbox = MODELS.build(loss_bbox or dict(type="L1Loss", reduction="mean", loss_weight=0.25))
         self.train_cfg = dict(max_objs=500, gaussian_overlap=0.1, min_radius=2,
@@ -161,7 +172,11 @@ class CenterHead(nn.Module):
             raise ValueError(f"CenterHead: feature map must be (B, C, {h}, {w}) for the configured "
                              f"point_cloud_range / voxel_size / out_size_factor, got {tuple(x.shape)}")
         x = self.shared_conv(x)
-        return [head(x) for head in self.task_heads]
+        preds = [head(x) for head in self.task_heads]
+        if self.velocity_branches is not None:
+            for pred, branch in zip(preds, self.velocity_branches):
+                pred["vel"] = branch(x, pred["reg"], pred["dim"], pred["rot"])
+        return preds
 
     # ------------------------------------------------------------------ training
     def get_targets(self, batch_gt_instances: Sequence[InstanceData]) -> list[dict[str, torch.Tensor]]:
