@@ -150,13 +150,17 @@ class _Ctx:
             dev, idt, lay = self.value_p.device, self.idt, self.lay
             b = torch.arange(B, device=dev, dtype=idt).view(B, 1, 1, 1, 1)
             m = torch.arange(M, device=dev, dtype=idt).view(1, M, 1, 1, 1)
+            nbags, lp = B * M * shape[2], shape[3] * shape[4]
             hit = dict(
                 W=lay.W.expand(shape).contiguous(), H=lay.H.expand(shape).contiguous(),
                 W_max=lay.W_max.expand(shape).contiguous(), H_max=lay.H_max.expand(shape).contiguous(),
                 head_base=((b * M + m) * self.num_keys + lay.start).expand(shape).contiguous(),  # row of key 0
                 Wp=lay.Wp.expand(shape).contiguous(),
-                bags=torch.arange(B * M * shape[2], device=dev).view(1, -1, 1)
-                .expand(4, -1, shape[3] * shape[4]).reshape(-1))  # bag of every corner term (int64)
+                # backward: the bag of every corner term (int64), the CSR row pointer of the (4 * bags, value
+                # rows) pattern (L*P terms per row) and its zero values
+                bags=torch.arange(nbags, device=dev).view(1, -1, 1).expand(4, -1, lp).reshape(-1),
+                crow=torch.arange(4 * nbags + 1, device=dev, dtype=idt) * lp,
+                zeros=self.value_rows.new_zeros(4 * nbags * lp))
             if self.depth_p is not None:
                 hit["cam_base"] = ((b * self.num_keys + lay.start) * self.nb).expand(shape).contiguous()
                 hit["row_step"] = (lay.Wp * self.nb).expand(shape).contiguous()
@@ -211,10 +215,8 @@ class _Ctx:
     def corner_dots(self, rows: torch.Tensor, g_rows: torch.Tensor) -> torch.Tensor:
         """d out / d corner weight (4, ...) = g_rows[bag] . value_rows[row] for every corner term: one sampled
         dense-dense product on the chunk's sparsity pattern (no gathered (terms, Ch) values)."""
-        n4, nbags = rows.numel(), g_rows.shape[0]
-        crow = torch.arange(0, n4 + 1, max(1, n4 // max(1, 4 * nbags)), device=rows.device, dtype=rows.dtype)
-        pattern = _csr(crow, rows.reshape(-1), rows.new_zeros(n4, dtype=g_rows.dtype),
-                       (4 * nbags, self.value_rows.shape[0]))
+        c = self._consts(rows.shape[1:])
+        pattern = _csr(c["crow"], rows.reshape(-1), c["zeros"], (4 * g_rows.shape[0], self.value_rows.shape[0]))
         dots = torch.sparse.sampled_addmm(pattern, g_rows.repeat(4, 1), self.value_rows.t(), beta=0.0)
         return dots.values().view(rows.shape)
 
@@ -261,6 +263,11 @@ def _coords(loc: torch.Tensor) -> torch.Tensor:
     return loc.permute(5, 0, 2, 1, 3, 4).contiguous()
 
 
+def _head_major_view(t: torch.Tensor) -> torch.Tensor:
+    """(Bc, Qc, M, ...) -> (Bc, M, Qc, ...) view (for writing results)."""
+    return t.transpose(1, 2)
+
+
 def _out_rows(t: torch.Tensor, M: int) -> torch.Tensor:
     """View (Bc, Qc, M * Ch) as head-major (Bc, M, Qc, Ch) (strided, for writing)."""
     return t.unflatten(-1, (M, -1)).transpose(1, 2)
@@ -281,27 +288,32 @@ def _forward(value, depth, shapes, starts, loc, attn, budget):
 def _backward_chunk(ctx: _Ctx, loc, attn, g, need_value, g_depth_flat, g_loc_out, g_attn_out):
     """Explicit gradients of one chunk (inputs in the (Bc, Qc, M, ...) layout). Returns the value-row gradient
     (Bc * M * S', Ch) or None; the padded depth gradient is accumulated into ``g_depth_flat``; loc / attn gradients
-    are written into ``g_loc_out`` / ``g_attn_out`` (views of the results, or None)."""
+    are written into ``g_loc_out`` / ``g_attn_out`` (views of the results, or None).
+
+    With u_c = d out / d (attn * bilinear_c) = (g . value_c) * score_c and corners [i, j] = (y0 + i, x0 + j):
+    d/d attn = sum_c bilinear_c u_c, d/dx = attn * W * sum_i wy_i (u_i1 - u_i0) (d/dy likewise), and per corner
+    t_c = attn * bilinear_c * (g . value_c) is d out / d score_c, giving d/dz = N_d * sum_c t_c (D_c[k0 + 1] -
+    D_c[k0]) and the depth gradient (1 - lam) t_c at bin k0, lam t_c at bin k0 + 1.
+    """
     attn = _head_major(attn)
     geo = ctx.chunk_geometry(_coords(loc), attn)
-    ab, rows = geo["ab"], geo["rows"]
+    ab, rows, depth = geo["ab"], geo["rows"], ctx.depth_p is not None
     g_rows = _head_major(g.unflatten(-1, (ctx.M, ctx.ch))).view(-1, ctx.ch)  # (Bc * M * Qc, Ch)
-    gv = ctx.corner_dots(rows, g_rows)  # (4, ...) d out / d corner weight
-    depth = ctx.depth_p is not None
     if depth:
-        d0, d1 = geo["d0"], geo["d1"]
-        dd = d1.sub_(d0)  # d score / d bin coordinate
-        s = torch.addcmul(d0, geo["lam"], dd)  # depth score
+        dd = geo["d1"].sub_(geo["d0"])  # d score / d bin coordinate
+        s = torch.addcmul(geo["d0"], geo["lam"], dd)  # depth score
     g_value_rows = ctx.value_grad(rows, ab * s if depth else ab, g_rows) if need_value else None
+    if g_loc_out is None and g_attn_out is None and g_depth_flat is None:
+        return g_value_rows
+    gv = ctx.corner_dots(rows, g_rows)  # (4, ...) d out / d corner weight
     if g_loc_out is not None or g_attn_out is not None:
-        u = (gv * s if depth else gv).view(2, 2, *attn.shape)  # d out / d (attn * bilinear)
+        u = (gv * s if depth else gv).view(2, 2, *attn.shape)
         h = u[:, 1] - u[:, 0]  # (2, ...) per corner row: u(x0 + 1) - u(x0)
         r = torch.addcmul(u[:, 0], geo["fx"], h)  # (2, ...) x-interpolated per corner row
         if g_attn_out is not None:
             torch.lerp(r[0], r[1], geo["fy"], out=_head_major_view(g_attn_out))
         if g_loc_out is not None:
-            gl = _head_major_view(g_loc_out)
-            c = ctx._consts(attn.shape)
+            gl, c = _head_major_view(g_loc_out), ctx._consts(attn.shape)
             torch.mul(torch.lerp(h[0], h[1], geo["fy"]), attn * c["W"], out=gl[..., 0])
             torch.mul(r[1] - r[0], attn * c["H"], out=gl[..., 1])
         del u, h, r
@@ -315,11 +327,6 @@ def _backward_chunk(ctx: _Ctx, loc, attn, g, need_value, g_depth_flat, g_loc_out
             g_depth_flat.scatter_add_(0, didx, t.sub_(t1).view(-1))
             g_depth_flat[1:].scatter_add_(0, didx, t1.view(-1))
     return g_value_rows
-
-
-def _head_major_view(t: torch.Tensor) -> torch.Tensor:
-    """(Bc, Qc, M, ...) -> (Bc, M, Qc, ...) view (for writing results)."""
-    return t.transpose(1, 2)
 
 
 class _DeformAttnFn(torch.autograd.Function):
@@ -336,6 +343,14 @@ class _DeformAttnFn(torch.autograd.Function):
     def backward(fctx, grad_out):  # type: ignore[override]
         value, depth, loc, attn = fctx.saved_tensors
         depth = depth if fctx.has_depth else None
+        if value.dtype in (torch.float16, torch.bfloat16):  # sampled_addmm is float32 / float64 only
+            grads = _DeformAttnFn._backward(fctx, grad_out.float(), value.float(),
+                                            depth.float() if depth is not None else None, loc.float(), attn.float())
+            return tuple(g.to(value.dtype) if g is not None else None for g in grads)
+        return _DeformAttnFn._backward(fctx, grad_out, value, depth, loc, attn)
+
+    @staticmethod
+    def _backward(fctx, grad_out, value, depth, loc, attn):
         need_v, need_d, need_loc, need_a = fctx.needs_input_grad[:4]
         need_d = need_d and depth is not None
         shapes, starts = fctx.shapes, fctx.starts
@@ -345,7 +360,7 @@ class _DeformAttnFn(torch.autograd.Function):
         g_loc = torch.empty_like(loc) if need_loc else None
         g_attn = torch.empty_like(attn) if need_a else None
         grad_out = grad_out.contiguous()
-        for b0, b1, chunks in _plan(loc, fctx.budget):
+        for b0, b1, chunks in _plan(loc, max(1, fctx.budget // 2)):
             ctx = _Ctx(value[b0:b1], depth[b0:b1] if depth is not None else None, shapes, starts)
             g_value_rows = None  # the group's first chunk's dense value-row gradient becomes the accumulator
             g_depth_p = torch.zeros_like(ctx.depth_p) if need_d else None
