@@ -74,3 +74,22 @@ def test_triton_out_of_range_and_empty():
     out.sum().backward()
     assert v.grad.abs().max() == 0
     assert dfa3d(value, depth, ss, starts, loc[:, :0], attn[:, :0], impl="triton").shape == (2, 0, 6)
+
+
+def test_triton_non_finite_locations_match_reference():
+    """NaN / inf coordinates count as outside on both paths (0 contribution, zero gradients)."""
+    value, depth, ss, starts, loc, attn = make_inputs(shapes=((4, 5), (2, 3)), seed=14, dtype=torch.float32, Q=4,
+                                                      Nd=4)
+    loc[:, ::2, :, 0, :, 0] = float("nan")
+    loc[:, 1, :, 1, :, 2] = float("nan")
+    loc[:, 3, :, :, 0, 1] = float("inf")
+    gout = torch.randn(2, 4, 6)
+    got, g_got = _grads(lambda v, d, l, a: dfa3d(v, d, ss, starts, l, a, impl="triton"),
+                        (value, depth, loc, attn), gout)
+    ref, g_ref = _grads(lambda v, d, l, a: dfa3d(v, d, ss, starts, l, a, impl="reference"),
+                        (value, depth, loc, attn), gout)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
+    for a, b in zip(g_got, g_ref):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
