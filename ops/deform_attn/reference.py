@@ -110,16 +110,13 @@ class _Layout:
         self.start = torch.tensor([sum(sizes[:i]) for i in range(L)], device=device, dtype=index_dtype).view(L, 1)
 
 
-def _padded_coord(c: torch.Tensor, size, size_max):
-    """Normalised coordinate -> padded pixel (or bin) coordinate c * size - 0.5 + _PAD_LO with NaN set to 0,
-    clamped to [0, size_max]. Non-negative, so an integer cast is the floor and ``frac`` the weight. ``size`` /
-    ``size_max``: Python floats or tensors of c's shape (contiguous: broadcasting (L, 1) is ~8x slower)."""
-    p = torch.mul(c, size).add_(_PAD_LO - 0.5).nan_to_num_(nan=0.0).clamp_(min=0.0)
-    if isinstance(size_max, torch.Tensor):
-        torch.minimum(p, size_max, out=p)
-    else:
-        p.clamp_(max=size_max)
-    return p
+def _padded_coord(c: torch.Tensor, size: torch.Tensor, size_max: torch.Tensor, offset: torch.Tensor,
+                  zero: torch.Tensor) -> torch.Tensor:
+    """Normalised coordinate (finite) -> padded pixel (or bin) coordinate c * size - 0.5 + _PAD_LO clamped to
+    [0, size_max]. Non-negative, so an integer cast is the floor and ``frac`` the weight. ``size`` / ``size_max``:
+    contiguous tensors of c's shape (broadcasting (L, 1) over (..., L, P) is ~8x slower) or 0-d; ``offset`` = the
+    0-d tensor _PAD_LO - 0.5, ``zero`` a 0-d zero (two fused ops)."""
+    return torch.addcmul(offset, c, size).clamp_(min=zero, max=size_max)
 
 
 class _Ctx:
@@ -154,6 +151,8 @@ class _Ctx:
             hit = dict(
                 W=lay.W.expand(shape).contiguous(), H=lay.H.expand(shape).contiguous(),
                 W_max=lay.W_max.expand(shape).contiguous(), H_max=lay.H_max.expand(shape).contiguous(),
+                D=lay.W.new_tensor(float(self.nd)), D_max=lay.W.new_tensor(float(self.nd + _PAD - 2)),
+                offset=lay.W.new_tensor(_PAD_LO - 0.5), zero=lay.W.new_zeros(()),
                 head_base=((b * M + m) * self.num_keys + lay.start).expand(shape).contiguous(),  # row of key 0
                 Wp=lay.Wp.expand(shape).contiguous(),
                 # backward: the bag of every corner term (int64), the CSR row pointer of the (4 * bags, value
@@ -173,28 +172,31 @@ class _Ctx:
         with depth also ``didx`` (4, ...) flat padded-depth index of bin k0 of each corner, ``d0``, ``d1``
         (4, ...) the depth at bins k0, k0 + 1, and ``lam`` the bin fraction."""
         c = self._consts(attn.shape)
-        px, py = _padded_coord(lc[0], c["W"], c["W_max"]), _padded_coord(lc[1], c["H"], c["H_max"])
+        px, py = (_padded_coord(v, c[n], c[n + "_max"], c["offset"], c["zero"]) for v, n in zip(lc, "WH"))
         x0, y0 = px.to(self.idt), py.to(self.idt)
         fx, fy = px.frac_(), py.frac_()
         key = torch.addcmul(x0, y0, c["Wp"])  # padded (y0, x0) within the level
-        rows = torch.empty(2, 2, *attn.shape, dtype=self.idt, device=attn.device)
-        torch.add(key, c["head_base"], out=rows[0, 0])
-        torch.add(rows[0, 0], c["Wp"], out=rows[1, 0])
+        rows = torch.empty(2, 2, *attn.shape, dtype=self.idt, device=attn.device)  # [y corner, x corner]
+        r00, r10 = rows[:, 0].unbind(0)
+        torch.add(key, c["head_base"], out=r00)
+        torch.add(r00, c["Wp"], out=r10)
         torch.add(rows[:, 0], 1, out=rows[:, 1])
         ay = torch.empty(2, *attn.shape, dtype=attn.dtype, device=attn.device)  # attn * (1 - fy, fy)
-        torch.mul(attn, fy, out=ay[1])
-        torch.sub(attn, ay[1], out=ay[0])
+        ay0, ay1 = ay.unbind(0)
+        torch.mul(attn, fy, out=ay1)
+        torch.sub(attn, ay1, out=ay0)
         ab = torch.empty(2, 2, *attn.shape, dtype=attn.dtype, device=attn.device)
         torch.mul(ay, fx, out=ab[:, 1])
         torch.sub(ay, ab[:, 1], out=ab[:, 0])
         geo = dict(rows=rows.view(4, *attn.shape), ab=ab.view(4, *attn.shape), fx=fx, fy=fy)
         if self.depth_p is not None:
-            pz = _padded_coord(lc[2], float(self.nd), float(self.nd + _PAD - 2))
+            pz = _padded_coord(lc[2], c["D"], c["D_max"], c["offset"], c["zero"])
             k0, lam = pz.to(self.idt), pz.frac_()
             didx = torch.empty(2, 2, *attn.shape, dtype=self.idt, device=attn.device)
-            torch.add(k0, key, alpha=self.nb, out=didx[0, 0])
-            didx[0, 0].add_(c["cam_base"])
-            torch.add(didx[0, 0], c["row_step"], out=didx[1, 0])
+            d00, d10 = didx[:, 0].unbind(0)
+            torch.add(k0, key, alpha=self.nb, out=d00)
+            d00.add_(c["cam_base"])
+            torch.add(d00, c["row_step"], out=d10)
             torch.add(didx[:, 0], self.nb, out=didx[:, 1])
             didx = didx.view(4, *attn.shape)
             flat = self.depth_p.view(-1)  # bin k0 + 1 = the same index into the table shifted by one
@@ -259,8 +261,9 @@ def _head_major(t: torch.Tensor) -> torch.Tensor:
 
 
 def _coords(loc: torch.Tensor) -> torch.Tensor:
-    """(Bc, Qc, M, L, P, D) -> contiguous (D, Bc, M, Qc, L, P): one plane per coordinate."""
-    return loc.permute(5, 0, 2, 1, 3, 4).contiguous()
+    """(Bc, Qc, M, L, P, D) -> contiguous (D, Bc, M, Qc, L, P): one plane per coordinate; NaN becomes -1 (outside,
+    like mmcv's range test that fails for NaN), +-inf the largest finite values (outside as well)."""
+    return loc.permute(5, 0, 2, 1, 3, 4).contiguous().nan_to_num_(nan=-1.0)
 
 
 def _head_major_view(t: torch.Tensor) -> torch.Tensor:
@@ -307,16 +310,18 @@ def _backward_chunk(ctx: _Ctx, loc, attn, g, need_value, g_depth_flat, g_loc_out
         return g_value_rows
     gv = ctx.corner_dots(rows, g_rows)  # (4, ...) d out / d corner weight
     if g_loc_out is not None or g_attn_out is not None:
-        u = (gv * s if depth else gv).view(2, 2, *attn.shape)
-        h = u[:, 1] - u[:, 0]  # (2, ...) per corner row: u(x0 + 1) - u(x0)
-        r = torch.addcmul(u[:, 0], geo["fx"], h)  # (2, ...) x-interpolated per corner row
+        # (without depth u is gv itself, overwritten here: gv is not needed afterwards)
+        u0, u1 = (gv * s if depth else gv).view(2, 2, *attn.shape).unbind(1)  # [y corner], x0 / x0 + 1
+        h = u1.sub_(u0)  # (2, ...) per corner row: u(x0 + 1) - u(x0)
+        r0, r1 = torch.addcmul(u0, geo["fx"], h).unbind(0)  # x-interpolated per corner row
         if g_attn_out is not None:
-            torch.lerp(r[0], r[1], geo["fy"], out=_head_major_view(g_attn_out))
+            torch.lerp(r0, r1, geo["fy"], out=_head_major_view(g_attn_out))
         if g_loc_out is not None:
-            gl, c = _head_major_view(g_loc_out), ctx._consts(attn.shape)
-            torch.mul(torch.lerp(h[0], h[1], geo["fy"]), attn * c["W"], out=gl[..., 0])
-            torch.mul(r[1] - r[0], attn * c["H"], out=gl[..., 1])
-        del u, h, r
+            gx, gy, *gz = _head_major_view(g_loc_out).unbind(-1)
+            c = ctx._consts(attn.shape)
+            torch.mul(torch.lerp(*h.unbind(0), geo["fy"]), attn * c["W"], out=gx)
+            torch.mul(r1.sub_(r0), attn * c["H"], out=gy)
+        del u0, u1, h, r0, r1
     if depth and (g_loc_out is not None or g_depth_flat is not None):
         t = ab.mul_(gv)  # d out / d depth score of each corner
         if g_loc_out is not None:
@@ -392,10 +397,12 @@ def depth_score_sample_reference(depth_dist: torch.Tensor, spatial_shapes: Shape
     lay = _Layout(spatial_shapes, depth_dist.device, depth_dist.dtype, idt)
     loc = sampling_locations_3d
     shape = loc.shape[:-1]
-    x0 = _padded_coord(loc[..., 0].detach(), lay.W.expand(shape), lay.W_max.expand(shape)).to(idt)
-    y0 = _padded_coord(loc[..., 1].detach(), lay.H.expand(shape), lay.H_max.expand(shape)).to(idt)
+    xy = _coords(loc.detach()[..., :2]).transpose(2, 3)  # (2, B, Q, M, L, P), NaN -> -1
+    off, zero = xy.new_tensor(_PAD_LO - 0.5), xy.new_zeros(())
+    x0 = _padded_coord(xy[0], lay.W.expand(shape), lay.W_max.expand(shape), off, zero).to(idt)
+    y0 = _padded_coord(xy[1], lay.H.expand(shape), lay.H_max.expand(shape), off, zero).to(idt)
     # the bin fraction keeps its autograd graph (d lam / d z = N_d inside the clamp range, 0 outside)
-    p = (loc[..., 2] * float(nd) + (_PAD_LO - 0.5)).nan_to_num(nan=0.0).clamp(0.0, float(nd + _PAD - 2))
+    p = (loc[..., 2].nan_to_num(nan=-1.0) * float(nd) + (_PAD_LO - 0.5)).clamp(0.0, float(nd + _PAD - 2))
     k0 = p.detach().to(idt)
     lam = p - k0.to(p.dtype)
     b = torch.arange(B, device=loc.device, dtype=idt).view(B, 1, 1, 1, 1) * lay.num_keys

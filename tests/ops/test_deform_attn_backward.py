@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from _deform_attn_oracles import dfa3d_grid_sample, level_layout, make_inputs, ms_deform_attn_grid_sample
-from perception3d.ops.deform_attn import dfa3d, ms_deform_attn
+from perception3d.ops.deform_attn import depth_score_sample, dfa3d, ms_deform_attn
 from perception3d.ops.deform_attn.reference import deform_attn_reference
 
 SHAPES = ((4, 5), (3, 2), (1, 1))
@@ -124,6 +124,7 @@ def test_non_finite_locations_count_as_outside():
         assert torch.isfinite(a).all(), name
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11, msg=f"grad {name}")
     assert (got[2][..., 0][bad] == 0).all()
+    torch.testing.assert_close(depth_score_sample(depth, ss, starts, weird), depth_score_sample(depth, ss, starts, far))
 
 
 def test_many_value_rows_use_the_wide_sort_keys():
