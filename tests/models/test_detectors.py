@@ -38,10 +38,26 @@ CAMERA_TINY = dict(IMAGE_TINY, **{
     "model.neck.in_channels": [16, 16], "model.neck.out_channels": [16, 16],
     "model.head.in_channels": 32, "model.head.share_conv_channel": 16, "model.head.head_conv": 16,
 })
+GAUSSIAN_TINY = {
+    "model.img_backbone.widths": [8, 8, 16, 16], "model.img_neck.in_channels": [8, 16, 16],
+    "model.img_neck.out_channels": 16, "model.image_init": None,
+    "model.encoder.num_gaussians": 32, "model.encoder.embed_dims": 16, "model.encoder.ffn_channels": 16,
+    "model.encoder.num_layers": 2,
+}
+FUSION_TINY = dict(LIDAR_TINY, **GAUSSIAN_TINY, **{
+    "model.encoder.lidar.in_channels": 16, "model.bev_splat.in_channels": 16, "model.bev_splat.out_channels": 8,
+    "model.bev_splat.bev_h": 16, "model.bev_splat.bev_w": 16, "model.fuser.in_channels": [16, 8],
+    "model.fuser.out_channels": 16,
+})
+# the occupancy grid stays Occ3D's (the fixture's labels); the Gaussians are few and small
+OCCUPANCY_TINY = dict(GAUSSIAN_TINY, **{"model.occ_head.in_channels": 16, "model.occ_head.lovasz_max_voxels": 4096,
+                                       "model.encoder.num_layers": 1})
 CASES = {
     "VoxelDetector": ("configs/flatformer/flatformer_demo_synthetic.py", LIDAR_TINY),
     "CameraDetector": ("configs/dfa3d/dfa3d_demo_synthetic.py", CAMERA_TINY),
     "CameraImagePretrainer": ("configs/dfa3d/img_pretrain_synthetic.py", IMAGE_TINY),
+    "GaussianFusion": ("configs/gaussian_fusion/gaussian_fusion_demo_synthetic.py", FUSION_TINY),
+    "GaussianOccupancy": ("configs/gaussian_occupancy/gaussian_occupancy_demo_synthetic.py", OCCUPANCY_TINY),
 }
 
 
@@ -75,10 +91,24 @@ def build(cfg):
 
 
 @pytest.fixture(scope="module")
-def index(synthetic_nuscenes_root, tmp_path_factory):
+def det_root(synthetic_nuscenes_root, tmp_path_factory):
+    """A copy of the fixture tree with Occ3D occupancy labels added (for GaussianOccupancy)."""
+    import shutil
+
+    from perception3d.datasets.synthetic.nuscenes_tree import TINY_CONFIG
+    from perception3d.datasets.synthetic.occupancy_tree import add_occupancy
+
+    root = tmp_path_factory.mktemp("det_occ") / "nuscenes"
+    shutil.copytree(synthetic_nuscenes_root, root)
+    add_occupancy(root, workers=1, progress=False, **{k: v for k, v in TINY_CONFIG.items() if k != "image_scale"})
+    return root
+
+
+@pytest.fixture(scope="module")
+def index(det_root, tmp_path_factory):
     from perception3d.datasets.nuscenes_index import build_nuscenes_index
 
-    return build_nuscenes_index(str(synthetic_nuscenes_root), "v1.0-trainval", ["synthetic_train"],
+    return build_nuscenes_index(str(det_root), "v1.0-trainval", ["synthetic_train"],
                                 out_dir=str(tmp_path_factory.mktemp("det_index")), max_sweeps=4)
 
 
@@ -106,7 +136,7 @@ def test_every_registered_detector_has_a_case():
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_loss_predict_tensor_through_the_shared_base(name, synthetic_nuscenes_root, index):
+def test_loss_predict_tensor_through_the_shared_base(name, det_root, index):
     from mmengine.structures import InstanceData
 
     from perception3d.models.detectors.base import Base3DDetector
@@ -115,7 +145,7 @@ def test_loss_predict_tensor_through_the_shared_base(name, synthetic_nuscenes_ro
     cfg = tiny_cfg(name)
     model = build(cfg)
     assert type(model).__name__ == name and isinstance(model, Base3DDetector)
-    batch = samples(cfg, synthetic_nuscenes_root, index["synthetic_train"])
+    batch = samples(cfg, det_root, index["synthetic_train"])
     model.train()
     losses = model(**model.data_preprocessor(batch, True), mode="loss")
     assert losses and all(torch.isfinite(v).all() for v in losses.values())
@@ -132,6 +162,8 @@ def test_loss_predict_tensor_through_the_shared_base(name, synthetic_nuscenes_ro
     for sample in out:
         if name == "CameraImagePretrainer":
             assert sample.pred_depth.dim() == 3 and torch.isfinite(sample.pred_depth).all()
+        elif name == "GaussianOccupancy":
+            assert sample.pred_occ["semantics"].shape == (200, 200, 16)
         else:
             pred = sample.pred_instances_3d
             assert isinstance(pred, InstanceData) and isinstance(pred.bboxes_3d, Boxes3D)
@@ -141,11 +173,11 @@ def test_loss_predict_tensor_through_the_shared_base(name, synthetic_nuscenes_ro
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_stages_are_named_submodules_run_in_order(name, synthetic_nuscenes_root, index):
+def test_stages_are_named_submodules_run_in_order(name, det_root, index):
     """Forward hooks on ``stage_names()`` see every stage exactly once per predict, in the listed order."""
     cfg = tiny_cfg(name)
     model = build(cfg).eval()
-    batch = samples(cfg, synthetic_nuscenes_root, index["synthetic_train"], n=1)
+    batch = samples(cfg, det_root, index["synthetic_train"], n=1)
     stages = model.stage_names()
     assert stages[0] == "data_preprocessor" and len(stages) >= 4
     seen = []
