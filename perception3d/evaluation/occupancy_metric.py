@@ -42,7 +42,8 @@ def _labels(x: Any, what: str) -> np.ndarray:
     if not (np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_):
         raise ValueError(f"{what}: class ids must be an integer array (uint8 / long), got dtype {a.dtype}")
     if a.size and (a.min() < 0 or a.max() > FREE):
-        raise ValueError(f"{what}: class ids must be in 0..{FREE} ({FREE} = free), found {int(a.min())}..{int(a.max())}")
+        raise ValueError(f"{what}: class ids must be in 0..{FREE} ({FREE} = free), "
+                         f"found {int(a.min())}..{int(a.max())}")
     return a.astype(np.int64)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -89,8 +90,8 @@ def test_layout_grid_and_round_trip(occ_root, tmp_path):
     lab = load_occ3d_labels(files[0])
     assert lab["semantics"].dtype == np.uint8 and lab["mask_camera"].dtype == bool
     save_occ3d_labels(tmp_path / "a.npz", **lab)
-    save_occ3d_labels(tmp_path / "b.npz", **lab)
-    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()  # no timestamps in the zip
+    with zipfile.ZipFile(tmp_path / "a.npz") as zf:  # fixed member timestamps: equal labels, equal bytes
+        assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
     again = load_occ3d_labels(tmp_path / "a.npz")
     assert all(np.array_equal(again[k], lab[k]) for k in lab)
 
@@ -247,6 +248,51 @@ def test_camera_mask_properties(nusc, occ_root):
         assert 0.05 < mc.mean() < 0.6 and (mc & occupied).sum() > 1000
 
 
+def test_camera_mask_holds_voxels_in_clear_view(nusc, occ_root):
+    """Oracle from the devkit's calibration: a voxel whose centre lies in a camera's image and is seen from the
+    camera along a sight line with 0.25 m of free voxels all around it (a tube, so no ray grid can miss it)."""
+    from pyquaternion import Quaternion
+
+    rng = np.random.default_rng(0)
+    f = next(_frames(nusc, occ_root))
+    occupied = f["labels"]["semantics"] != FREE
+    centers = voxel_centers().reshape(-1, 3)
+    checked = 0
+    for tok in f["sample"]["data"].values():
+        sd = nusc.get("sample_data", tok)
+        if sd["sensor_modality"] != "camera":
+            continue
+        cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
+        rot, org, k = Quaternion(cs["rotation"]).rotation_matrix, np.asarray(cs["translation"]), cs["camera_intrinsic"]
+        cam = (centers - org) @ rot  # camera frame (x right, y down, z forward)
+        z = np.maximum(cam[:, 2], 1e-9)
+        u, v = k[0][0] * cam[:, 0] / z + k[0][2], k[1][1] * cam[:, 1] / z + k[1][2]
+        margin = 0.3 * k[0][0] / z  # pixels: 0.3 m at the voxel's depth
+        cand = np.flatnonzero((cam[:, 2] > 1.0) & (np.linalg.norm(cam, axis=1) < 30) & (u > margin)
+                              & (u < sd["width"] - margin) & (v > margin) & (v < sd["height"] - margin))
+        cand = rng.choice(cand, min(1200, len(cand)), replace=False)
+        seg = centers[cand] - org
+        dist = np.linalg.norm(seg, axis=1)
+        dirs = seg / dist[:, None]
+        side = np.cross(dirs, [0.0, 0.0, 1.0])
+        side /= np.linalg.norm(side, axis=1, keepdims=True)
+        up = np.cross(side, dirs)
+        ts = np.arange(0.05, 30, 0.1)
+        live = ts[None, :] < dist[:, None] - 0.5  # the voxel's own neighbourhood is not part of the sight line
+        clear = np.ones(len(cand), bool)
+        for a, b in ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)):
+            p = org + ts[None, :, None] * dirs[:, None] + (0.25 * (a * side + b * up))[:, None]
+            idx = np.floor((p - LO) / VOXEL_SIZE).astype(np.int32)
+            inside = np.all((idx >= 0) & (idx < GRID_SHAPE), axis=2) & live
+            blocked = np.zeros(live.shape, bool)
+            blocked[inside] = occupied[tuple(idx[inside].T)]
+            clear &= ~blocked.any(1)
+        seen = f["labels"]["mask_camera"].reshape(-1)[cand[clear]]
+        assert seen.all(), f"{sd['channel'] if 'channel' in sd else tok}: {(~seen).sum()} voxels in clear view hidden"
+        checked += clear.sum()
+    assert checked > 1000
+
+
 def test_camera_mask_of_a_wall():
     """Hand-made scene: ground layers 0..2 and a wall across the street at x in [20, 20.4) m."""
     sem = np.full(GRID_SHAPE, FREE, np.uint8)
@@ -320,18 +366,31 @@ def _digests(root: Path) -> dict:
             if p.is_file()}
 
 
-def test_generation_is_deterministic_and_occupancy_only_matches(tmp_path, leftovers):
+def test_generation_is_deterministic_and_occupancy_only_matches(tmp_path, leftovers, capsys):
+    import sys
+
+    tools = str(Path(__file__).resolve().parents[2] / "tools")
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    import create_data
+    from _common import run_tool
+
     args = dict(num_train_scenes=1, num_val_scenes=0, keyframes_per_scene=2, sweeps_per_keyframe=0, seed=3)
-    with_occ = generate_nuscenes(tmp_path / "a", workers=1, progress=False, image_scale=0.02, occupancy=True,
-                                 **args)
+    cli = ["synthetic-nuscenes", "--train-scenes", "1", "--val-scenes", "0", "--keyframes", "2", "--sweeps", "0",
+           "--image-scale", "0.02", "--workers", "1"]
+    with_occ = tmp_path / "a"
+    assert run_tool(create_data.main, cli + ["--seed", "3", "--out", str(with_occ), "--occupancy"]) == 0
     plain = generate_nuscenes(tmp_path / "b", workers=1, progress=False, image_scale=0.02, **args)
     assert not (plain / "gts").exists()
-    with pytest.raises(ValueError, match="scene-0001: .*seed 4"):  # another world: refused, nothing written
-        add_occupancy(plain, workers=1, progress=False, **dict(args, seed=4))
+    capsys.readouterr()
+    assert run_tool(create_data.main, cli + ["--seed", "4", "--out", str(plain), "--occupancy-only"]) == 2
+    err = capsys.readouterr().err  # another world: refused with one line (after the progress bar), nothing written
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("create_data.py: error: add_occupancy:")
+    assert "scene-0001: 2 samples whose tokens are not those of seed 4" in err
     with pytest.raises(ValueError, match="scene-0001: .*LIDAR_TOP records"):
         add_occupancy(plain, workers=1, progress=False, **dict(args, sweeps_per_keyframe=1))
     assert not (plain / "gts").exists() and leftovers(plain) == []
-    add_occupancy(plain, workers=1, progress=False, **args)
+    assert run_tool(create_data.main, cli + ["--seed", "3", "--out", str(plain), "--occupancy-only"]) == 0
     a, b = _digests(with_occ), _digests(plain)
     assert a == b and sum(k.startswith("gts/") for k in a) == 2
     with pytest.raises(FileExistsError, match="gts exists"):

@@ -12,7 +12,7 @@ from perception3d.evaluation import OccupancyMetric, occupancy_confusion, occupa
 from perception3d.structures import Det3DDataSample
 
 SHAPE = (6, 5, 4)
-FREE, CAR, ROAD, TRUCK = 17, 4, 11, 10
+FREE, CAR, ROAD, TRUCK, TERRAIN = 17, 4, 11, 10, 14
 CLASSES = ("others", "barrier", "bicycle", "bus", "car", "construction_vehicle", "motorcycle", "pedestrian",
            "traffic_cone", "trailer", "truck", "driveable_surface", "other_flat", "sidewalk", "terrain", "manmade",
            "vegetation")
@@ -61,10 +61,12 @@ def test_one_voxel_shift_and_a_false_class():
     pred[1:3, 1:3, 1:3] = FREE
     pred[2:4, 1:3, 1:3] = CAR  # the car moved one voxel along x: 4 of 8 voxels overlap, union 12
     pred[5, 4, 3] = TRUCK  # a truck voxel where the ground truth is free: truck IoU 0, counted in the mIoU
+    pred[0, 0, 0] = TERRAIN  # a road voxel taken for terrain: a semantic error, occupied all the same
     out = _run([(pred, gt, cam)])
     assert out["IoU/car"] == pytest.approx(4 / 12)
-    assert out["IoU/truck"] == 0.0 and out["IoU/driveable_surface"] == 1.0
-    assert out["mIoU"] == pytest.approx((4 / 12 + 1.0 + 0.0) / 3)
+    assert out["IoU/truck"] == 0.0 and out["IoU/terrain"] == 0.0
+    assert out["IoU/driveable_surface"] == pytest.approx(29 / 30)
+    assert out["mIoU"] == pytest.approx((4 / 12 + 29 / 30 + 0.0 + 0.0) / 4)
     occ_p, occ_g = pred != FREE, gt != FREE  # geometry: 30 road + 4 car overlap; 4 + 1 false, 4 missed
     assert out["geometry_IoU"] == pytest.approx((occ_p & occ_g).sum() / (occ_p | occ_g).sum())
     assert out["geometry_IoU"] == pytest.approx(34 / 43)

@@ -20,8 +20,9 @@ Masks (the voxel traversal of :func:`.voxel_rays.trace_voxels`):
 - ``mask_lidar``: the voxels crossed by the keyframe lidar rays, from the sensor to each written point (the
   voxel holding the point included);
 - ``mask_camera``: the voxels crossed by rays from each camera through a pixel grid of
-  :data:`CAMERA_RAY_SPACING` rad, up to and including the first occupied voxel they enter (Occ3D's camera
-  visibility: a voxel is visible if a camera ray reaches it before passing through an occupied voxel).
+  :data:`CAMERA_RAY_SPACING` rad (the whole image), up to and including the first occupied voxel they enter
+  (Occ3D's camera visibility: a voxel is visible if a camera ray reaches it before passing through an occupied
+  voxel), plus the occupied voxels whose camera-facing face borders free space that camera sees.
 """
 from __future__ import annotations
 
@@ -43,7 +44,6 @@ RAY_GAP = 0.3  # m: a level's rays are followed while neighbouring rays are at m
 CLASS_ID = {name: i for i, name in enumerate(OCC3D_CLASSES)}
 STATIC_ORDER = ("sidewalk", "vegetation", "manmade")  # paint order of the static clutter
 _LO = np.asarray(GRID_RANGE[:3])
-_HI = np.asarray(GRID_RANGE[3:])
 _AXES = [GRID_RANGE[a] + VOXEL_SIZE * (np.arange(GRID_SHAPE[a]) + 0.5) for a in range(3)]  # voxel centres
 _H = VOXEL_SIZE / 2
 
@@ -108,7 +108,10 @@ def semantics_at(world: World, t: float) -> np.ndarray:
     # 2. static clutter, in the ego frame
     st, kinds = world.static, world.static_kind
     nb, nc, _ = st.counts
-    to_ego = (lambda p: (p - pos) @ rot)  # global (..., 3) -> ego
+
+    def to_ego(p: np.ndarray) -> np.ndarray:  # global (..., 3) -> ego
+        return (p - pos) @ rot
+
     box_c, cyl_c, ell_c = to_ego(st.box_center), to_ego(np.c_[st.cyl_xy, np.zeros(nc)]), to_ego(st.ell_center)
     for kind in STATIC_ORDER:
         cls = CLASS_ID[kind]
@@ -223,26 +226,28 @@ def camera_mask(semantics: np.ndarray) -> np.ndarray:
     for origin, levels in camera_ray_tree():
         seen = np.zeros(GRID_SHAPE, bool)
         n0 = len(levels[0][0])
-        rays, t_begin, inherited = np.arange(n0), np.zeros(n0), np.full(n0, LEFT, np.int8)
+        rays, parents, t_begin = np.arange(n0), np.zeros(0, np.int64), np.zeros(n0)
+        status_grid = np.full(n0, LEFT, np.int8)  # per pixel of the level: inherited from the parent, or traced
         for lvl, (dirs, w, _, t1) in enumerate(levels):
             if lvl:  # the step from each parent's ray to the child's at distance t_begin must be free
-                step = t_begin[:, None] * (dirs[rays] - levels[lvl - 1][0][parents])
+                parent_dirs = levels[lvl - 1][0][parents]
+                step = t_begin[:, None] * (dirs[rays] - parent_dirs)
                 length = np.linalg.norm(step, axis=1)
                 moved = length > 1e-9
                 ok = np.ones(len(rays), bool)
-                _, st = trace_voxels(origin + t_begin[moved, None] * levels[lvl - 1][0][parents[moved]], step[moved],
-                                     GRID_SHAPE, _LO, VOXEL_SIZE, t_end=length[moved], occupied=occupied, out=seen)
+                _, st = trace_voxels(origin + t_begin[moved, None] * parent_dirs[moved], step[moved], GRID_SHAPE, _LO,
+                                     VOXEL_SIZE, t_end=length[moved], occupied=occupied, out=seen)
                 ok[moved] = st == REACHED
+                status_grid[rays[~ok]] = BLOCKED
                 rays, t_begin = rays[ok], t_begin[ok]
             _, status = trace_voxels(origin, dirs[rays], GRID_SHAPE, _LO, VOXEL_SIZE, t_start=t_begin, t_end=t1,
                                      occupied=occupied, out=seen)
             if lvl + 1 == len(levels):
                 break
-            full = inherited.copy()
-            full[rays] = status
+            status_grid[rays] = status
             h = len(dirs) // w
-            rays, parents, t_begin = _next_level(full, h, w, rays, t_begin, t1)
-            inherited = np.repeat(np.repeat(full.reshape(h, w), 2, 0), 2, 1).ravel()
+            rays, parents, t_begin = _next_level(status_grid, h, w, rays, t_begin, t1)
+            status_grid = np.repeat(np.repeat(status_grid.reshape(h, w), 2, 0), 2, 1).ravel()
         mask |= seen | _faces_seen(occupied, seen & ~occupied, origin)
     return mask
 

@@ -1,10 +1,11 @@
 """Which voxels of a grid rays pass through: exact voxel traversal (Amanatides & Woo), vectorised over rays.
 
 The grid is axis aligned: voxel [i, j, k] spans ``lo + voxel_size * ([i, j, k], [i, j, k] + 1)``. Rays leave an
-``origin`` (a sensor, or one point per ray) along ``dirs``, run from ``t_start`` to ``t_end`` metres (clipped to the grid) and mark every
-voxel they pass through, the voxel holding the end point included. With ``occupied``, a ray also stops in the
-first occupied voxel it enters (that voxel is marked): what a camera ray sees. No Python loop runs over rays: the
-loop is over traversal steps, on the rays still active, so its cost is the total number of voxels crossed.
+``origin`` (a sensor, or one point per ray) along ``dirs``, run from ``t_start`` to ``t_end`` metres (clipped to
+the grid) and mark every voxel they pass through, the voxel holding the end point included. With ``occupied``, a
+ray also stops in the first occupied voxel it enters (that voxel is marked): what a camera ray sees. No Python
+loop runs over rays: the loop is over traversal steps, on the rays still active, so its cost is the total number
+of voxels crossed.
 """
 from __future__ import annotations
 
