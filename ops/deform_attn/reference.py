@@ -140,30 +140,39 @@ class _Ctx:
         self._cache: Dict[Tuple, Dict[str, torch.Tensor]] = {}  # per chunk shape (a group has at most two)
 
     def _consts(self, shape: torch.Size) -> Dict[str, torch.Tensor]:
-        """Integer offsets of a chunk shape (Bc, M, Qc, L, P), expanded and contiguous (flat vectorised adds)."""
-        hit = self._cache.get(tuple(shape))
+        """Per-level sizes and offsets for a chunk shape (Bc, M, Qc, L, P), expanded to it and contiguous (flat
+        vectorised ops), and 0-d constants."""
+        key = tuple(shape)
+        hit = self._cache.get(key)
         if hit is None:
             B, M = shape[0], shape[1]
             dev, idt, lay = self.value_p.device, self.idt, self.lay
             b = torch.arange(B, device=dev, dtype=idt).view(B, 1, 1, 1, 1)
             m = torch.arange(M, device=dev, dtype=idt).view(1, M, 1, 1, 1)
-            nbags, lp = B * M * shape[2], shape[3] * shape[4]
             hit = dict(
                 W=lay.W.expand(shape).contiguous(), H=lay.H.expand(shape).contiguous(),
                 W_max=lay.W_max.expand(shape).contiguous(), H_max=lay.H_max.expand(shape).contiguous(),
                 D=lay.W.new_tensor(float(self.nd)), D_max=lay.W.new_tensor(float(self.nd + _PAD - 2)),
                 offset=lay.W.new_tensor(_PAD_LO - 0.5), zero=lay.W.new_zeros(()),
                 head_base=((b * M + m) * self.num_keys + lay.start).expand(shape).contiguous(),  # row of key 0
-                Wp=lay.Wp.expand(shape).contiguous(),
-                # backward: the bag of every corner term (int64), the CSR row pointer of the (4 * bags, value
-                # rows) pattern (L*P terms per row) and its zero values
-                bags=torch.arange(nbags, device=dev).view(1, -1, 1).expand(4, -1, lp).reshape(-1),
-                crow=torch.arange(4 * nbags + 1, device=dev, dtype=idt) * lp,
-                zeros=self.value_rows.new_zeros(4 * nbags * lp))
+                Wp=lay.Wp.expand(shape).contiguous())
             if self.depth_p is not None:
                 hit["cam_base"] = ((b * self.num_keys + lay.start) * self.nb).expand(shape).contiguous()
                 hit["row_step"] = (lay.Wp * self.nb).expand(shape).contiguous()
-            self._cache[tuple(shape)] = hit
+            self._cache[key] = hit
+        return hit
+
+    def _bag_consts(self, shape: torch.Size) -> Dict[str, torch.Tensor]:
+        """Backward, per chunk shape (Bc, M, Qc, L, P): the bag (output row) of every corner term (int64), the
+        CSR row pointer of the (4 * bags, value rows) pattern (L*P terms per row) and its zero values."""
+        key = ("bags",) + tuple(shape)
+        hit = self._cache.get(key)
+        if hit is None:
+            nbags, lp, dev = shape[0] * shape[1] * shape[2], shape[3] * shape[4], self.value_p.device
+            hit = self._cache[key] = dict(
+                bags=torch.arange(nbags, device=dev).view(1, -1, 1).expand(4, -1, lp).reshape(-1),
+                crow=torch.arange(4 * nbags + 1, device=dev, dtype=self.idt) * lp,
+                zeros=self.value_rows.new_zeros(4 * nbags * lp))
         return hit
 
     def chunk_geometry(self, lc: torch.Tensor, attn: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -217,7 +226,7 @@ class _Ctx:
     def corner_dots(self, rows: torch.Tensor, g_rows: torch.Tensor) -> torch.Tensor:
         """d out / d corner weight (4, ...) = g_rows[bag] . value_rows[row] for every corner term: one sampled
         dense-dense product on the chunk's sparsity pattern (no gathered (terms, Ch) values)."""
-        c = self._consts(rows.shape[1:])
+        c = self._bag_consts(rows.shape[1:])
         pattern = _csr(c["crow"], rows.reshape(-1), c["zeros"], (4 * g_rows.shape[0], self.value_rows.shape[0]))
         dots = torch.sparse.sampled_addmm(pattern, g_rows.repeat(4, 1), self.value_rows.t(), beta=0.0)
         return dots.values().view(rows.shape)
@@ -231,7 +240,7 @@ class _Ctx:
         _, order = torch.sort(keys.to(torch.int16) if num_rows <= 2**15 - 1 else keys, stable=True)
         offsets = keys.new_zeros(num_rows + 1, dtype=torch.int64)
         torch.cumsum(torch.bincount(keys, minlength=num_rows), 0, out=offsets[1:])
-        bags = self._consts(rows.shape[1:])["bags"].index_select(0, order)
+        bags = self._bag_consts(rows.shape[1:])["bags"].index_select(0, order)
         return F.embedding_bag(bags, g_rows, offsets, mode="sum", include_last_offset=True,
                                per_sample_weights=w.reshape(-1).index_select(0, order))
 
