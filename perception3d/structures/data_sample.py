@@ -11,6 +11,9 @@ class Det3DDataSample(BaseDataElement):
         gt_instances_3d: :class:`InstanceData` with ``bboxes_3d`` (:class:`Boxes3D`, lidar frame) and
             ``labels_3d`` (long, index into the dataset's class list).
         pred_instances_3d: :class:`InstanceData` with ``bboxes_3d``, ``scores_3d`` (float) and ``labels_3d``.
+        gt_occ: Occ3D occupancy labels (``LoadOccupancy``), a dict of (200, 200, 16) tensors ``semantics`` (uint8
+            class ids, 17 = free), ``mask_camera`` and ``mask_lidar`` (bool), ego frame, index [x, y, z].
+        pred_occ: predicted occupancy, ``dict(semantics=...)`` on the same grid (``OccupancyMetric`` reads it).
     Metainfo (set with ``set_metainfo``): ``token``, ``lidar2ego`` (4x4), ``ego2global`` (4x4),
     ``timestamp`` (µs), ``lidar_path``, and for cameras ``lidar2img`` (N_cam, 4, 4), ``img_shape``.
     """
