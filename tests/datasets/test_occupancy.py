@@ -331,7 +331,7 @@ def test_index_occ_path_load_pack_and_augment_refusal(nusc, occ_root, synthetic_
     from nuscenes.nuscenes import NuScenes
 
     from perception3d.datasets import NuScenesDataset
-    from perception3d.datasets.nuscenes_index import build_nuscenes_index
+    from perception3d.datasets.nuscenes_index import build_nuscenes_index, source_fingerprint
     from perception3d.datasets.nuscenes_info import get_sample_info
     from perception3d.datasets.transforms import GlobalRotScaleTrans, Pack3DDetInputs, RandomFlip3D
     from perception3d.datasets.transforms.occupancy import LoadOccupancy
@@ -339,6 +339,9 @@ def test_index_occ_path_load_pack_and_augment_refusal(nusc, occ_root, synthetic_
     tok = nusc.sample[0]["token"]
     plain = NuScenes(version=VERSION, dataroot=str(synthetic_nuscenes_root), verbose=False)
     assert "occ_path" not in get_sample_info(plain, tok)
+    has_gts = [source_fingerprint(str(r), VERSION, "synthetic_val", ["scene-0002"], 10)["occupancy"]
+               for r in (occ_root, synthetic_nuscenes_root)]
+    assert has_gts == [True, False]  # adding gts/ makes an existing index stale: it is rebuilt
     paths = build_nuscenes_index(str(occ_root), VERSION, ["synthetic_val"], out_dir=str(tmp_path), workers=1)
     ds = NuScenesDataset(paths["synthetic_val"], data_root=str(occ_root), test_mode=True,
                          pipeline=[LoadOccupancy(), Pack3DDetInputs(keys=())])
