@@ -37,12 +37,13 @@ class MultiViewViT(nn.Module):
         group: LGA group factor s (divides Hp); mlp_ratio: MLP hidden / C.
         stem: "patch" (p x p stride-p convolution, ViT's) or "conv" (log2(p) 3x3 stride-2 conv-BN-ReLU layers
             then a 1x1 projection; p a power of 2).
+        layer_scale: None or the initial LayerScale of every block (:class:`EncoderBlock`).
     A learned position embedding per patch (shared by the views; no view embedding: the views are unordered).
     """
 
     def __init__(self, img_size: int = 112, patch_size: int = 8, dim: int = 192, depth: int = 6, num_heads: int = 3,
                  block_types: Optional[Sequence[str]] = None, group: int = 7, mlp_ratio: float = 4.0,
-                 stem: str = "patch") -> None:
+                 stem: str = "patch", layer_scale: Optional[float] = None) -> None:
         super().__init__()
         if img_size % patch_size:
             raise ValueError(f"MultiViewViT: img_size={img_size} must be a multiple of patch_size={patch_size}")
@@ -73,7 +74,8 @@ class MultiViewViT(nn.Module):
             layers.append(nn.Conv2d(c, dim, 1))
             self.stem = nn.Sequential(*layers)
         self.pos_embed = nn.Parameter(torch.zeros(1, self.hw[0] * self.hw[1], dim))
-        self.blocks = nn.ModuleList(EncoderBlock(dim, num_heads, t, group, mlp_ratio) for t in block_types)
+        self.blocks = nn.ModuleList(EncoderBlock(dim, num_heads, t, group, mlp_ratio, layer_scale)
+                                    for t in block_types)
         self.norm = nn.LayerNorm(dim)
         init_transformer_weights(self)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
@@ -132,9 +134,12 @@ class ProgressiveVoxelDecoder(nn.Module):
 
     def __init__(self, in_dim: int = 192, dim: Optional[int] = None, num_heads: int = 3,
                  depths: Sequence[int] = (2, 0, 0, 0), channels: Sequence[int] = (96, 48, 24), base_size: int = 4,
-                 grid_size: int = 32, mlp_ratio: float = 4.0) -> None:
+                 grid_size: int = 32, mlp_ratio: float = 4.0, tokens_as_queries: bool = False) -> None:
         super().__init__()
         dim = int(dim or in_dim)
+        self.tokens_as_queries = bool(tokens_as_queries)
+        if self.tokens_as_queries and dim != in_dim:
+            raise ValueError(f"ProgressiveVoxelDecoder: tokens_as_queries needs dim == in_dim, got {dim}, {in_dim}")
         n_up = int(round(math.log2(grid_size / base_size)))
         if base_size * 2 ** n_up != grid_size:
             raise ValueError(f"ProgressiveVoxelDecoder: grid_size={grid_size} must be base_size={base_size} x 2^n")
@@ -162,6 +167,11 @@ class ProgressiveVoxelDecoder(nn.Module):
     def forward(self, tokens: torch.Tensor) -> Dict[str, torch.Tensor]:
         b = tokens.shape[0]
         x = self.queries.expand(b, -1, -1)
+        if self.tokens_as_queries:
+            if tokens.shape[1] != x.shape[1]:
+                raise ValueError(f"ProgressiveVoxelDecoder: tokens_as_queries needs {x.shape[1]} tokens "
+                                 f"(base_size³), got {tokens.shape[1]}")
+            x = x + tokens
         pos = iter(self.pos)
         for i, blocks in enumerate(self.stages):
             r = self.base_size * 2 ** i

@@ -77,9 +77,12 @@ class EncoderBlock(nn.Module):
     """ViT block on multi-view tokens (B*V, N, C): x + attn(LN(x)), x + mlp(LN(x)).
 
     ``kind``: "view" attends within each view, "full" over all V*N tokens of a sample, "lga" with long-range
-    grouping (group factor ``group``) plus the inter-view signature."""
+    grouping (group factor ``group``) plus the inter-view signature. ``layer_scale``: None, or the initial value
+    of CaiT's LayerScale (learned per-channel factors on both residual branches: x + g1 * attn, x + g2 * mlp), which
+    keeps a block close to the identity at the start so that a ViT trained from scratch passes its input on."""
 
-    def __init__(self, dim: int, num_heads: int, kind: str = "view", group: int = 1, mlp_ratio: float = 4.0) -> None:
+    def __init__(self, dim: int, num_heads: int, kind: str = "view", group: int = 1, mlp_ratio: float = 4.0,
+                 layer_scale: Optional[float] = None) -> None:
         super().__init__()
         if kind not in BLOCK_TYPES:
             raise ValueError(f"EncoderBlock: kind must be one of {BLOCK_TYPES}, got {kind!r}")
@@ -89,6 +92,12 @@ class EncoderBlock(nn.Module):
                      else SelfAttention(dim, num_heads))
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        if layer_scale is not None and not layer_scale > 0:
+            raise ValueError(f"EncoderBlock: layer_scale must be None or > 0, got {layer_scale}")
+        self.gamma1 = self.gamma2 = None
+        if layer_scale is not None:
+            self.gamma1 = nn.Parameter(torch.full((dim,), float(layer_scale)))
+            self.gamma2 = nn.Parameter(torch.full((dim,), float(layer_scale)))
 
     def forward(self, x: torch.Tensor, num_views: int, hw: Tuple[int, int]) -> torch.Tensor:
         y = self.norm1(x)
@@ -99,8 +108,11 @@ class EncoderBlock(nn.Module):
             y = self.attn(y.reshape(bv // num_views, num_views * n, c)).reshape(bv, n, c)
         else:
             y = self.attn(y)
-        x = x + y
-        return x + self.mlp(self.norm2(x))
+        if self.gamma1 is None:
+            x = x + y
+            return x + self.mlp(self.norm2(x))
+        x = x + self.gamma1 * y
+        return x + self.gamma2 * self.mlp(self.norm2(x))
 
 
 class DecoderBlock(nn.Module):
