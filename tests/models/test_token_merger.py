@@ -72,3 +72,19 @@ def test_layer_scale_starts_near_identity_and_rejects_bad_values():
     assert not torch.allclose(plain(x, 1, (4, 4)), x, atol=1e-2)
     with pytest.raises(ValueError, match="layer_scale"):
         EncoderBlock(32, 4, "view", layer_scale=0.0)
+
+
+def test_decoder_tokens_as_queries_uses_each_token_at_its_cell():
+    from perception3d.models.reconstructors import ProgressiveVoxelDecoder
+
+    torch.manual_seed(0)
+    dec = ProgressiveVoxelDecoder(in_dim=16, num_heads=2, depths=[0, 0, 0, 0], channels=[8, 4, 4], base_size=4,
+                                  grid_size=32, tokens_as_queries=True).eval()
+    tokens = torch.zeros(1, 64, 16)
+    base = dec(tokens)["occupancy"]
+    tokens[0, 0] = 5.0  # token 0 is cell (0, 0, 0) of the 4^3 grid: three stride-2 transposed convs (kernel 4) reach voxels 0..14
+    diff = (dec(tokens)["occupancy"] - base).abs()[0]
+    assert diff[:8, :8, :8].max() > 1e-4
+    assert diff[15:].max() == 0 and diff[:, 15:].max() == 0 and diff[:, :, 15:].max() == 0
+    with pytest.raises(ValueError, match="tokens_as_queries"):
+        dec(torch.zeros(1, 10, 16))
