@@ -85,9 +85,10 @@ class CenterHead(nn.Module):
             move at least ``min_speed`` get the heading of the pi-pair that points along their velocity, and
             ``align_classes`` take the velocity direction; see :func:`heading_from_motion`).
         velocity_branch: None (vel is a conv branch of each task head, as CenterPoint), or
-            ``dict(type="end_sampling", margin=m or [m, ...], max_length=20.0, hidden=head_conv)``: vel is regressed
-            from the shared features sampled at both ends of each cell's predicted box, ``margin`` metres beyond
-            them (:mod:`.velocity_branch`); needs ``vel`` in ``common_heads`` (whose conv count it then ignores).
+            ``dict(type="end_sampling", margin=m or [m, ...], max_length=20.0, hidden=head_conv, sample_channels=16)``:
+            vel is regressed from the shared features sampled at both ends of each cell's predicted box, ``margin``
+            metres beyond them (:mod:`.velocity_branch`); needs ``vel`` in ``common_heads`` (whose conv count it then
+            ignores).
     """
 
     def __init__(self, in_channels: int, tasks: Sequence[dict] = NUSCENES_TASKS,

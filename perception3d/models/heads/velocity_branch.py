@@ -4,8 +4,9 @@ The motion cue of a sweep history (points of the previous sweeps trailing behind
 ahead of it) sits at the two ends of a vehicle, 5-6 m from the centre cell of a 10-12 m truck or bus, while the
 long sides of a vehicle moving along itself look static. For every heatmap cell the branch takes the head's own
 predicted box (centre offset, length, heading; detached, so the velocity loss never moves the box regression),
-bilinearly samples the shared BEV feature map at ``centre ± (l / 2 + margin) * (cos yaw, sin yaw)`` for each
-margin, and regresses (vx, vy) from [centre feature (3x3 conv), front / back features (1x1)] by a 1x1 MLP.
+bilinearly samples the shared BEV feature map (projected to a few channels by a 1x1 conv first: sampling and its
+backward cost scale with the channels) at ``centre ± (l / 2 + margin) * (cos yaw, sin yaw)`` for each margin, and
+regresses (vx, vy) from [centre feature (3x3 conv), front / back features (1x1)] by a 1x1 MLP.
 
 The predicted box is used in training too (not the GT box at positive cells): the decoder samples exactly
 what the loss trained on, including the head's own size / heading errors (the margins absorb small length
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 BRANCH_TYPES = ("end_sampling",)
-BRANCH_KEYS = ("type", "margin", "max_length", "hidden")
+BRANCH_KEYS = ("type", "margin", "max_length", "hidden", "sample_channels")
 
 
 def box_end_points(centre: torch.Tensor, rot: torch.Tensor, length: torch.Tensor, margin: float,
@@ -64,10 +65,11 @@ class EndSamplingVelocity(nn.Module):
         margin: metres beyond each end of the box; a list samples one front / back pair per value.
         max_length: cap of the predicted length (metres) so an untrained size head samples near the box.
         hidden: channels of the MLP.
+        sample_channels: channels of the 1x1 projection of the shared map that is sampled at the ends.
     """
 
     def __init__(self, in_channels: int, cell: Sequence[float], margin: Union[float, Sequence[float]] = 1.0,
-                 max_length: float = 20.0, hidden: int = 64) -> None:
+                 max_length: float = 20.0, hidden: int = 64, sample_channels: int = 16) -> None:
         super().__init__()
         margins = [float(margin)] if isinstance(margin, (int, float)) else [float(m) for m in margin]
         if not margins or float(max_length) <= 0:
@@ -75,7 +77,8 @@ class EndSamplingVelocity(nn.Module):
                              f"max_length > 0, got margin={margin!r}, max_length={max_length!r}")
         self.cell, self.margins, self.max_length = (float(cell[0]), float(cell[1])), margins, float(max_length)
         self.centre = nn.Conv2d(in_channels, hidden, 3, padding=1, bias=False)
-        self.ends = nn.Conv2d(2 * len(margins) * in_channels, hidden, 1, bias=False)
+        self.project = nn.Conv2d(in_channels, sample_channels, 1, bias=False)
+        self.ends = nn.Conv2d(2 * len(margins) * sample_channels, hidden, 1, bias=False)
         self.out = nn.Sequential(nn.BatchNorm2d(hidden), nn.ReLU(inplace=True), nn.Conv2d(hidden, 2, 1))
         nn.init.kaiming_normal_(self.out[-1].weight, mode="fan_out", nonlinearity="relu")
         nn.init.zeros_(self.out[-1].bias)
@@ -96,8 +99,9 @@ class EndSamplingVelocity(nn.Module):
 
     def forward(self, feat: torch.Tensor, reg: torch.Tensor, dim: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
         """Shared features (B, C, H, W) and the task's raw reg / dim / rot maps -> vel (B, 2, H, W) m/s, lidar."""
-        ends = torch.cat([sample_bev(feat, p) for p in self.end_points(reg, dim, rot)], dim=1)
-        return self.out(self.centre(feat) + self.ends(ends.to(feat.dtype)))
+        motion = self.project(feat)
+        ends = torch.cat([sample_bev(motion, p) for p in self.end_points(reg, dim, rot)], dim=1)
+        return self.out(self.centre(feat) + self.ends(ends.to(motion.dtype)))
 
 
 def build_velocity_branch(cfg: dict, in_channels: int, cell: Sequence[float], head_conv: int) -> EndSamplingVelocity:
