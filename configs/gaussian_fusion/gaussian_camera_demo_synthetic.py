@@ -33,7 +33,8 @@ model = dict(
     # the DFA3D demo's BEV backbone / neck (BN momentum 0.1 for the short schedule) and head
     backbone=dict(type="SECOND", in_channels=embed_dim, out_channels=[64, 128], layer_nums=[2, 2], layer_strides=[1, 2],
                   norm_momentum=0.1),
-    neck=dict(type="SECONDFPN", in_channels=[64, 128], out_channels=[64, 64], upsample_strides=[1, 2], norm_momentum=0.1),
+    neck=dict(type="SECONDFPN", in_channels=[64, 128], out_channels=[64, 64], upsample_strides=[1, 2],
+              norm_momentum=0.1),
     head=dict(
         in_channels=128, bbox_coder=dict(out_size_factor=2),
         tasks=[dict(num_class=10, class_names=class_names)], head_conv=32,

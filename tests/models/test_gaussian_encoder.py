@@ -157,8 +157,9 @@ def test_refine_step_is_bounded_and_stays_in_range():
     lo, hi = torch.tensor(RANGE[:3]), torch.tensor(RANGE[3:])
     means = lo + torch.rand(B, G, 3) * (hi - lo)  # some near the border: the step would leave the range
     rot = torch.randn(B, G, 4)
-    state = GaussianState(means=means, scale_logits=torch.zeros(B, G, 3), rotations=rot / rot.norm(dim=-1, keepdim=True),
-                          opacity_logits=torch.zeros(B, G), features=torch.randn(B, G, C))
+    state = GaussianState(means=means, scale_logits=torch.zeros(B, G, 3),
+                          rotations=rot / rot.norm(dim=-1, keepdim=True), opacity_logits=torch.zeros(B, G),
+                          features=torch.randn(B, G, C))
     new = refine(torch.randn(B, G, C), state)
     delta = (new["means"] - means).abs()
     assert bool((delta <= torch.tensor(step) + 1e-5).all())

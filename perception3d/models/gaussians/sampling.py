@@ -70,7 +70,8 @@ class GaussianImageSampler(nn.Module):
         super().__init__()
         if embed_dims % num_heads:
             raise ValueError(f"GaussianImageSampler: embed_dims {embed_dims} not divisible by num_heads {num_heads}")
-        self.embed_dims, self.num_heads, self.num_levels, self.num_points = embed_dims, num_heads, num_levels, num_points
+        self.embed_dims, self.num_heads = embed_dims, num_heads
+        self.num_levels, self.num_points = num_levels, num_points
         self.impl = impl
         self.attention_weights = nn.Linear(embed_dims, num_heads * num_levels * num_points)
         self.value_proj = nn.Linear(embed_dims, embed_dims)
@@ -152,7 +153,8 @@ class GaussianBEVSampler(nn.Module):
         B, G, C = query.shape
         M, P = self.num_heads, self.num_points
         if bev.dim() != 4 or bev.shape[0] != B or bev.shape[1] != self.in_channels:
-            raise ValueError(f"GaussianBEVSampler: bev must be (B={B}, {self.in_channels}, H, W), got {tuple(bev.shape)}")
+            raise ValueError(f"GaussianBEVSampler: bev must be (B={B}, {self.in_channels}, H, W), "
+                             f"got {tuple(bev.shape)}")
         if keypoints.shape != (B, G, P, 3):
             raise ValueError(f"GaussianBEVSampler: keypoints must be (B, G, P, 3) = ({B}, {G}, {P}, 3), "
                              f"got {tuple(keypoints.shape)}")

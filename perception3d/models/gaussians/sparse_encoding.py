@@ -69,8 +69,8 @@ class SparseSelfEncoding(nn.Module):
     Forward: feats (B, G, C), means (B, G, 3) -> (B, G, C): each Gaussian's voxel's output (no residual).
     """
 
-    def __init__(self, embed_dims: int, point_cloud_range: Sequence[float], voxel_size: Sequence[float] = (2.0, 2.0, 2.0),
-                 kernel_size: int = 3, num_convs: int = 1) -> None:
+    def __init__(self, embed_dims: int, point_cloud_range: Sequence[float],
+                 voxel_size: Sequence[float] = (2.0, 2.0, 2.0), kernel_size: int = 3, num_convs: int = 1) -> None:
         super().__init__()
         if num_convs < 1:
             raise ValueError(f"SparseSelfEncoding: num_convs must be >= 1, got {num_convs}")
