@@ -60,6 +60,10 @@ Timeline and frames (the dataset's conventions, see ``perception3d.datasets.waym
   otherwise unset (0), so the metric's "<= 5 points -> LEVEL_2" rule applies. ``camera_synced_box`` is the box
   (cameras fire at the label time) and ``most_visible_camera_name`` the camera with the most pixels of the
   object ("" when no camera sees it).
+
+Modules: :mod:`.waymo_rig` (:class:`WaymoRig`, sensor mounts, calibrations; its public names are
+re-exported here), :mod:`.waymo_lidar` (range-image ray casting); this module simulates the frames
+(:class:`SegmentSimulator`), writes the segments (:func:`generate_waymo`) and holds the CLI.
 """
 from __future__ import annotations
 
@@ -69,20 +73,33 @@ import math
 import time
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from perception3d.datasets.waymo.frame import (CAMERA_NAMES, TOP, CameraCalibration, CameraImage, LaserCalibration,
-                                               Laser, Labels, RangeImage, WaymoFrame)
-from perception3d.datasets.waymo.range_image import frame_points, pixel_directions, pose_matrices
+from perception3d.datasets.waymo.frame import CAMERA_NAMES, TOP, CameraImage, Laser, Labels, RangeImage, WaymoFrame
+from perception3d.datasets.waymo.range_image import frame_points, pose_matrices
 
 from ._build import build_atomically, check_output, run_parallel
-from .raycast import GROUND, Primitives, cast_rays
 from .sensors import render_camera
-from .world import EGO_LWH, World
+from .waymo_lidar import _NO_RETURN, _cast_image, _entities, _first_return, _second_returns, _with_ego_body
+from .waymo_rig import (  # noqa: F401  (the rig's public names are re-exported here)
+    CAMERA_MOUNTS,
+    CV_TO_WAYMO_CAMERA,
+    FOCAL_PX,
+    GLOBAL_SHUTTER,
+    SHORT_RANGE_INCLINATION,
+    SHORT_RANGE_MOUNTS,
+    TOP_MOUNT,
+    WaymoRig,
+    _transform,
+    camera_calibrations,
+    laser_calibrations,
+    renderer_camera_to_vehicle,
+    top_beam_inclinations,
+)
+from .world import World
 
 FRAME_US = 100_000  # 10 Hz
 SPIN_S = 0.1
@@ -92,111 +109,11 @@ FORMATS = ("v1", "v2")
 STATS = {"time_of_day": "Day", "location": "location_synthetic", "weather": "sunny"}
 LEVEL_2 = 2
 MIN_POINTS_LEVEL_1 = 5  # the metric tools' rule: <= 5 points -> LEVEL_2 when the difficulty is unset
-GLOBAL_SHUTTER = 5  # CameraCalibration.RollingShutterReadOutDirection
 
 # Waymo object types of the world's classes (None: not labelled)
 VEHICLE, PEDESTRIAN, CYCLIST = 1, 2, 4
 _TYPE_OF_CLASS = {"car": VEHICLE, "truck": VEHICLE, "bus": VEHICLE, "trailer": VEHICLE,
                   "construction_vehicle": VEHICLE, "motorcycle": VEHICLE, "pedestrian": PEDESTRIAN}
-
-# lidar mounts: name -> (x, y, z, yaw rad) lidar -> vehicle
-TOP_MOUNT = (1.43, 0.0, 2.184, math.radians(148.5))
-SHORT_RANGE_MOUNTS = {2: (EGO_LWH[0] / 2 + 0.06, 0.0, 0.69, 0.0),  # FRONT
-                      3: (1.50, EGO_LWH[1] / 2 + 0.055, 0.98, math.pi / 2),  # SIDE_LEFT
-                      4: (1.50, -EGO_LWH[1] / 2 - 0.055, 0.98, -math.pi / 2),  # SIDE_RIGHT
-                      5: (-EGO_LWH[0] / 2 - 0.06, 0.0, 0.46, math.pi)}  # REAR
-SHORT_RANGE_INCLINATION = (-math.pi / 2, math.pi / 6)
-
-# cameras: name -> (x, y, z, yaw deg, full width, full height, c_v at full size); f = FOCAL_PX, c_u = width / 2
-FOCAL_PX = 2070.0
-CAMERA_MOUNTS = {1: (1.54, -0.02, 2.115, 0.0, 1920, 1280, 640.0),  # FRONT
-                 2: (1.49, 0.09, 2.115, 45.0, 1920, 1280, 640.0),  # FRONT_LEFT
-                 3: (1.49, -0.09, 2.115, -45.0, 1920, 1280, 640.0),  # FRONT_RIGHT
-                 4: (1.43, 0.11, 2.115, 90.0, 1920, 886, 246.0),  # SIDE_LEFT
-                 5: (1.43, -0.11, 2.115, -90.0, 1920, 886, 246.0)}  # SIDE_RIGHT
-# OpenCV camera (x right, y down, z forward) -> Waymo camera (x forward, y left, z up)
-CV_TO_WAYMO_CAMERA = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
-
-_EGO_BODY = -3  # entity code of a ray stopped by the ego body
-_NO_RETURN = -1.0
-
-
-@dataclass(frozen=True)
-class WaymoRig:
-    """Sensor settings of the synthetic Waymo vehicle (see the module docstring for what each one models)."""
-
-    top_width: int = 1000
-    top_max_range: float = 75.0
-    short_range_shape: tuple[int, int] = (50, 150)
-    short_range_max_range: float = 20.0
-    sectors: int = 20
-    range_noise: float = 0.01
-    dropout: float = 0.02
-    edge_jump: float = 1.0
-    min_return_separation: float = 0.5
-    occluded_fraction: float = 0.2
-    jpeg_quality: int = 90
-
-    def check(self) -> None:
-        if self.top_width < 8 or not 1 <= self.sectors <= self.top_width:
-            raise ValueError(f"WaymoRig: need top_width >= 8 and 1 <= sectors <= top_width, got top_width="
-                             f"{self.top_width}, sectors={self.sectors}")
-        if min(self.short_range_shape) < 2:
-            raise ValueError(f"WaymoRig: short_range_shape must be at least (2, 2), got {self.short_range_shape}")
-        if not 0 <= self.dropout < 1 or self.range_noise < 0:
-            raise ValueError(f"WaymoRig: need 0 <= dropout < 1 and range_noise >= 0, got {self.dropout}, "
-                             f"{self.range_noise}")
-
-
-# ------------------------------------------------------------------------------------------- calibration
-def top_beam_inclinations() -> np.ndarray:
-    """(64,) ascending float64 TOP beam inclinations (rad): gaps shrink from 0.011 rad (lowest beams) to
-    0.003 rad from about -0.03 rad up, spanning about -0.306 .. 0.044 rad like the real sensor."""
-    i = np.arange(63, dtype=np.float64)
-    gaps = 0.003 + 0.0082 * np.clip(1 - i / 44.0, 0, None) ** 1.3
-    gaps *= 0.350 / gaps.sum()
-    return -0.306 + np.concatenate([[0.0], np.cumsum(gaps)])
-
-
-def _transform(x: float, y: float, z: float, yaw: float) -> np.ndarray:
-    m = np.eye(4)
-    c, s = math.cos(yaw), math.sin(yaw)
-    m[:3, :3] = [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]
-    m[:3, 3] = (x, y, z)
-    return m
-
-
-def laser_calibrations() -> list[LaserCalibration]:
-    """TOP (64 non-uniform beams) and the four short-range lidars (uniform), in laser-name order."""
-    incl = top_beam_inclinations()
-    out = [LaserCalibration(TOP, _transform(*TOP_MOUNT), beam_inclinations=incl,
-                            beam_inclination_min=float(incl[0] - (incl[1] - incl[0]) / 2),
-                            beam_inclination_max=float(incl[-1] + (incl[-1] - incl[-2]) / 2))]
-    lo, hi = SHORT_RANGE_INCLINATION
-    for name, mount in sorted(SHORT_RANGE_MOUNTS.items()):
-        out.append(LaserCalibration(name, _transform(*mount), None, lo, hi))
-    return out
-
-
-def camera_calibrations(image_scale: float) -> list[CameraCalibration]:
-    """The five cameras at ``image_scale`` x the real sizes; extrinsic camera -> vehicle, Waymo camera frame."""
-    if not 0 < image_scale <= 1:
-        raise ValueError(f"image_scale must be in (0, 1], got {image_scale}")
-    out = []
-    for name, (x, y, z, yaw, w, h, cv) in sorted(CAMERA_MOUNTS.items()):
-        width, height = max(1, round(w * image_scale)), max(1, round(h * image_scale))
-        f = FOCAL_PX * image_scale
-        intrinsic = np.array([f, f, width / 2, cv * height / h, 0, 0, 0, 0, 0], np.float64)
-        out.append(CameraCalibration(name, intrinsic, _transform(x, y, z, math.radians(yaw)), width, height,
-                                     GLOBAL_SHUTTER))
-    return out
-
-
-def renderer_camera_to_vehicle(calib: CameraCalibration) -> np.ndarray:
-    """4x4 OpenCV-camera -> vehicle transform (the renderer's convention) of a Waymo camera calibration."""
-    m = np.eye(4)
-    m[:3, :3] = CV_TO_WAYMO_CAMERA
-    return np.asarray(calib.extrinsic, np.float64) @ m
 
 
 # ------------------------------------------------------------------------------------------- naming
@@ -216,173 +133,6 @@ def segment_start_micros(seed: int, index: int) -> int:
     """Timestamp (us) of the first frame of a segment (2019-ish, like the real data)."""
     return 1_550_000_000_000_000 + _digest(seed, index, "time") % 50_000_000_000_000
 
-
-# ------------------------------------------------------------------------------------------- ray casting
-@lru_cache(maxsize=8)
-def _tile_order(height: int, width: int, tile_rows: int = 8, tile_cols: int = 25):
-    """Permutation of the row-major pixels of an (H, W) block into tile-contiguous order, and tile starts."""
-    r, c = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-    tid = (r // tile_rows) * ((width + tile_cols - 1) // tile_cols) + c // tile_cols
-    order = np.argsort(tid.ravel(), kind="stable")
-    starts = np.concatenate([[0], np.flatnonzero(np.diff(tid.ravel()[order])) + 1])
-    return order, starts
-
-
-def _with_ego_body(prims: Primitives) -> tuple[Primitives, int]:
-    """``prims`` plus the ego body as the last box (its pose is set per cast); returns the box index."""
-    nb = len(prims.box_center)
-    half = np.array([[EGO_LWH[0] / 2, EGO_LWH[1] / 2, EGO_LWH[2] / 2]])
-    return Primitives(box_center=np.concatenate([prims.box_center, np.zeros((1, 3))]),
-                      box_half=np.concatenate([prims.box_half, half]),
-                      box_yaw=np.concatenate([prims.box_yaw, [0.0]]), cyl_xy=prims.cyl_xy, cyl_r=prims.cyl_r,
-                      cyl_z=prims.cyl_z, ell_center=prims.ell_center, ell_radii=prims.ell_radii,
-                      color=np.insert(prims.color, nb, 0, axis=0), intensity=np.insert(prims.intensity, nb, 0.0),
-                      obj=np.insert(prims.obj, nb, -1)), nb
-
-
-def _subset(prims: Primitives, keep: np.ndarray) -> tuple[Primitives, np.ndarray]:
-    """The primitives where ``keep`` (P,) is true, and the full index of each kept one."""
-    nb, nc, _ = prims.counts
-    kb, kc, ke = keep[:nb], keep[nb:nb + nc], keep[nb + nc:]
-    sub = Primitives(box_center=prims.box_center[kb], box_half=prims.box_half[kb], box_yaw=prims.box_yaw[kb],
-                     cyl_xy=prims.cyl_xy[kc], cyl_r=prims.cyl_r[kc], cyl_z=prims.cyl_z[kc],
-                     ell_center=prims.ell_center[ke], ell_radii=prims.ell_radii[ke], color=prims.color[keep],
-                     intensity=prims.intensity[keep], obj=prims.obj[keep])
-    return sub, np.flatnonzero(keep)
-
-
-@dataclass
-class _Cast:
-    """Per-pixel results of casting one range image (row-major (H, W) arrays, global frame)."""
-
-    t: np.ndarray  # hit distance, inf for none
-    hit: np.ndarray  # primitive index of the extended primitives, GROUND or MISS
-    normal: np.ndarray  # (H, W, 3)
-    dirs: np.ndarray  # (H, W, 3) global ray directions
-    origin: np.ndarray  # (H, W, 3) global ray origins
-    crossed: np.ndarray  # (n_obj,) rays crossing each object
-
-
-def _cast_block(prims: Primitives, ego: int, pose: np.ndarray, dirs_v: np.ndarray, origin_v: np.ndarray,
-                max_range: float, n_obj: int):
-    """Cast an (H, w) block of vehicle-frame rays from a vehicle pose (4x4 vehicle -> global)."""
-    h, w = dirs_v.shape[:2]
-    order, starts = _tile_order(h, w)
-    rot, trans = pose[:3, :3], pose[:3, 3]
-    prims.box_center[ego] = rot @ np.array([0.0, 0.0, EGO_LWH[2] / 2]) + trans
-    prims.box_yaw[ego] = math.atan2(rot[1, 0], rot[0, 0])
-    d = dirs_v.reshape(-1, 3)[order] @ rot.T
-    origin = rot @ origin_v + trans
-    with np.errstate(invalid="ignore"):  # the caster's normals of misses (inf * 0)
-        t, hit, normal, crossed = cast_rays(origin, d, starts, prims, max_range, count_objects=max(n_obj, 1))
-    inv = np.empty_like(order)
-    inv[order] = np.arange(len(order))
-    return (t[inv].reshape(h, w), hit[inv].reshape(h, w), normal[inv].reshape(h, w, 3),
-            d[inv].reshape(h, w, 3), origin, crossed[:n_obj])
-
-
-def _cast_image(prims: Primitives, ego: int, calib: LaserCalibration, shape: tuple[int, int],
-                sector_poses: list[np.ndarray], max_range: float, n_obj: int) -> _Cast:
-    """Cast a whole range image; column sector ``s`` (equal splits of the width) from ``sector_poses[s]``."""
-    h, w = shape
-    dirs_v, origin_v = pixel_directions(calib, h, w)
-    bounds = np.linspace(0, w, len(sector_poses) + 1).round().astype(int)
-    t = np.full((h, w), np.inf, np.float32)
-    hit = np.full((h, w), -1, np.int64)
-    normal = np.zeros((h, w, 3), np.float32)
-    dirs = np.zeros((h, w, 3))
-    origin = np.zeros((h, w, 3))
-    crossed = np.zeros(n_obj, np.int64)
-    for s, pose in enumerate(sector_poses):
-        c0, c1 = bounds[s], bounds[s + 1]
-        if c1 == c0:
-            continue
-        ts, hs, ns, ds, org, cr = _cast_block(prims, ego, pose, dirs_v[:, c0:c1], origin_v, max_range, n_obj)
-        t[:, c0:c1], hit[:, c0:c1], normal[:, c0:c1], dirs[:, c0:c1], origin[:, c0:c1] = ts, hs, ns, ds, org
-        crossed += cr
-    return _Cast(t, hit, normal, dirs, origin, crossed)
-
-
-def _entities(prims: Primitives, ego: int, hit: np.ndarray) -> np.ndarray:
-    """Per-pixel entity: annotated object index (>= 0), clutter primitive ``-(10 + index)``, GROUND (-2),
-    MISS (-1) or the ego body (-3)."""
-    ent = np.where(hit == GROUND, GROUND, -1).astype(np.int64)
-    prim = hit >= 0
-    obj = prims.obj[np.maximum(hit, 0)]
-    ent[prim] = np.where(obj[prim] >= 0, obj[prim], -(10 + hit[prim]))
-    ent[hit == ego] = _EGO_BODY
-    return ent
-
-
-def _surface(world: World, prims: Primitives, hit: np.ndarray, t: np.ndarray, dirs: np.ndarray,
-             origin: np.ndarray, normal: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Intensity and elongation (both (K,) float32) of K returns."""
-    base = np.empty(len(hit))
-    g = hit == GROUND
-    if g.any():
-        pts = origin[g] + t[g, None].astype(np.float64) * dirs[g]
-        base[g] = world.street.ground_material(pts[:, :2])[1]
-    base[~g] = prims.intensity[hit[~g]]
-    cos_inc = np.abs((normal * dirs).sum(1))
-    inten = np.clip(base / 255.0 * (0.35 + 0.65 * cos_inc) * np.exp(rng.normal(0, 0.15, len(hit))), 0, 1)
-    elong = np.clip(0.3 * (1 - cos_inc) + np.abs(rng.normal(0, 0.02, len(hit))), 0, 1.5)
-    return inten.astype(np.float32), elong.astype(np.float32)
-
-
-def _range_image(rng_values: np.ndarray, valid: np.ndarray, inten: np.ndarray, elong: np.ndarray) -> np.ndarray:
-    """(H, W, 4) float32 range image; pixels without a return are -1 in every channel."""
-    out = np.full(valid.shape + (4,), _NO_RETURN, np.float32)
-    out[valid, 0] = rng_values[valid]
-    out[valid, 1] = inten
-    out[valid, 2] = elong
-    return out
-
-
-def _second_returns(world: World, prims: Primitives, ego: int, cast: _Cast, ent: np.ndarray,
-                    sector_poses: list[np.ndarray], max_range: float, rig: WaymoRig,
-                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """The TOP second-return range image (see the module docstring) and each pixel's entity (-1: none)."""
-    h, w = ent.shape
-    t = np.where(ent == _EGO_BODY, np.inf, cast.t)
-    with np.errstate(invalid="ignore"):  # inf - inf: both without a return, no edge
-        jump = (np.roll(t, 1, axis=1) - t > rig.edge_jump) | (np.roll(t, -1, axis=1) - t > rig.edge_jump)
-    edge = ((ent >= 0) | (ent <= -10)) & jump  # first return on a primitive next to a farther / empty pixel
-    t2 = np.full((h, w), np.inf, np.float32)
-    hit2 = np.full((h, w), -1, np.int64)
-    normal2 = np.zeros((h, w, 3), np.float32)
-    bounds = np.linspace(0, w, len(sector_poses) + 1).round().astype(int)
-    col_sector = np.searchsorted(bounds, np.arange(w), side="right") - 1
-    rows, cols = np.nonzero(edge)
-    keys, sec = ent[rows, cols], col_sector[cols]
-    for s in np.unique(sec):  # one cast per (sector origin, removed entity)
-        for key in np.unique(keys[sec == s]):
-            sel = (sec == s) & (keys == key)
-            r, c = rows[sel], cols[sel]
-            drop = prims.obj == key if key >= 0 else np.arange(len(prims.obj)) == -(key + 10)
-            drop[ego] = False
-            sub, index = _subset(prims, ~drop)
-            with np.errstate(invalid="ignore"):
-                tt, hh, nn = cast_rays(cast.origin[r[0], c[0]], cast.dirs[r, c], np.array([0]), sub, max_range)
-            hh = np.where(hh >= 0, index[np.maximum(hh, 0)], hh)
-            tt[hh == ego] = np.inf
-            t2[r, c], hit2[r, c], normal2[r, c] = tt, np.where(hh == ego, -1, hh), nn
-    with np.errstate(invalid="ignore"):
-        valid = np.isfinite(t2) & (t2 - cast.t > rig.min_return_separation)
-    inten, elong = _surface(world, prims, hit2[valid], t2[valid], cast.dirs[valid], cast.origin[valid],
-                            normal2[valid], rng)
-    ent2 = np.where(valid, _entities(prims, ego, hit2), -1)
-    return _range_image(t2, valid, inten * 0.5, elong + 0.2), ent2
-
-
-def _first_return(world, prims, cast: _Cast, ent: np.ndarray, rig: WaymoRig, rng: np.random.Generator):
-    valid = (ent != -1) & (ent != _EGO_BODY) & np.isfinite(cast.t)
-    noise = rng.normal(0, rig.range_noise, ent.shape).astype(np.float32) if rig.range_noise else 0.0
-    valid &= rng.random(ent.shape) >= rig.dropout
-    rng_values = (cast.t + noise).astype(np.float32)
-    valid &= rng_values > 0
-    inten, elong = _surface(world, prims, cast.hit[valid], cast.t[valid], cast.dirs[valid], cast.origin[valid],
-                            cast.normal[valid], rng)
-    return _range_image(rng_values, valid, inten, elong)
 
 
 # ------------------------------------------------------------------------------------------- frames
