@@ -110,7 +110,8 @@ class WaymoFrame:
     lasers: list[Laser] = field(default_factory=list)
     images: list[CameraImage] = field(default_factory=list)
     labels: Labels = field(default_factory=Labels.empty)
-    stats: dict = field(default_factory=dict)  # time_of_day, location, weather
+    # time_of_day, location, weather; laser_object_counts / camera_object_counts {type: count} when the file has them
+    stats: dict = field(default_factory=dict)
 
     def laser_calibration(self, name: int) -> LaserCalibration:
         for c in self.laser_calibrations:

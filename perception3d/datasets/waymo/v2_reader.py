@@ -17,6 +17,10 @@ Reading rules:
 - Required: the eight components lidar, lidar_pose, lidar_calibration, lidar_box, camera_image (only with
   images), camera_calibration, vehicle_pose, stats. Optional (:data:`~.v2_schema.OPTIONAL_COMPONENTS`):
   ``lidar_camera_synced_box``, joined to the labels on ``key.laser_object_id``.
+- ``frame.stats`` as the v1 reader fills it: ``time_of_day`` / ``location`` / ``weather`` (absent when null) and,
+  when the stats file has the object-count columns (:data:`~.v2_schema.OPTIONAL_COLUMNS`),
+  ``laser_object_counts`` (from ``lidar_object_counts``) / ``camera_object_counts`` as ``{type: count}`` (absent
+  when empty or null; types and counts of different lengths raise ``ValueError``).
 
 Memory: the calibration tables are read whole (one row per sensor). Every timestamped component (lidar,
 lidar_pose, camera_image, lidar_box, vehicle_pose, stats, lidar_camera_synced_box) is first indexed by reading its
@@ -60,12 +64,14 @@ from .v2_schema import (
     _LP,
     _SB,
     _ST,
+    _STATS_COUNTS,
     _STATS_KEYS,
     _VP,
     CAMERA,
     COMPONENTS,
     LASER,
     OBJECT_ID,
+    OPTIONAL_COLUMNS,
     SEG,
     TS,
     _arrow,
@@ -91,6 +97,13 @@ class _Component:
             raise ValueError(f"{self.path}: the {tag} component has no column {missing[0]!r}"
                              + (f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else "")
                              + f"; columns found: {sorted(names)}")
+        for group in OPTIONAL_COLUMNS.get(tag, ()):
+            have = [c for c in group if c in names]
+            if have and len(have) < len(group):
+                absent = next(c for c in group if c not in names)
+                raise ValueError(f"{self.path}: the {tag} component has the column {have[0]!r} but not {absent!r} "
+                                 "(read together)")
+            self.columns += have
 
     def where(self, column: str) -> str:
         return f"{self.path}: column {column!r}"
@@ -383,6 +396,18 @@ def _decode_stats(comp: _Component, t, ts: int) -> dict:
         v = _strings(comp, t, f"{_ST}.{k}", nullable=True)[0]
         if v is not None:
             out[k] = v
+    for group, key in _STATS_COUNTS:  # as the v1 reader: {type: count}, absent when empty (or not in the file)
+        types_col, counts_col = f"{_ST}.{group}.types", f"{_ST}.{group}.counts"
+        if types_col not in comp.columns:
+            continue
+        types, counts = _lists(comp, t, types_col, np.int64)[0], _lists(comp, t, counts_col, np.int64)[0]
+        types = np.zeros(0, np.int64) if types is None else types
+        counts = np.zeros(0, np.int64) if counts is None else counts
+        if len(types) != len(counts):
+            raise ValueError(f"{comp.where(counts_col)} at timestamp {ts}: {len(counts)} counts for the "
+                             f"{len(types)} types of {types_col!r}")
+        if len(types):
+            out[key] = {int(a): int(n) for a, n in zip(types.tolist(), counts.tolist())}
     return out
 
 
@@ -418,9 +443,9 @@ def read_segment(root, split: str, context_name: str, timestamps: Sequence[int] 
     Frames are the timestamps of ``vehicle_pose``; an unknown requested timestamp raises ``KeyError``. Each frame
     holds both calibrations (copies), the lasers with both returns and the TOP pixel pose, the camera images (if
     ``with_images``; no camera_image file is opened otherwise), the laser labels (with the camera-synced boxes
-    when the optional ``lidar_camera_synced_box`` component exists) and the stats strings. Files, columns and
-    the requested timestamps are checked before this returns; the frames are decoded as they are iterated.
-    Streaming and memory: see the module docstring."""
+    when the optional ``lidar_camera_synced_box`` component exists) and the stats (strings, object counts).
+    Files, columns and the requested timestamps are checked before this returns; the frames are decoded as they
+    are iterated. Streaming and memory: see the module docstring."""
     wanted = None if timestamps is None else {int(t) for t in timestamps}
     vp = _Component(root, split, "vehicle_pose", context_name)
     laser_cal = _read_laser_calibrations(_Component(root, split, "lidar_calibration", context_name))

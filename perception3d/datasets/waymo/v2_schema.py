@@ -84,12 +84,19 @@ _SCHEMAS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 _STATS_KEYS = ("time_of_day", "location", "weather")
 _STATS_READ = tuple(f"{_ST}.{k}" for k in _STATS_KEYS)
+# per-type object counts of the stats component: (v2 column group, frame.stats key = the v1 Context.Stats field)
+_STATS_COUNTS = (("lidar_object_counts", "laser_object_counts"), ("camera_object_counts", "camera_object_counts"))
 
-#: component tag -> the columns the reader reads (the other released columns, e.g. the stats object counts,
-#: are written but not read).
+#: component tag -> the columns the reader requires and reads (all released columns except the stats object
+#: counts, which are in :data:`OPTIONAL_COLUMNS`).
 COMPONENTS: dict[str, tuple[str, ...]] = {
     tag: tuple(c for c, _ in cols if tag != "stats" or not c.startswith(f"{_ST}.") or c in _STATS_READ)
     for tag, cols in _SCHEMAS.items()
+}
+#: component tag -> groups of columns read when the file has them (a group is read whole or not at all; one
+#: column of a group without the others is an error): the stats object counts (``types`` / ``counts`` lists).
+OPTIONAL_COLUMNS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "stats": tuple((f"{_ST}.{g}.types", f"{_ST}.{g}.counts") for g, _ in _STATS_COUNTS),
 }
 #: components read when present (the camera-synced boxes and most visible cameras of the LET ground truth)
 OPTIONAL_COMPONENTS = ("lidar_camera_synced_box",)

@@ -20,6 +20,7 @@ from .v2_schema import (
     _LP,
     _SB,
     _ST,
+    _STATS_COUNTS,
     _STATS_KEYS,
     _VP,
     CAMERA,
@@ -58,6 +59,25 @@ def _image_columns(images: list[np.ndarray | None], prefix: str):
             f"{prefix}.shape": _fixed(shapes, 3, pa.int32())}
 
 
+def _object_counts(f: WaymoFrame, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """``frame.stats[key]`` (``{type: count}``, the v1 reader's form) as (int8 types, int32 counts) in the dict's
+    order; None when the frame has no such key."""
+    counts = (f.stats or {}).get(key)
+    if counts is None:
+        return None
+    at = f"frame {f.context_name}@{f.timestamp_micros}: stats[{key!r}]"
+    if not isinstance(counts, dict):
+        raise ValueError(f"{at} must be a {{type: count}} dict, got {type(counts).__name__}")
+    try:
+        types = np.array([int(k) for k in counts], np.int64)
+        n = np.array([int(v) for v in counts.values()], np.int64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{at} must map integer types to integer counts, got {counts!r}") from None
+    if ((types < 0) | (types > 127)).any() or ((n < 0) | (n >= 2 ** 31)).any():
+        raise ValueError(f"{at}: types must be in [0, 127] (int8) and counts in [0, 2**31) (int32), got {counts!r}")
+    return types.astype(np.int8), n.astype(np.int32)
+
+
 def _check_frame(f: WaymoFrame, context_name: str) -> None:
     at = f"frame {f.context_name}@{f.timestamp_micros}"
     if f.context_name != context_name:
@@ -78,6 +98,8 @@ def _check_frame(f: WaymoFrame, context_name: str) -> None:
                  "speed", "accel"):
         if len(getattr(f.labels, name)) != n:
             raise ValueError(f"{at}: labels.{name} has {len(getattr(f.labels, name))} entries for {n} boxes")
+    for _, key in _STATS_COUNTS:
+        _object_counts(f, key)
 
 
 def _frame_columns(f: WaymoFrame, tag: str) -> dict:
@@ -125,12 +147,16 @@ def _frame_columns(f: WaymoFrame, tag: str) -> dict:
         return {SEG: seg(1), TS: ts(1),
                 f"{_VP}.world_from_vehicle.transform": _fixed([np.asarray(f.pose, np.float64)], 16, pa.float64())}
     if tag == "stats":
-        types, counts = np.unique(np.asarray(lb.types, np.int8), return_counts=True)
-        return {SEG: seg(1), TS: ts(1), **{f"{_ST}.{k}": [f.stats.get(k)] for k in _STATS_KEYS},
-                f"{_ST}.lidar_object_counts.types": [types.astype(np.int8)],
-                f"{_ST}.lidar_object_counts.counts": [counts.astype(np.int32)],
-                f"{_ST}.camera_object_counts.types": [np.zeros(0, np.int8)],
-                f"{_ST}.camera_object_counts.counts": [np.zeros(0, np.int32)]}
+        cols = {SEG: seg(1), TS: ts(1), **{f"{_ST}.{k}": [f.stats.get(k)] for k in _STATS_KEYS}}
+        for group, key in _STATS_COUNTS:
+            counts = _object_counts(f, key)
+            if counts is None and group == "lidar_object_counts":  # the frame's own labels
+                types, n = np.unique(np.asarray(lb.types, np.int8), return_counts=True)
+                counts = types.astype(np.int8), n.astype(np.int32)
+            elif counts is None:
+                counts = np.zeros(0, np.int8), np.zeros(0, np.int32)
+            cols[f"{_ST}.{group}.types"], cols[f"{_ST}.{group}.counts"] = [counts[0]], [counts[1]]
+        return cols
     if tag == "lidar_camera_synced_box":
         # one row per label that has a synced box (finite values) or a most visible camera
         sb = None if lb.camera_synced_boxes is None else np.asarray(lb.camera_synced_boxes, np.float64).reshape(n, 7)
@@ -172,13 +198,15 @@ def _static_tables(f: WaymoFrame) -> dict[str, dict]:
 
 
 def write_segment(root, split: str, frames: Sequence[WaymoFrame], row_group_size: int | None = None) -> Path:
-    """Write ``frames`` (one segment) as the v2 components of :data:`~.v2_schema.COMPONENTS`, one parquet file per component
-    at ``<root>/<split>/<tag>/<context_name>.parquet``, each atomically, with the released schema.
+    """Write ``frames`` (one segment) as the v2 components of :data:`~.v2_schema.COMPONENTS`, one parquet file per
+    component at ``<root>/<split>/<tag>/<context_name>.parquet``, each atomically, with the released schema.
 
     Calibrations come from the first frame. ``row_group_size``: rows per row group (groups may then span
     frames); None (default) writes one row group per frame, which lets a reader fetch a single frame cheaply.
-    The stats component holds ``frame.stats`` (time_of_day, location, weather; null when absent) and the lidar
-    object counts of the frame's labels (camera counts empty). ``lidar_camera_synced_box`` (always written, maybe
+    The stats component holds ``frame.stats`` (time_of_day, location, weather; null when absent) and the object
+    counts: ``frame.stats["laser_object_counts"]`` / ``["camera_object_counts"]`` (``{type: count}``, the v1 keys)
+    when present, else the lidar counts of the frame's labels (by type, ascending) and no camera counts.
+    ``lidar_camera_synced_box`` (always written, maybe
     empty) has a row per label with a finite camera-synced box or a most visible camera; a frame without such
     rows reads back with ``camera_synced_boxes`` / ``most_visible_camera_names`` None. Returns
     ``<root>/<split>``."""
