@@ -60,6 +60,8 @@ Timeline and frames (the dataset's conventions, see ``perception3d.datasets.waym
   otherwise unset (0), so the metric's "<= 5 points -> LEVEL_2" rule applies. ``camera_synced_box`` is the box
   (cameras fire at the label time) and ``most_visible_camera_name`` the camera with the most pixels of the
   object ("" when no camera sees it).
+- stats: ``STATS`` (time of day, location, weather) and ``laser_object_counts`` (labels per type, ascending; absent
+  without labels), as the released frames' context stats; no ``camera_object_counts`` (no camera labels).
 
 Modules: :mod:`.waymo_rig` (:class:`WaymoRig`, sensor mounts, calibrations; its public names are
 re-exported here), :mod:`.waymo_lidar` (range-image ray casting); this module simulates the frames
@@ -272,6 +274,9 @@ class SegmentSimulator:
             ids=[f"obj-{i:04d}" for i in sel], difficulty=difficulty, tracking_difficulty=difficulty.copy(),
             num_lidar_points=n_all, num_top_lidar_points=n_top, speed=speed_all[sel], accel=np.zeros((len(sel), 3)),
             camera_synced_boxes=boxes.copy(), most_visible_camera_names=most_visible)
+        if len(sel):  # the per-type label counts of the context stats, as the released frames carry them
+            types, counts = np.unique(frame.labels.types, return_counts=True)
+            frame.stats["laser_object_counts"] = {int(t): int(n) for t, n in zip(types.tolist(), counts.tolist())}
         if not with_info:
             return frame
         return frame, FrameInfo(object_boxes=boxes_all, top_entity=ent, top_entity2=ent2, visible_fraction=visible,

@@ -63,12 +63,15 @@ def test_layout_and_context_name(root, context):
     assert not list(root.parent.glob(".*"))  # the temp folder was renamed away
 
 
-def test_v1_and_v2_give_identical_points_and_boxes(frames):
+def test_v1_and_v2_give_identical_points_boxes_and_stats(frames):
     f1, f2 = frames
     assert len(f1) == len(f2) == TINY["frames_per_segment"]
     for a, b in zip(f1, f2, strict=True):
         assert a.context_name == b.context_name and a.timestamp_micros == b.timestamp_micros
         np.testing.assert_array_equal(a.pose, b.pose)
+        # the same stats: the strings and the labels' per-type counts (no camera counts)
+        types, counts = np.unique(a.labels.types, return_counts=True)
+        assert a.stats == b.stats == dict(ww.STATS, laser_object_counts=dict(zip(types.tolist(), counts.tolist())))
         pa, pb = frame_points(a), frame_points(b)
         assert len(pa) > 1000 and (frame_points(a, returns=(2,)).shape[0] > 0)
         np.testing.assert_array_equal(pa, pb)
