@@ -50,3 +50,18 @@ def synthetic_nuscenes_root(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("synthetic_nuscenes") / "nuscenes"
     return generate_nuscenes(out, workers=1, progress=False, **TINY_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def synthetic_occupancy_root(synthetic_nuscenes_root, tmp_path_factory) -> Path:
+    """A copy of :func:`synthetic_nuscenes_root` with Occ3D occupancy labels added (``gts/``: 2 scenes x 3
+    keyframes of 200 x 200 x 16 voxels). Generated once per test session; treat it as read-only."""
+    import shutil
+
+    from perception3d.datasets.synthetic.nuscenes_tree import TINY_CONFIG
+    from perception3d.datasets.synthetic.occupancy_tree import add_occupancy
+
+    root = tmp_path_factory.mktemp("synthetic_occupancy") / "nuscenes"
+    shutil.copytree(synthetic_nuscenes_root, root)
+    add_occupancy(root, workers=1, progress=False, **{k: v for k, v in TINY_CONFIG.items() if k != "image_scale"})
+    return root

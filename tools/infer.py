@@ -25,6 +25,13 @@ PNGs, R2N2-style framing) and write ``<out-dir>/<name>.binvox`` (occupancy ``p >
 frame: header translate -0.5 -0.5 -0.5, scale 1) and ``<out-dir>/<name>.ply`` (or ``.obj``: the marching-cubes
 surface of those voxels, same frame); ``<name>`` defaults to the first image's name; ``--render`` adds
 ``<name>.png`` (the views as the model saw them beside the rendered voxels).
+
+Occupancy models (GaussianOccupancy) write ``<out-dir>/<name>/occupancy.npz`` (the class-id grid in the Occ3D layout
+with its voxel size, range, class names and frame; docs/inference.md) and ``<out-dir>/<name>.json`` (schema
+``perception3d.occupancy/v1``: the grid's metadata, voxel counts per class, timings, the files written); a camera
+frame given by ``--calib`` needs the JSON's top-level ``lidar2ego`` for an ego-frame grid. ``--render`` adds
+``<name>/occupancy.png`` (top view and 3D view). ``--save-gaussians`` (Gaussian models: GaussianOccupancy,
+GaussianFusion) also writes ``<name>/gaussians.npz`` (means, scales, rotations, opacities, features); the JSON lists it.
 """
 from __future__ import annotations
 
@@ -37,6 +44,7 @@ from _common import (add_cfg_options_argument, add_debug_argument, default_work_
                      setup_env)
 
 from perception3d.apis.checkpoint import resolve_checkpoint
+from perception3d.apis.occupancy_results import OccupancyResult
 
 STAGES = ("load", "preprocess", "forward", "decode", "total")
 RECON_STAGES = ("load", "preprocess", "forward", "total")
@@ -71,7 +79,10 @@ def parse_args(argv=None):
                    "--timestamp")
     p.add_argument("--context", help="with --waymo-v2: the segment's context name")
     p.add_argument("--timestamp", type=int, help="with --waymo-v2: the frame's timestamp (microseconds)")
-    p.add_argument("--render", action="store_true", help="also write a bird's-eye PNG per frame")
+    p.add_argument("--render", action="store_true", help="also write a bird's-eye PNG per frame (occupancy models: "
+                   "<name>/occupancy.png)")
+    p.add_argument("--save-gaussians", action="store_true", help="Gaussian models: also write each frame's final "
+                   "Gaussians to <name>/gaussians.npz")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--repeat", type=int, default=1, help="run the input this many times (timing)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
@@ -229,6 +240,34 @@ def reconstruct(inf, args, out_dir: Path) -> dict:
     return dict(results=results, out_dir=str(out_dir), written=written, submission=None)
 
 
+def frame_files(res, args, out_dir: Path, name: str) -> dict:
+    """Write a frame's grid (occupancy models) and Gaussians (``--save-gaussians``) under ``out_dir/name/``;
+    returns {kind: path relative to out_dir} for the frame's JSON."""
+    from perception3d.apis.occupancy_results import save_gaussians_npz
+
+    files = {}
+    if isinstance(res, OccupancyResult):
+        files["occupancy"] = f"{name}/occupancy.npz"
+        res.save_npz(out_dir / files["occupancy"])
+    if args.save_gaussians:
+        if res.gaussians is None:
+            raise ValueError(f"--save-gaussians: the model returned no Gaussians for {res.source}")
+        files["gaussians"] = f"{name}/gaussians.npz"
+        occ = isinstance(res, OccupancyResult)  # occupancy Gaussians: class distributions as features
+        save_gaussians_npz(out_dir / files["gaussians"], res.gaussians, res.frame if occ else "lidar",
+                           res.classes[:-1] if occ else None)
+    return files
+
+
+def _render_occupancy(res, out_png: Path, name: str) -> str:
+    """Top view and 3D view of a predicted occupancy grid."""
+    from perception3d.visualization.occupancy import plot_occupancy
+
+    png, backend = plot_occupancy(out_png, res.classes, res.voxel_size, res.point_cloud_range, pred=res.semantics,
+                                  title=f"{name} ({res.frame} frame)")
+    return f"{png} ({backend})"
+
+
 def format_timings(results, warmup: bool) -> str:
     from perception3d.apis.results import mean_timings
 
@@ -260,6 +299,9 @@ def main(argv=None) -> dict:
     out_dir = Path(args.out_dir or os.path.join(default_work_dir(args.config), "infer"))
     if inf.is_reconstruction:
         return reconstruct(inf, args, out_dir)
+    if args.save_gaussians and not getattr(inf.model, "predicts_gaussians", False):
+        raise ValueError(f"--save-gaussians: {type(inf.model).__name__} has no Gaussians (Gaussian models: "
+                         "GaussianOccupancy, GaussianFusion)")
     images = dict(kv.partition("=")[::2] for kv in args.images) if args.images else None
     if images and any(not k or not v for k, v in images.items()):
         raise ValueError(f"--images expects CAM=PATH items, got {args.images}")
@@ -285,11 +327,16 @@ def main(argv=None) -> dict:
                               batch_size=args.batch_size)
     written = []
     once = results if args.dataset_split else results[len(results) - len(results) // args.repeat:]
-    camera_only = inf.uses_images and inf.point_columns is None
+    camera_only = inf.uses_images and inf.point_columns is None and not args.dataset_split  # a --calib frame
     for res in once:  # with --repeat, each input is written once (its last run)
         name = Path(res.source).stem if camera_only else _frame_name(res.source, res.token)
-        written.append(res.save_json(str(out_dir / f"{name}.json")))
-        if args.render and inf.uses_images and not args.dataset_split:
+        files = frame_files(res, args, out_dir, name)
+        written.extend(str(out_dir / f) for f in files.values())
+        written.append(res.save_json(str(out_dir / f"{name}.json"), files))
+        if isinstance(res, OccupancyResult):
+            if args.render:
+                written.append(_render_occupancy(res, out_dir / name / "occupancy.png", name))
+        elif args.render and inf.uses_images and not args.dataset_split:
             written.extend(_render_cameras(inf, res, args.calib, images, out_dir, name, args.score_thr))
         elif args.render and (args.waymo_tfrecord or args.waymo_v2):
             backend = _render_waymo(inf, res, args, out_dir / f"{name}.png", args.score_thr)

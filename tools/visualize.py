@@ -10,6 +10,9 @@
     python tools/visualize.py --waymo-v2 ROOT/SPLIT --context NAME --timestamp T --out-dir DIR ...
     python tools/visualize.py --dataset-config RECON_CONFIG --index I --out-dir DIR [--split val|test|train]
                               [--checkpoint CKPT_OR_WORK_DIR | --predictions OBJECT.binvox] [--threshold 0.3]
+    python tools/visualize.py --dataset-config OCC_CONFIG --index I --out-dir DIR [--views occupancy bev chase]
+                              [--checkpoint CKPT | --predictions occupancy.npz [--gaussians gaussians.npz]]
+                              [--occ-mask none|camera|lidar] [--max-gaussians 1500]
 
 Frame sources: item I of the config's ``<split>_dataloader`` dataset, loaded through that loader's pipeline
 (the points the model sees; GT from the dataset's annotation info, camera images and ``lidar2img`` from its
@@ -24,6 +27,16 @@ Predictions: live inference with ``--checkpoint``, or a ``perception3d.detection
 - ``bev`` / ``chase``: Open3D scene rendered headless -> ``o3d_bev_*.png`` / ``chase_*.png`` (GT light grey,
   predictions in class colours, heading lines)
 - ``camera``: boxes projected into the camera images -> ``cam_<CHANNEL>_*.jpg`` (dataset samples only)
+- ``occupancy``: semantic occupancy as voxels in the Occ3D class colours (free not drawn), a top view and a 3D view,
+  the prediction (live, or an ``occupancy.npz`` of ``tools/infer.py`` given as ``--predictions``) beside the sample's
+  ground truth (``gt_occ``, when the split's pipeline loads it) -> ``occ_*.png``; ``--occ-mask camera`` draws only
+  the voxels of Occ3D's ``mask_camera`` (the evaluated ones). The default views of occupancy configs:
+  ``occupancy bev``.
+
+Gaussian models (GaussianOccupancy, GaussianFusion): their final Gaussians (live, or a ``gaussians.npz`` of
+``tools/infer.py --save-gaussians`` given as ``--gaussians``) are drawn in the ``bev`` / ``chase`` views as 1-sigma
+ellipsoids on the lidar points (moved from the ego frame of an occupancy grid into the lidar frame), the
+``--max-gaussians`` most opaque of them, coloured by class (occupancy models) or by opacity.
 
 ``--ply PATH`` writes the scene as a PLY file; ``--show`` opens an interactive Open3D window (needs a display).
 
@@ -42,7 +55,8 @@ from _common import add_cfg_options_argument, add_debug_argument, load_config, r
 
 from perception3d.apis.checkpoint import resolve_checkpoint
 
-VIEWS = ("plot", "bev", "chase", "camera")
+VIEWS = ("plot", "bev", "chase", "camera", "occupancy")
+DEFAULT_VIEWS, OCCUPANCY_VIEWS = ["plot", "bev", "chase"], ["occupancy", "bev"]
 
 
 def parse_args(argv=None):
@@ -57,13 +71,19 @@ def parse_args(argv=None):
     p.add_argument("--timestamp", type=int, help="with --waymo-v2: the frame's timestamp (microseconds)")
     p.add_argument("--checkpoint", help="a .pth file or a work dir with last_checkpoint: predict live")
     p.add_argument("--predictions", help="a perception3d.detections/v1 JSON (tools/infer.py output); "
-                   "reconstruction configs: a .binvox")
+                   "reconstruction configs: a .binvox; occupancy: an occupancy.npz")
+    p.add_argument("--gaussians", help="a gaussians.npz (tools/infer.py --save-gaussians) drawn in the bev/chase views")
+    p.add_argument("--max-gaussians", type=int, default=1500, help="draw at most this many Gaussians (the most "
+                   "opaque; default 1500)")
+    p.add_argument("--occ-mask", choices=["none", "camera", "lidar"], default="none",
+                   help="occupancy view: draw only the voxels of the sample's mask_camera / mask_lidar")
     p.add_argument("--threshold", type=float, default=0.3, help="reconstruction: occupancy threshold (default 0.3)")
     p.add_argument("--index", type=int, default=0, help="sample index in the split's dataset")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--split", choices=["train", "val", "test"], default="val")
     p.add_argument("--score-thr", type=float, default=0.3, help="draw predictions scoring at least this")
-    p.add_argument("--views", nargs="+", choices=VIEWS, default=["plot", "bev", "chase"])
+    p.add_argument("--views", nargs="+", choices=VIEWS, default=None,
+                   help=f"default {' '.join(DEFAULT_VIEWS)} ({' '.join(OCCUPANCY_VIEWS)} for occupancy)")
     p.add_argument("--cameras", nargs="+", default=None,
                    help="channels for the 'camera' view (default CAM_FRONT, or FRONT for Waymo frames)")
     p.add_argument("--camera-scale", type=float, default=0.0,
@@ -92,6 +112,10 @@ def parse_args(argv=None):
         p.error("--checkpoint needs --dataset-config (live inference on point files: tools/infer.py)")
     if args.waymo and args.checkpoint and not args.dataset_config:
         p.error("--checkpoint on a Waymo frame needs the model's config: --dataset-config WAYMO_CONFIG")
+    if args.gaussians and args.checkpoint:
+        p.error("--checkpoint and --gaussians both give Gaussians; choose one")
+    if args.max_gaussians < 1:
+        p.error("--max-gaussians must be >= 1")
     return args
 
 
@@ -143,7 +167,7 @@ def _waymo_frame(args):
 
     kw = waymo_frame_kwargs(args)
     info = waymo_frame_sample(kw["tfrecord"], kw["frame_index"], kw["v2_split_dir"], kw["context_name"],
-                              kw["timestamp"], classes=list(CLASS_TYPES), with_images="camera" in args.views)
+                              kw["timestamp"], classes=list(CLASS_TYPES), with_images="camera" in (args.views or ()))
     frame = info["waymo_frame"]
     from perception3d.datasets.waymo.frame import CAMERA_NAMES
 
@@ -160,12 +184,17 @@ def _waymo_frame(args):
     return cfg, waymo_points(frame), info, pred
 
 
-def _predict(model, data, classes, score_thr):
+def _predict(model, data):
+    """The model's predicted data sample of a dataset item."""
     import torch
     from mmengine.dataset import pseudo_collate
 
     with torch.no_grad():
-        inst = model.test_step(pseudo_collate([data]))[0].pred_instances_3d
+        return model.test_step(pseudo_collate([data]))[0]
+
+
+def _sample_boxes(sample, classes, score_thr):
+    inst = sample.pred_instances_3d
     keep = inst.scores_3d >= score_thr
     return (inst.bboxes_3d.tensor[keep].numpy(), [classes[int(i)] for i in inst.labels_3d[keep]],
             inst.scores_3d[keep].numpy())
@@ -178,6 +207,68 @@ def _json_predictions(path: str, score_thr: float, token):
     if token is not None and res.token is not None and res.token != token:
         raise ValueError(f"--predictions {path}: token {res.token} is not the shown sample's token {token}")
     return res.boxes.tensor.numpy(), res.class_names, res.scores
+
+
+def _occupancy_picture(args, data, pred_sample, model, out_png: Path, title: str) -> Path:
+    """The ``occupancy`` view: the predicted grid (live, or ``--predictions occupancy.npz``) beside the sample's
+    ``gt_occ``, limited to ``--occ-mask``."""
+    from perception3d.apis.occupancy_results import load_occupancy_npz, occupancy_grid
+    from perception3d.datasets.io.occ3d import GRID_RANGE, OCC3D_CLASSES, VOXEL_SIZE
+    from perception3d.visualization.occupancy import plot_occupancy
+
+    sample = data["data_samples"] if data is not None else None
+    gt_occ = sample.gt_occ if sample is not None and "gt_occ" in sample else None
+    grid = dict(classes=list(OCC3D_CLASSES), voxel_size=[VOXEL_SIZE] * 3, point_cloud_range=list(GRID_RANGE))
+    pred = gt = mask = None
+    if pred_sample is not None and "pred_occ" in pred_sample:
+        grid, pred = occupancy_grid(model), pred_sample.pred_occ["semantics"].cpu().numpy()
+    elif args.predictions and args.predictions.endswith(".npz"):
+        res = load_occupancy_npz(args.predictions)
+        grid = dict(classes=res.classes, voxel_size=res.voxel_size, point_cloud_range=res.point_cloud_range)
+        pred = res.semantics
+    if gt_occ is not None:  # LoadOccupancy: Occ3D's grid and classes
+        gt = gt_occ["semantics"].numpy()
+        if pred is not None and (pred.shape != gt.shape or list(grid["classes"]) != list(OCC3D_CLASSES)):
+            raise ValueError(f"--views occupancy: the prediction's grid {pred.shape} ({len(grid['classes'])} classes) "
+                             f"is not the sample's Occ3D grid {gt.shape} ({len(OCC3D_CLASSES)} classes)")
+    if pred is None and gt is None:
+        raise ValueError("--views occupancy: nothing to draw: the sample has no gt_occ (LoadOccupancy in the split's "
+                         "pipeline) and there is no occupancy prediction (--checkpoint of an occupancy model, or "
+                         "--predictions occupancy.npz)")
+    if args.occ_mask != "none":
+        if gt_occ is None:
+            raise ValueError(f"--occ-mask {args.occ_mask}: the sample has no gt_occ masks")
+        mask = gt_occ[f"mask_{args.occ_mask}"].numpy()
+        title += f", inside mask_{args.occ_mask}"
+    png, backend = plot_occupancy(out_png, grid["classes"], grid["voxel_size"], grid["point_cloud_range"], pred, gt,
+                                  mask, title=title, backend=args.backend)
+    print(f"occupancy: 3D views rendered with backend '{backend}'")
+    return png
+
+
+def _frame_gaussians(args, pred_sample, model, info):
+    """(``render_frame``'s ``gaussians`` argument, a note for the title) of the frame's Gaussians in the lidar frame
+    (``--gaussians`` file or the live model's), or (None, "")."""
+    import numpy as np
+
+    from perception3d.apis.occupancy_results import load_gaussians_npz, occupancy_grid
+    from perception3d.visualization.occupancy import gaussian_scene_args
+
+    if args.gaussians:
+        g, frame, names = load_gaussians_npz(args.gaussians)
+    elif pred_sample is not None and "pred_gaussians" in pred_sample:
+        g, grid = pred_sample.pred_gaussians, occupancy_grid(model)
+        frame, names = (grid["frame"], grid["classes"][:-1]) if grid else ("lidar", None)
+    else:
+        return None, ""
+    if frame == "ego":
+        lidar2ego = (info or {}).get("lidar2ego")
+        if lidar2ego is None:
+            raise ValueError(f"{args.gaussians or 'the model'}: ego-frame Gaussians need the sample's lidar2ego to be "
+                             "drawn on its points (a dataset sample: --dataset-config CONFIG --index I)")
+        g = g.transform(np.linalg.inv(np.asarray(lidar2ego, np.float64)))
+    scene, n = gaussian_scene_args(g, names, args.max_gaussians)
+    return scene, f", {n} of {len(g)} Gaussians"
 
 
 def _recon_picture(args) -> dict | None:
@@ -278,13 +369,19 @@ def run(args) -> dict:
 
         points, token, stem = load_points(args.points), None, Path(args.points).name.split(".")[0]
     view_cfg = view_cfg or cfg
-    pred = pred_names = scores = None
+    pred = pred_names = scores = pred_sample = None
     if live is not None:
         pred, pred_names, scores = live
     elif model is not None:
-        pred, pred_names, scores = _predict(model, data, classes, args.score_thr)
-    elif args.predictions:
+        pred_sample = _predict(model, data)
+        if "pred_instances_3d" in pred_sample:
+            pred, pred_names, scores = _sample_boxes(pred_sample, classes, args.score_thr)
+    elif args.predictions and not args.predictions.endswith(".npz"):
         pred, pred_names, scores = _json_predictions(args.predictions, args.score_thr, token)
+    occupancy = (getattr(model, "predicts_occupancy", False) or str(args.predictions).endswith(".npz")
+                 or (data is not None and "gt_occ" in data["data_samples"]))
+    views = args.views or (OCCUPANCY_VIEWS if occupancy else DEFAULT_VIEWS)
+    gaussians, note = _frame_gaussians(args, pred_sample, model, info)
 
     name = f"{stem} {str(token)[:12]}" if token and token != stem else stem
     title = f"{name}: {len(points)} points, {len(gt)} GT"
@@ -292,15 +389,17 @@ def run(args) -> dict:
         title += f", {len(pred)} predictions >= {args.score_thr:g}"
     out_dir, outs = Path(args.out_dir), {}
     scene = dict(gt_boxes=gt, gt_labels=gt_names, pred_boxes=pred, pred_labels=pred_names, pred_scores=scores,
-                 score_thr=args.score_thr, color_by=args.color_by)
-    for view in args.views:
-        if view == "plot":
+                 score_thr=args.score_thr, color_by=args.color_by, gaussians=gaussians)
+    for view in views:
+        if view == "occupancy":
+            outs[view] = _occupancy_picture(args, data, pred_sample, model, out_dir / f"occ_{stem}.png", name)
+        elif view == "plot":
             outs[view] = plot_bev(points, gt, gt_names, out_dir / f"bev_{stem}.png", range=_plot_extent(view_cfg),
                                   title=title, pred_boxes=pred, pred_labels=pred_names, pred_scores=scores)
         elif view in ("bev", "chase"):
             res = render_frame(points, out_dir / f"{'o3d_bev' if view == 'bev' else 'chase'}_{stem}.png", **scene,
                                view=view, width=args.width, height=args.height, extent=_plot_extent(view_cfg),
-                               title=f"{title} [{view}]", backend=args.backend,
+                               title=f"{title}{note} [{view}]", backend=args.backend,
                                forward=ego_forward(info.get("lidar2ego") if info else None))
             outs[view] = res.path
             print(f"{view}: rendered with backend '{res.backend}'")
@@ -341,7 +440,7 @@ def run(args) -> dict:
 def main(argv=None) -> Path | None:
     """Run the tool; returns the first written file (the ``plot`` PNG by default)."""
     args = parse_args(argv)
-    for name in ("dataset_config", "points", "predictions"):  # fail fast, before the heavy imports
+    for name in ("dataset_config", "points", "predictions", "gaussians"):  # fail fast, before the heavy imports
         path = getattr(args, name)
         if path and not Path(path).is_file():
             raise FileNotFoundError(f"--{name.replace('_', '-')}: file not found: {path}")

@@ -21,6 +21,10 @@ the lidar frame the calibration's ``lidar2cam`` starts from.
 Reconstruction models (test pipeline ending in ``PackReconInputs``, e.g. LRGT / Pix2Vox on ShapeNet) take 1..N
 images of one object, :meth:`Inferencer.reconstruct` -> :class:`ReconstructionResult` (a 32^3 occupancy grid in
 the object frame, written as .binvox and a mesh); see :mod:`perception3d.apis.recon_inference`.
+
+Occupancy models (``predicts_occupancy``, e.g. ``GaussianOccupancy``) return :class:`OccupancyResult` (the class id
+grid, :mod:`perception3d.apis.occupancy_results`) instead of boxes; an ego-frame grid on a calibration-JSON frame
+needs the JSON's ``lidar2ego``. Gaussian models' results carry their final Gaussians (``gaussians``).
 """
 from __future__ import annotations
 
@@ -36,19 +40,22 @@ import torch
 
 from .checkpoint import load_weights, resolve_checkpoint
 from .inputs import check_device, map_columns, split_order
+from .occupancy_results import OccupancyResult, occupancy_grid, sample_result
 from .recon_inference import is_recon_pipeline, recon_steps
 from .recon_results import ReconstructionResult
-from .results import DetectionResult
+from .results import DetectionResult, write_submission
 
 PointsInput = Union[str, os.PathLike, np.ndarray, torch.Tensor]
-_LOAD_TYPES = ("LoadPointsFromFile", "LoadPointsFromMultiSweeps", "LoadAnnotations3D", "LoadWaymoPoints")
+_LOAD_TYPES = ("LoadPointsFromFile", "LoadPointsFromMultiSweeps", "LoadAnnotations3D", "LoadWaymoPoints",
+               "LoadOccupancy")
+FrameResult = Union[DetectionResult, OccupancyResult]
 
 
 @dataclass
 class SplitPredictions:
     """Result of :meth:`Inferencer.predict_split`: per-sample results and the submission file (or None)."""
 
-    results: List[DetectionResult]
+    results: List[FrameResult]
     submission: Optional[str]
 
 
@@ -89,7 +96,8 @@ class Inferencer:
             self.model = MODELS.build(config.model)
         ckpt = load_weights(self.model, self.checkpoint)
         self.model.to(self.device).eval()
-        self.classes = self._classes(ckpt)
+        self.occupancy = occupancy_grid(self.model)  # None for detectors
+        self.classes = self.occupancy["classes"] if self.occupancy else self._classes(ckpt)
         self._setup_pipeline()
 
     # ---------------------------------------------------------------------------------------- set-up
@@ -272,16 +280,21 @@ class Inferencer:
                          lidar2cam=cams[ch].lidar2cam) for ch in self.camera_channels}
 
     # ---------------------------------------------------------------------------------------- running
-    def _pack(self, points: Optional[np.ndarray], source: str, cams: Optional[Dict[str, dict]] = None) -> dict:
+    def _pack(self, points: Optional[np.ndarray], source: str, cams: Optional[Dict[str, dict]] = None,
+              calib: Optional[str] = None) -> dict:
         results = dict(lidar_path=source, sample_idx=source)
         if points is not None:
             results.update(points=points, point_columns=list(self.point_columns))
         if cams is not None:
             results["cams"] = cams
+        if self.occupancy and self.occupancy["frame"] == "ego":  # the grid lives in the ego frame
+            from perception3d.datasets.io.calibration import load_lidar2ego
+
+            results["lidar2ego"] = load_lidar2ego(calib, required_by=f"{type(self.model).__name__}'s ego-frame grid")
         return self.pipeline(results)
 
     def _run(self, batch: List[dict]) -> Tuple[List[Any], Dict[str, float]]:
-        """Packed samples -> (per-sample InstanceData, batch stage times in ms).
+        """Packed samples -> (predicted data samples, batch stage times in ms).
 
         Runs the model's own ``data_preprocessor`` and ``predict`` (so config options such as ``test_flip``
         apply), timed per stage by forward hooks on ``model.stage_names()``: ``preprocess`` = the data
@@ -307,28 +320,28 @@ class Inferencer:
         inner = {f"forward.{s}": excl[s] for s in stages if s in excl and s not in (pre, dec)}
         inner["forward.other"] = times["forward"] - sum(inner.values())
         times.update(inner)
-        return [s.pred_instances_3d for s in samples], times
+        return samples, times
 
     def _results(self, batch: List[dict], sources: List[str], load_ms: List[float], pipe_ms: List[float],
-                 score_thr: float, tokens: Optional[List[Optional[str]]] = None) -> Tuple[List[DetectionResult], list]:
+                 score_thr: float, tokens: Optional[List[Optional[str]]] = None) -> Tuple[List[FrameResult], list]:
         preds, times = self._run(batch)
         out = []
         for i, (pred, data) in enumerate(zip(preds, batch)):
             t = {"load": load_ms[i], **{k: v / len(batch) for k, v in times.items()}}
             t["preprocess"] = t["preprocess"] + pipe_ms[i]
             t["total"] = sum(v for k, v in t.items() if "." not in k)
-            res = DetectionResult(pred.bboxes_3d.to("cpu"), pred.labels_3d.cpu().numpy(),
-                                  pred.scores_3d.float().cpu().numpy(), self.classes, sources[i],
-                                  int(len(data["inputs"].get("points", ()))), t, tokens[i] if tokens else None)
-            out.append(res.filter(score_thr) if score_thr > 0 else res)
+            n = int(len(data["inputs"].get("points", ())))
+            res = sample_result(pred, self.classes, self.occupancy, sources[i], n, t, tokens[i] if tokens else None)
+            out.append(res.filter(score_thr) if score_thr > 0 and isinstance(res, DetectionResult) else res)
         return out, preds
 
     def predict(self, inputs: Union[None, PointsInput, Sequence[PointsInput]] = None,
                 columns: Optional[Sequence[str]] = None,
                 images: Any = None, calib: Optional[str] = None, score_thr: Optional[float] = None,
                 batch_size: int = 1, progress: Optional[bool] = None
-                ) -> Union[DetectionResult, List[DetectionResult]]:
-        """Detect boxes in one input (-> :class:`DetectionResult`) or several (-> list).
+                ) -> Union[FrameResult, List[FrameResult]]:
+        """Detect boxes in one input (-> :class:`DetectionResult`; occupancy models: :class:`OccupancyResult`) or
+        several (-> list).
 
         Args:
             inputs: a point cloud file (``.pcd.bin``, ``.bin``, ``.pcd``, ``.ply``, ``.npy``), a folder (every
@@ -371,7 +384,7 @@ class Inferencer:
         from tqdm import tqdm
 
         bar = tqdm(total=len(items), unit="frame", disable=not (progress if progress is not None else len(items) > 1))
-        results: List[DetectionResult] = []
+        results: List[FrameResult] = []
         for start in range(0, len(items), batch_size):
             batch, sources, load_ms, pipe_ms = [], [], [], []
             for item in items[start: start + batch_size]:
@@ -389,7 +402,7 @@ class Inferencer:
                     source = item
                     pts = self.read_file(item, columns)
                 t1 = time.perf_counter()
-                batch.append(self._pack(pts, source, cams))
+                batch.append(self._pack(pts, source, cams, calib))
                 load_ms.append((t1 - t0) * 1e3)
                 pipe_ms.append((time.perf_counter() - t1) * 1e3)
                 sources.append(source)
@@ -412,7 +425,7 @@ class Inferencer:
 
     def predict_waymo(self, tfrecord: Optional[str] = None, frame_index: Optional[int] = None,
                       v2_split_dir: Optional[str] = None, context_name: Optional[str] = None,
-                      timestamp: Optional[int] = None, score_thr: Optional[float] = None) -> DetectionResult:
+                      timestamp: Optional[int] = None, score_thr: Optional[float] = None) -> FrameResult:
         """Detect boxes in one Waymo frame: ``tfrecord`` + ``frame_index`` (the record's position in a v1 segment
         file) or ``v2_split_dir`` (``ROOT/SPLIT``) + ``context_name`` + ``timestamp`` (microseconds).
 
@@ -470,30 +483,9 @@ class Inferencer:
             meta = sample.metainfo
             source = str(meta.get("lidar_path", meta.get("token", i)))
             res, preds = self._results([data], [source], [load], [0.0], thr, [meta.get("token")])
-            sample.pred_instances_3d = preds[0]
             results.extend(res)
-            samples.append(sample)
-        submission = self._write_submission(split, samples, out_dir) if out_dir else None
+            samples.append(preds[0])
+        submission = None
+        if out_dir and not self.occupancy:  # occupancy grids: no official submission format
+            submission = write_submission(self.cfg, split, samples, out_dir, self.classes, self._scope)
         return SplitPredictions(results, submission)
-
-    def _write_submission(self, split: str, samples: list, out_dir: str) -> Optional[str]:
-        from mmengine.registry import DefaultScope
-
-        from perception3d.evaluation import NuScenesMetric
-        from perception3d.evaluation.waymo_metric import PRED_FILE, WaymoMetric
-        from perception3d.registry import METRICS
-
-        files = {"NuScenesMetric": "results_nusc.json", "WaymoMetric": PRED_FILE}  # the submission each writes
-        ev = self.cfg.get(f"{split}_evaluator")
-        kind = ev.get("type") if isinstance(ev, dict) else None
-        kind = {NuScenesMetric: "NuScenesMetric", WaymoMetric: "WaymoMetric"}.get(kind, kind)
-        if kind not in files:
-            warnings.warn(f"Inferencer.predict_split: no NuScenesMetric or WaymoMetric {split}_evaluator in the "
-                          "config; no submission file written")
-            return None
-        ev = dict(ev, format_only=True, submission_prefix=os.fspath(out_dir), classes=self.classes)
-        with DefaultScope.overwrite_default_scope(self._scope):
-            metric = METRICS.build(ev)
-        metric.process(None, samples)
-        metric.compute_metrics(metric.results)
-        return os.path.join(os.fspath(out_dir), files[kind])

@@ -12,13 +12,16 @@ JSON layout::
      "num_points": 30000,
      "timings_ms": {"load": .., "preprocess": .., "forward": .., "decode": .., "total": .., ...},
      "detections": [{"label": 0, "name": "car", "score": 0.87,
-                     "center": [x, y, z], "size": [l, w, h], "yaw": 0.1, "velocity": [vx, vy] | null}, ...]}
+                     "center": [x, y, z], "size": [l, w, h], "yaw": 0.1, "velocity": [vx, vy] | null}, ...],
+     "files": {"gaussians": "<name>/gaussians.npz"}}   # only when tools/infer.py wrote files for the frame
 
 Detections are sorted by descending score.
 """
 from __future__ import annotations
 
 import json
+import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -47,6 +50,8 @@ class DetectionResult:
             batching, voxelization), ``forward`` (encoder .. head), ``decode`` (box decoding + NMS),
             ``total``; finer ``forward.<stage>`` entries when the detector exposes them.
         token: nuScenes sample token for dataset samples, else None.
+        gaussians: the model's final Gaussians (Gaussian detectors: :class:`~perception3d.structures.Gaussians`, CPU,
+            lidar frame), else None; not part of the JSON (``tools/infer.py --save-gaussians`` writes them).
     """
 
     boxes: Boxes3D
@@ -57,6 +62,7 @@ class DetectionResult:
     num_points: int = 0
     timings: Dict[str, float] = field(default_factory=dict)
     token: Optional[str] = None
+    gaussians: Optional[Any] = None
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
@@ -79,10 +85,11 @@ class DetectionResult:
         """The detections with ``score >= score_thr`` (same order, same timings)."""
         keep = np.flatnonzero(self.scores >= score_thr)
         return DetectionResult(self.boxes[keep], self.labels[keep], self.scores[keep], list(self.classes),
-                               self.source, self.num_points, dict(self.timings), self.token)
+                               self.source, self.num_points, dict(self.timings), self.token, self.gaussians)
 
-    def to_json(self) -> Dict[str, Any]:
-        """The result as a JSON-ready dict in the ``perception3d.detections/v1`` schema (module docstring)."""
+    def to_json(self, files: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+        """The result as a JSON-ready dict in the ``perception3d.detections/v1`` schema (module docstring); ``files``
+        (name -> path relative to the JSON's folder, e.g. the Gaussians) adds a ``files`` entry."""
         t = np.asarray(self.boxes.tensor.detach().cpu().numpy(), dtype=np.float64)
         order = np.argsort(-self.scores, kind="stable")
         dets = []
@@ -92,18 +99,21 @@ class DetectionResult:
                              score=float(self.scores[i]), center=[float(v) for v in b[:3]],
                              size=[float(v) for v in b[3:6]], yaw=float(b[6]),
                              velocity=[float(b[7]), float(b[8])] if len(b) >= 9 else None))
-        return {"schema": SCHEMA, "source": self.source, "token": self.token, "frame": "lidar",
-                "box_origin": "gravity_centre", "units": dict(UNITS), "yaw_convention": YAW_CONVENTION,
-                "classes": list(self.classes), "num_points": int(self.num_points),
-                "timings_ms": {k: round(float(v), 3) for k, v in self.timings.items()},
-                "detections": dets}
+        out = {"schema": SCHEMA, "source": self.source, "token": self.token, "frame": "lidar",
+               "box_origin": "gravity_centre", "units": dict(UNITS), "yaw_convention": YAW_CONVENTION,
+               "classes": list(self.classes), "num_points": int(self.num_points),
+               "timings_ms": {k: round(float(v), 3) for k, v in self.timings.items()},
+               "detections": dets}
+        if files:
+            out["files"] = dict(files)
+        return out
 
-    def save_json(self, path: str) -> str:
+    def save_json(self, path: str, files: Optional[Dict[str, str]] = None) -> str:
         """Write :meth:`to_json` to ``path`` atomically; returns the path."""
         from perception3d.utils.atomic import atomic_open
 
         with atomic_open(path, "w") as f:
-            json.dump(self.to_json(), f, indent=1)
+            json.dump(self.to_json(files), f, indent=1)
         return str(path)
 
     @classmethod
@@ -136,3 +146,29 @@ def mean_timings(results: Sequence[DetectionResult], skip_first: bool = False) -
     return {k: float(np.mean([r.timings[k] for r in rs if k in r.timings])) for k in keys} if rs else {}
 
 
+
+
+def write_submission(cfg, split: str, samples: list, out_dir: str, classes: Sequence[str], scope: str) -> Optional[str]:
+    """The official submission of predicted ``samples`` by the config's ``<split>_evaluator`` in ``format_only`` mode:
+    ``out_dir/results_nusc.json`` (``NuScenesMetric``) or ``out_dir/waymo_predictions.bin`` (``WaymoMetric``); None
+    with a warning for another evaluator."""
+    from mmengine.registry import DefaultScope
+
+    from perception3d.evaluation import NuScenesMetric
+    from perception3d.evaluation.waymo_metric import PRED_FILE, WaymoMetric
+    from perception3d.registry import METRICS
+
+    files = {"NuScenesMetric": "results_nusc.json", "WaymoMetric": PRED_FILE}  # the submission each writes
+    ev = cfg.get(f"{split}_evaluator")
+    kind = ev.get("type") if isinstance(ev, dict) else None
+    kind = {NuScenesMetric: "NuScenesMetric", WaymoMetric: "WaymoMetric"}.get(kind, kind)
+    if kind not in files:
+        warnings.warn(f"Inferencer.predict_split: no NuScenesMetric or WaymoMetric {split}_evaluator in the "
+                      "config; no submission file written")
+        return None
+    ev = dict(ev, format_only=True, submission_prefix=os.fspath(out_dir), classes=list(classes))
+    with DefaultScope.overwrite_default_scope(scope):
+        metric = METRICS.build(ev)
+    metric.process(None, samples)
+    metric.compute_metrics(metric.results)
+    return os.path.join(os.fspath(out_dir), files[kind])

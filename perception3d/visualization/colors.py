@@ -13,6 +13,15 @@ CLASS_COLORS = {
     # Waymo classes: the colours of their nuScenes counterparts (signs: their own)
     "Vehicle": "#1f77b4", "Pedestrian": "#e377c2", "Cyclist": "#17becf", "Sign": "#ffd92f",
 }
+#: Occ3D occupancy classes -> RGB 0..255: the nuScenes-lidarseg colour of each class's nuScenes category
+#: (nuscenes-devkit ``get_colormap``; "others" = static.other). "free" has none: free voxels are not drawn.
+OCC_CLASS_COLORS = {
+    "others": (255, 228, 196), "barrier": (112, 128, 144), "bicycle": (220, 20, 60), "bus": (255, 69, 0),
+    "car": (255, 158, 0), "construction_vehicle": (233, 150, 70), "motorcycle": (255, 61, 99),
+    "pedestrian": (0, 0, 230), "traffic_cone": (47, 79, 79), "trailer": (255, 140, 0), "truck": (255, 99, 71),
+    "driveable_surface": (0, 207, 191), "other_flat": (175, 0, 75), "sidewalk": (75, 0, 75),
+    "terrain": (112, 180, 60), "manmade": (222, 184, 135), "vegetation": (0, 175, 0),
+}
 #: colour of a class not in :data:`CLASS_COLORS`
 UNKNOWN_COLOR = "#ffffff"
 #: ground-truth boxes in the 3D scenes (predictions take their class colour)
@@ -56,3 +65,9 @@ def value_colors(values: np.ndarray, vmin: float, vmax: float, cmap: str = "viri
 
     t = np.clip((np.asarray(values, np.float64) - vmin) / max(vmax - vmin, 1e-9), 0.0, 1.0)
     return np.asarray(matplotlib.colormaps[cmap](t))[:, :3].astype(np.float64)
+
+
+def occupancy_rgb(names: Iterable[str]) -> np.ndarray:
+    """Occupancy class names (K,) -> (K, 3) float64 RGB in [0, 1] (:data:`OCC_CLASS_COLORS`; white if unknown)."""
+    return np.array([np.asarray(OCC_CLASS_COLORS.get(str(n), (255, 255, 255)), np.float64) / 255.0
+                     for n in names]).reshape(-1, 3)

@@ -16,7 +16,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from .camera import Camera, _centred_intrinsic, look_at
-from .scene import SceneData
+from .scene import SceneData, grid_faces
 
 #: colour of ground-truth voxels; predictions are coloured by probability (``plasma``, threshold .. 1)
 GT_VOXEL_COLOR = (0.55, 0.75, 0.95)
@@ -37,31 +37,7 @@ def voxel_faces(occupied: np.ndarray, translate: Sequence[float] = (-0.5, -0.5, 
     vertices (4F, 3), triangles (2F, 3) wound outwards and the (F, 3) integer voxel index of every face (its
     two triangles are rows 2f, 2f + 1)."""
     occ = _grid(occupied, "voxel_faces") != 0
-    d = occ.shape[0]
-    pad = np.pad(occ, 1)
-    quads, owners = [], []
-    unit = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float64)
-    for a in range(3):
-        u, v = (a + 1) % 3, (a + 2) % 3
-        for side in (1, -1):
-            nb = np.roll(pad, -side, axis=a)[1:-1, 1:-1, 1:-1]
-            idx = np.argwhere(occ & ~nb)
-            if not len(idx):
-                continue
-            corners = np.repeat(idx[:, None, :].astype(np.float64), 4, axis=1)
-            corners[:, :, a] += 1.0 if side == 1 else 0.0
-            order = unit if side == 1 else unit[::-1]
-            corners[:, :, u] += order[:, 0]
-            corners[:, :, v] += order[:, 1]
-            quads.append(corners)
-            owners.append(idx)
-    if not quads:
-        return np.zeros((0, 3)), np.zeros((0, 3), np.int64), np.zeros((0, 3), np.int64)
-    q = np.concatenate(quads)
-    verts = np.asarray(translate, np.float64) + float(scale) * q.reshape(-1, 3) / d
-    base = np.arange(len(q))[:, None] * 4
-    tris = np.stack([base + [0, 1, 2], base + [0, 2, 3]], 1).reshape(-1, 3)
-    return verts, tris.astype(np.int64), np.concatenate(owners)
+    return grid_faces(occ, translate, np.full(3, float(scale) / occ.shape[0]))
 
 
 def object_camera(width: int = 400, height: int = 400, azimuth_deg: float = 45.0, elevation_deg: float = 25.0,

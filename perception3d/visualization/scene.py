@@ -148,6 +148,40 @@ def voxel_mesh(centers: np.ndarray, voxel_size: Sequence[float], shrink: float =
     return verts.reshape(-1, 3), tris.reshape(-1, 3)
 
 
+def grid_faces(occupied: np.ndarray, origin: Sequence[float], voxel_size: Sequence[float]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The exposed faces of the occupied voxels of a bool (X, Y, Z) grid ``[x, y, z]`` as one mesh: voxel ``idx``
+    spans ``origin + voxel_size * [idx, idx + 1]`` per axis. Returns vertices (4F, 3), triangles (2F, 3) wound
+    outwards and the (F, 3) integer voxel index of every face (its two triangles are rows 2f, 2f + 1)."""
+    occ = np.asarray(occupied) != 0
+    if occ.ndim != 3:
+        raise ValueError(f"grid_faces: expected a (X, Y, Z) grid, got shape {occ.shape}")
+    pad = np.pad(occ, 1)
+    quads, owners = [], []
+    unit = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float64)
+    for a in range(3):
+        u, v = (a + 1) % 3, (a + 2) % 3
+        for side in (1, -1):
+            nb = np.roll(pad, -side, axis=a)[1:-1, 1:-1, 1:-1]
+            idx = np.argwhere(occ & ~nb)
+            if not len(idx):
+                continue
+            corners = np.repeat(idx[:, None, :].astype(np.float64), 4, axis=1)
+            corners[:, :, a] += 1.0 if side == 1 else 0.0
+            order = unit if side == 1 else unit[::-1]
+            corners[:, :, u] += order[:, 0]
+            corners[:, :, v] += order[:, 1]
+            quads.append(corners)
+            owners.append(idx)
+    if not quads:
+        return np.zeros((0, 3)), np.zeros((0, 3), np.int64), np.zeros((0, 3), np.int64)
+    q = np.concatenate(quads)
+    verts = np.asarray(origin, np.float64) + np.asarray(voxel_size, np.float64) * q.reshape(-1, 3)
+    base = np.arange(len(q))[:, None] * 4
+    tris = np.stack([base + [0, 1, 2], base + [0, 2, 3]], 1).reshape(-1, 3)
+    return verts, tris.astype(np.int64), np.concatenate(owners)
+
+
 def point_colors(points: np.ndarray, color_by: str = "height") -> np.ndarray:
     """(N, >=3) points -> (N, 3) RGB: 'height' maps z in [-2.5, 2] m through 'viridis'; 'intensity' maps
     column 3 (0..255 as nuScenes stores it, or 0..1) through 'inferno'; 'white' is light grey."""

@@ -3,7 +3,6 @@ written lidar, visibility masks, the index / pipeline path, and determinism of t
 from __future__ import annotations
 
 import hashlib
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -26,12 +25,9 @@ LO = np.asarray(GRID_RANGE[:3])
 
 
 @pytest.fixture(scope="module")
-def occ_root(synthetic_nuscenes_root, tmp_path_factory) -> Path:
-    """A copy of the session's tiny tree with gts/ added (2 scenes x 3 keyframes)."""
-    root = tmp_path_factory.mktemp("occ") / "nuscenes"
-    shutil.copytree(synthetic_nuscenes_root, root)
-    add_occupancy(root, workers=1, progress=False, **TREE_ARGS)
-    return root
+def occ_root(synthetic_occupancy_root) -> Path:
+    """The session's tiny tree with gts/ added (2 scenes x 3 keyframes; tests/conftest.py)."""
+    return synthetic_occupancy_root
 
 
 @pytest.fixture(scope="module")

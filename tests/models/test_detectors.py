@@ -91,17 +91,9 @@ def build(cfg):
 
 
 @pytest.fixture(scope="module")
-def det_root(synthetic_nuscenes_root, tmp_path_factory):
-    """A copy of the fixture tree with Occ3D occupancy labels added (for GaussianOccupancy)."""
-    import shutil
-
-    from perception3d.datasets.synthetic.nuscenes_tree import TINY_CONFIG
-    from perception3d.datasets.synthetic.occupancy_tree import add_occupancy
-
-    root = tmp_path_factory.mktemp("det_occ") / "nuscenes"
-    shutil.copytree(synthetic_nuscenes_root, root)
-    add_occupancy(root, workers=1, progress=False, **{k: v for k, v in TINY_CONFIG.items() if k != "image_scale"})
-    return root
+def det_root(synthetic_occupancy_root):
+    """The fixture tree with Occ3D occupancy labels (for GaussianOccupancy)."""
+    return synthetic_occupancy_root
 
 
 @pytest.fixture(scope="module")

@@ -191,6 +191,22 @@ def test_gaussian_occupancy_loss_predict_and_gradients():
     assert probs.shape == (2, 20, 20, 4, 18)
     sem = out[0].pred_occ["semantics"]
     assert sem.shape == (20, 20, 4) and sem.dtype == torch.long and int(sem.min()) >= 0 and int(sem.max()) <= 17
+    # pred_gaussians: the sample's own Gaussians (CPU, class distributions as features) that splat into pred_occ
+    for i, s in enumerate(out):
+        g = s.pred_gaussians
+        assert isinstance(g, Gaussians) and g.device.type == "cpu" and g.batch_size == 1 and g.channels == 17
+        torch.testing.assert_close(g.features.sum(1), torch.ones(len(g)))
+        splat = g.splat(model.occ_head.grid, mode="prob", k=model.occ_head.k)
+        occ = splat.occupancy[..., None]
+        probs = torch.cat([splat.semantics * occ, 1.0 - occ], -1)[0].permute(2, 1, 0, 3)  # (nx, ny, nz, 18)
+        assert torch.equal(probs.argmax(-1), s.pred_occ["semantics"].cpu())
+    with torch.no_grad():  # each sample gets its own rows of the last layer
+        data = model.data_preprocessor(batch, False)
+        last = model.extract_feat(data["inputs"], data["data_samples"])[-1]
+    for i, s in enumerate(out):
+        torch.testing.assert_close(s.pred_gaussians.opacities, last.sample(i).opacities)
+        torch.testing.assert_close(s.pred_gaussians.features, model.occ_head.class_gaussians(last.sample(i)).features)
+    assert not torch.equal(out[0].pred_gaussians.features, out[1].pred_gaussians.features)
     # every layer supervised: one loss pair per layer; no visible voxel: zero losses
     model = _occupancy(supervise="all")
     losses = model(**model.data_preprocessor(batch, True), mode="loss")
@@ -262,6 +278,14 @@ def test_gaussian_fusion_loss_predict_and_gradients(lidar):
         out = model(**model.data_preprocessor(batch, False), mode="predict")
     assert heat.shape == (2, 10, 16, 16)
     assert out[0].pred_instances_3d.bboxes_3d.tensor.shape[1] == 9
+    with torch.no_grad():  # pred_gaussians: each sample's last-layer Gaussians, on the CPU
+        data = model.data_preprocessor(batch, False)
+        last = model.features(data["inputs"], data["data_samples"])[2][-1]
+    for i, s in enumerate(out):
+        g = s.pred_gaussians
+        assert isinstance(g, Gaussians) and g.device.type == "cpu" and g.batch_size == 1 and g.channels == 16
+        torch.testing.assert_close(g.means, last.sample(i).means)
+        torch.testing.assert_close(g.features, last.sample(i).features)
 
 
 def test_gaussian_fusion_checks_its_branches():

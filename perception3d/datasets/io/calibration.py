@@ -9,7 +9,8 @@ Format (documented in docs/inference.md)::
                                                                       # y down, z forward), metres
             "image": "images/front.jpg",                              # optional; relative to the JSON file
             "img_shape": [900, 1600]                                  # [H, W] pixels
-        }, ...}}
+        }, ...},
+     "lidar2ego": [[...4...], ...]}   # optional: lidar frame -> ego frame (occupancy models with an ego-frame grid)
 
 :func:`load_calibration` validates every field (errors name the file and the field) and returns one
 :class:`CameraCalibration` per camera with ``lidar2img = [[K, 0], [0, 1]] @ lidar2cam`` (4x4), the matrix
@@ -24,7 +25,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["CameraCalibration", "load_calibration", "save_calibration"]
+__all__ = ["CameraCalibration", "load_calibration", "load_lidar2ego", "save_calibration"]
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,7 @@ def _camera(path: str, name: str, entry: Any) -> CameraCalibration:
     if not (k[0, 0] > 0 and k[1, 1] > 0 and np.allclose(k[2], [0, 0, 1]) and k[1, 0] == 0):
         raise ValueError(f"{where}.intrinsics: expected [[fx, s, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0, "
                          f"got {k.tolist()}")
-    t = _matrix(entry["lidar2cam"], (4, 4), f"{where}.lidar2cam")
-    r = t[:3, :3]
-    if not np.allclose(t[3], [0, 0, 0, 1]) or not np.allclose(r @ r.T, np.eye(3), atol=1e-4) \
-            or np.linalg.det(r) <= 0:
-        raise ValueError(f"{where}.lidar2cam: expected a rigid transform [[R, t], [0, 0, 0, 1]] with R a rotation "
-                         f"(R R^T = I, det 1; atol 1e-4), got {t.tolist()}")
+    t = _rigid(entry["lidar2cam"], f"{where}.lidar2cam")
     shape = entry["img_shape"]
     if not (isinstance(shape, (list, tuple)) and len(shape) == 2
             and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
@@ -111,9 +107,32 @@ def load_calibration(path: str) -> Dict[str, CameraCalibration]:
     return {name: _camera(path, name, entry) for name, entry in cams.items()}
 
 
-def save_calibration(path: str, cameras: Dict[str, CameraCalibration]) -> str:
-    """Write ``cameras`` in the calibration JSON format (atomically); image paths are stored relative to
-    the JSON file's folder. Returns ``path``."""
+def _rigid(value: Any, where: str) -> np.ndarray:
+    t = _matrix(value, (4, 4), where)
+    r = t[:3, :3]
+    if not np.allclose(t[3], [0, 0, 0, 1]) or not np.allclose(r @ r.T, np.eye(3), atol=1e-4) \
+            or np.linalg.det(r) <= 0:
+        raise ValueError(f"{where}: expected a rigid transform [[R, t], [0, 0, 0, 1]] with R a rotation "
+                         f"(R R^T = I, det 1; atol 1e-4), got {t.tolist()}")
+    return t
+
+
+def load_lidar2ego(path: Optional[str], required_by: str = "this model") -> np.ndarray:
+    """The optional top-level ``lidar2ego`` (4x4 rigid, lidar frame -> ego frame) of a calibration JSON; a
+    ``ValueError`` naming the file (and ``required_by``) when the file or the field is missing."""
+    if path is None:
+        raise ValueError(f"{required_by} needs lidar2ego: give a calibration JSON with a top-level 'lidar2ego' (4x4)")
+    with open(os.fspath(path)) as f:
+        data = json.load(f)
+    if not isinstance(data, dict) or "lidar2ego" not in data:
+        raise ValueError(f"{path}: lidar2ego: missing; {required_by} needs the 4x4 lidar -> ego transform as a "
+                         "top-level 'lidar2ego' field")
+    return _rigid(data["lidar2ego"], f"{path}: lidar2ego")
+
+
+def save_calibration(path: str, cameras: Dict[str, CameraCalibration], lidar2ego: Optional[np.ndarray] = None) -> str:
+    """Write ``cameras`` (and an optional ``lidar2ego``) in the calibration JSON format (atomically); image paths
+    are stored relative to the JSON file's folder. Returns ``path``."""
     from perception3d.utils.atomic import atomic_open
 
     folder = os.path.dirname(os.path.abspath(path))
@@ -124,6 +143,9 @@ def save_calibration(path: str, cameras: Dict[str, CameraCalibration]) -> str:
         if cam.image:
             entry["image"] = os.path.relpath(cam.image, folder)
         out[name] = entry
+    data: Dict[str, Any] = {"cameras": out}
+    if lidar2ego is not None:
+        data["lidar2ego"] = _rigid(lidar2ego, f"{path}: lidar2ego").tolist()
     with atomic_open(path, "w") as f:
-        json.dump({"cameras": out}, f, indent=1)
+        json.dump(data, f, indent=1)
     return path

@@ -45,6 +45,7 @@ class GaussianFusion(Base3DDetector):
 
     IMAGE_MODULES = ("img_backbone", "img_neck", "perspective_head")
     uses_images = True
+    predicts_gaussians = True  # data samples get pred_gaussians
     STAGES = ("data_preprocessor", "voxel_encoder", "sparse_backbone", "bev_scatter", "img_backbone", "img_neck",
               "encoder", "bev_splat", "fuser", "backbone", "neck", "head", "head.decoder")
 
@@ -141,6 +142,12 @@ class GaussianFusion(Base3DDetector):
         return losses
 
     def predict(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None) -> List[Det3DDataSample]:
-        maps = self._forward(inputs, data_samples)
-        return self.add_pred_to_datasample(data_samples, self.head.predict_by_feat(maps, [s.metainfo for s in
-                                                                                           data_samples]))
+        """Boxes (``pred_instances_3d``) and the last layer's Gaussians (``pred_gaussians``: CPU, one sample, lidar
+        frame, features = the encoder's embeddings) per sample."""
+        maps, _, layers, _ = self.features(inputs, data_samples)
+        out = self.add_pred_to_datasample(data_samples, self.head.predict_by_feat(self.head(maps), [s.metainfo for s in
+                                                                                                     data_samples]))
+        carriers = layers[-1].detach().to("cpu")
+        for i, sample in enumerate(out):
+            sample.pred_gaussians = carriers.sample(i)
+        return out

@@ -5,7 +5,9 @@ probabilistic splat onto the occupancy grid (:class:`~perception3d.models.heads.
 Inputs (from the data preprocessor): ``inputs['img']`` (B, N_cam, 3, H, W) normalised; per data sample metainfo
 ``lidar2img`` (N_cam, 4, 4) and, for ``grid_frame="ego"``, ``lidar2ego`` (4, 4); for training the field
 ``gt_occ`` = dict(semantics (nx, ny, nz) class ids, mask_camera, mask_lidar (nx, ny, nz) bool) on the head's grid.
-Output: ``pred_occ`` = dict(semantics=(nx, ny, nz) long) per sample.
+Output per sample: ``pred_occ`` = dict(semantics=(nx, ny, nz) long) and ``pred_gaussians``, the last layer's
+Gaussians (CPU, one sample, in the grid's frame) with features = their semantic class distribution
+(:meth:`GaussianOccupancyHead.class_gaussians`): splatted in "prob" mode they give ``pred_occ``.
 """
 from __future__ import annotations
 
@@ -63,6 +65,8 @@ class GaussianOccupancy(Base3DDetector):
 
     IMAGE_MODULES = ("img_backbone", "img_neck")
     uses_images = True
+    predicts_gaussians = True  # data samples get pred_gaussians
+    predicts_occupancy = True  # the Inferencer returns OccupancyResult (pred_occ), not boxes
     STAGES = ("data_preprocessor", "img_backbone", "img_neck", "encoder", "occ_head")
 
     def __init__(self, img_backbone: dict, img_neck: dict, encoder: dict, occ_head: dict, grid_frame: str = "ego",
@@ -119,7 +123,10 @@ class GaussianOccupancy(Base3DDetector):
         return losses
 
     def predict(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None) -> List[Det3DDataSample]:
-        sem = self.occ_head.predict(self.extract_feat(inputs, data_samples)[-1])
-        for sample, s in zip(data_samples, sem):
+        last = self.extract_feat(inputs, data_samples)[-1]
+        sem = self.occ_head.predict(last)
+        carriers = self.occ_head.class_gaussians(last).detach().to("cpu")
+        for i, (sample, s) in enumerate(zip(data_samples, sem)):
             sample.pred_occ = dict(semantics=s)
+            sample.pred_gaussians = carriers.sample(i)
         return data_samples

@@ -79,13 +79,19 @@ class GaussianOccupancyHead(nn.Module):
                              torch.tensor([float(w) for w in class_weights]), persistent=False)
         self.semantics = nn.Linear(int(in_channels), self.num_classes - 1)
 
+    def class_gaussians(self, gaussians: Gaussians) -> Gaussians:
+        """The Gaussians as the splat sees them: float32, features = each one's (G, num_classes - 1) distribution
+        over the semantic classes, softmax(Linear(feature)). Splatting them in "prob" mode gives :meth:`forward`."""
+        g = gaussians.to(torch.float32)
+        return Gaussians(g.means, g.scales, g.rotations, g.opacities, torch.softmax(self.semantics(g.features), -1),
+                         offsets=g.offsets, validate=False)
+
     def forward(self, gaussians: Gaussians) -> torch.Tensor:
         """-> (B, nx, ny, nz, num_classes) class probabilities ([x, y, z] order; the last class is free)."""
         with torch.autocast(gaussians.device.type, enabled=False):
-            g = gaussians.to(torch.float32)
-            sem = torch.softmax(self.semantics(g.features), -1)
-            out = gaussian_splat(g.means, g.scales, g.rotations, g.opacities, sem, self.grid, mode="prob", k=self.k,
-                                 offsets=g.offsets, memory_budget_bytes=self.memory_budget_bytes)
+            g = self.class_gaussians(gaussians)
+            out = gaussian_splat(g.means, g.scales, g.rotations, g.opacities, g.features, self.grid, mode="prob",
+                                 k=self.k, offsets=g.offsets, memory_budget_bytes=self.memory_budget_bytes)
             occ = out.occupancy[..., None]
             probs = torch.cat([out.semantics * occ, 1.0 - occ], -1)  # (B, nz, ny, nx, C)
         return probs.permute(0, 3, 2, 1, 4)
