@@ -12,11 +12,13 @@ REPO = Path(__file__).resolve().parents[2]
 LRGT_TINY = {
     "model.encoder.img_size": 32, "model.encoder.patch_size": 8, "model.encoder.dim": 16, "model.encoder.depth": 3,
     "model.encoder.num_heads": 2, "model.encoder.block_types": ["view", "lga", "full"], "model.encoder.group": 2,
-    "model.merger.dim": 16, "model.merger.num_tokens": 4, "model.merger.num_heads": 2,
+    # 64 merged tokens: the config's decoder takes them as its 4^3 queries (tokens_as_queries)
+    "model.merger.dim": 16, "model.merger.num_tokens": 64, "model.merger.num_heads": 2,
     "model.decoder.in_dim": 16, "model.decoder.num_heads": 2, "model.decoder.depths": [1, 1, 0, 0],
     "model.decoder.channels": [8, 8, 4],
 }
 GAUSSIAN_TINY = dict(LRGT_TINY, **{
+    "model.merger.num_tokens": 4,
     "model.decoder": dict(type="GaussianSplatDecoder", in_dim=16, num_tokens=4, dim=16, num_gaussians=24,
                           num_heads=2, depth=1, scale_range=[0.5 / 32, 1.5 / 32], k=2.5, mode="sum"),
 })
