@@ -118,7 +118,7 @@ def _fit(img: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-LEGEND_ITEM_WIDTH = 170  # pixels per class in the legend strip
+LEGEND_ITEM_WIDTH = 160  # pixels per class in the legend strip
 
 
 def legend_strip(width: int, legend: dict) -> np.ndarray:

@@ -109,7 +109,7 @@ def test_side_by_side_png_has_the_stated_size_and_colours(tmp_path, leftovers):
                                size=64, backend="software")
     img = _read(out)
     legend = legend_strip(128, dict.fromkeys(["car", "vegetation", "driveable_surface"], (0, 0, 0)))
-    assert legend.shape == (8 + 3 * 22, 128, 3)  # 128 // 170 -> one class per row: 3 rows of 22 px
+    assert legend.shape == (8 + 3 * 22, 128, 3)  # 128 // 160 -> one class per row: 3 rows of 22 px
     assert img.shape == (128 + 8 + 3 * 22, 128, 3) and used == "software" and leftovers(tmp_path) == []
     # top row: the BEV panels at 8 px per column (+x up, +y left); the car in the prediction only
     for i, j in ((1, 1), (2, 2)):
