@@ -63,9 +63,10 @@ LRGT_CFG = str(REPO / "configs/lrgt/lrgt_synthetic.py")
 
 def tiny_options(root: Path) -> dict:
     """--cfg-options for configs/lrgt/lrgt_synthetic.py: the tiny tree, no worker processes, a tiny LRGT (96 px views
-    as the config, 12 x 12 tokens of 32 channels, 2 blocks, 8 merged tokens, 8-channel decoder)."""
+    as the config, 12 x 12 tokens of 32 channels, 2 blocks, 64 merged tokens (the decoder's 4^3 queries), 8-channel
+    decoder)."""
     opts = {"model.encoder.dim": 32, "model.encoder.depth": 2, "model.encoder.num_heads": 2,
-            "model.encoder.block_types": "[view,lga]", "model.merger.dim": 32, "model.merger.num_tokens": 8,
+            "model.encoder.block_types": "[view,lga]", "model.merger.dim": 32, "model.merger.num_tokens": 64,
             "model.merger.num_heads": 2, "model.decoder.in_dim": 32, "model.decoder.num_heads": 2,
             "model.decoder.depths": "[1,0,0,0]", "model.decoder.channels": "[8,8,8]"}
     for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
