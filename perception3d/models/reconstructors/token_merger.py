@@ -27,11 +27,13 @@ def dpc_knn_clusters(x: torch.Tensor, num_clusters: int, k: int = 5) -> torch.Te
     b, length, c = x.shape
     if not 1 <= num_clusters <= length:
         raise ValueError(f"dpc_knn_clusters: num_clusters={num_clusters} must be in [1, {length}] (the token count)")
+    if length == 1:
+        return torch.zeros(b, 1, dtype=torch.long, device=x.device)
     with torch.no_grad():
         xf = x.float()
         dist = torch.cdist(xf, xf) / c ** 0.5                                     # (B, L, L)
-        kk = min(int(k), length - 1) if length > 1 else 1
-        knn = dist.topk(kk + 1 if length > 1 else 1, dim=-1, largest=False).values[..., 1:] if length > 1 else dist
+        kk = min(int(k), length - 1)
+        knn = dist.topk(kk + 1, dim=-1, largest=False).values[..., 1:]          # without the token itself
         density = (-(knn ** 2).mean(-1)).exp()
         density = density + torch.arange(length, device=x.device, dtype=density.dtype) * 1e-6 * density.mean()
         higher = density[:, None, :] > density[:, :, None]                         # [b, i, j]: j denser than i
