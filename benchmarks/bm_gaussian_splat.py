@@ -9,6 +9,11 @@ Methods (pure PyTorch on the CPU, the same inputs and the same result):
             terms as one matmul per voxel chunk), chunked over voxels (``--dense-chunk`` voxel-Gaussian elements
             per chunk; the unchunked V x G tensors would not fit); forward only, under ``no_grad``; checked
             against the splat and the test oracle (tests/ops/_gaussian_oracles.py)
+    dense-full  the same dense evaluation in one piece: every voxel-Gaussian pair materialised at once, as a
+            pair-materialising implementation does (GaussianFormer's local aggregation builds every pair); run only
+            up to ``--full-max`` Gaussians (its memory grows by V x G x >= 13 bytes); above that the report gives the
+            memory it would need: the measured MiB per Gaussian of the largest run row, and the floor of the float64
+            Mahalanobis term + float32 kernel + bool mask alone
 
 Scene: a GaussianFormer-like occupancy grid (default 200 x 200 x 16 voxels of 0.5 m: [-50, 50]² x [-5, 3] m), means
 uniform over the range, per-axis scales uniform in ``--scales``, random rotations, opacities U(0, 1), C = 18
@@ -22,7 +27,7 @@ import argparse
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -30,7 +35,8 @@ from _helpers import (PeakMemory, add_common_arguments, child_main, fmt_load, fm
                       report, return_freed_memory_to_os, run_in_child)
 
 SECTION = "gaussian_splat"
-METHODS = ("splat", "dense")
+METHODS = ("splat", "dense", "dense-full")
+FULL_BYTES_PER_PAIR = 8 + 4 + 1  # the float64 Mahalanobis term, the float32 kernel and the cube mask of dense-full
 
 
 def scene_grid(grid: Sequence[int], voxel: float) -> Tuple[Tuple[float, ...], Tuple[float, float, float]]:
@@ -117,10 +123,13 @@ def _passes(spec: Dict[str, Any], x: List[torch.Tensor]) -> Dict[str, Callable[[
 
     pcr, vs = scene_grid(spec["grid"], spec["voxel"])
     kw = dict(mode=spec["mode"], k=spec["k"])
-    if spec["method"] == "dense":
+    if spec["method"] in ("dense", "dense-full"):
+        nx, ny, nz = spec["grid"]
+        chunk = int(spec["dense_chunk"]) if spec["method"] == "dense" else nx * ny * nz * len(x[0])
+
         def dense() -> None:
             with torch.no_grad():
-                dense_evaluate(*x, pcr, vs, chunk_elements=int(spec["dense_chunk"]), **kw)
+                dense_evaluate(*x, pcr, vs, chunk_elements=chunk, **kw)
         return {"fwd": dense} if "fwd" in spec["passes"] else {}
     budget = int(spec["budget_mib"] * 2**20)
 
@@ -166,7 +175,8 @@ def _case(spec: Dict[str, Any]) -> Dict[str, Any]:
 def _spec(args: argparse.Namespace, num: int, scales: Sequence[float], method: str) -> Dict[str, Any]:
     return dict(gaussians=num, scales=list(scales), method=method, grid=list(args.grid), voxel=args.voxel,
                 channels=args.channels, mode=args.mode, k=args.k, budget_mib=args.budget_mib,
-                dense_chunk=args.dense_chunk, passes=list(args.passes), repeats=args.repeats, threads=args.threads,
+                dense_chunk=args.dense_chunk,
+                passes=list(args.passes) if method == "splat" else ["fwd"], repeats=args.repeats, threads=args.threads,
                 seed=args.seed)
 
 
@@ -204,9 +214,12 @@ def run_benchmark(args: argparse.Namespace) -> Dict[str, Any]:
     for num, scales, large in cases:
         x = make_gaussians(num, pcr, scales, args.channels, args.seed)
         plan = make_plan(x[0], x[1], GridSpec(pcr, vs), False, args.k, torch.zeros(num, dtype=torch.int64), 1)
-        row = dict(gaussians=num, scales=list(scales), pairs=int(splat_pair_counts(x[0], x[1], (pcr, vs), k=args.k).sum()),
-                   cube_pairs=int(plan.cube_sizes()[plan.active].sum()), dense_pairs=nx * ny * nz * num, methods={})
-        methods = ["splat"] + (["dense"] if num <= args.dense_max and not large else [])
+        row = dict(gaussians=num, scales=list(scales),
+                   pairs=int(splat_pair_counts(x[0], x[1], (pcr, vs), k=args.k).sum()),
+                   cube_pairs=int(plan.cube_sizes()[plan.active].sum()), dense_pairs=nx * ny * nz * num, large=large,
+                   methods={})
+        methods = (["splat"] + (["dense"] if num <= args.dense_max and not large else [])
+                   + (["dense-full"] if num <= args.full_max and not large else []))
         for method in methods:
             with tempfile.TemporaryDirectory(prefix="p3d-bench-") as tmp:
                 row["methods"][method] = run_in_child(__file__, _spec(args, num, scales, method), tmp)
@@ -242,7 +255,10 @@ def render_section(result: Dict[str, Any], args: argparse.Namespace, machine: Di
         f"{args.budget_mib:g} MiB; `dense` = every voxel x every Gaussian with the same truncation (float64 "
         "Mahalanobis terms as one (voxels, 10) x (10, G) matmul, cube mask on indices, float32 (o α) @ f), "
         f"chunked over voxels ({args.dense_chunk:,} voxel-Gaussian elements per chunk: the unchunked V x G float32 "
-        f"kernel alone would need {v * 4000 / 2**20:,.0f} MiB per 1000 Gaussians), forward only.",
+        f"kernel alone would need {v * 4000 / 2**20:,.0f} MiB per 1000 Gaussians), forward only; `dense-full` = the "
+        "same in one piece, every voxel-Gaussian pair materialised at once (as a pair-materialising implementation "
+        f"does), run up to {args.full_max:,} Gaussians; above, its memory is projected (see the lines under the "
+        f"table; floor = V x G x {FULL_BYTES_PER_PAIR} bytes for the float64 term, the float32 kernel and the mask).",
         f"- Method: each (G, method) in a fresh interpreter: a 16-Gaussian warm-up, then per pass the median of "
         f"{args.repeats} runs (dense: 1), the first one inside a peak-memory span ("
         + str(next((m.get("memory_method") for r in result["rows"] for m in r["methods"].values()
@@ -265,21 +281,68 @@ def render_section(result: Dict[str, Any], args: argparse.Namespace, machine: Di
         if "dense" not in row["methods"]:
             lines.append(f"| {row['gaussians']:,} | | | | | dense | skipped (G > --dense-max {args.dense_max:,} or the "
                          "large row) | | | |")
+        if "dense-full" not in row["methods"]:
+            lines.append(f"| {row['gaussians']:,} | | | | | dense-full | skipped (G > --full-max {args.full_max:,} or "
+                         "the large row) | | | |")
     lines += ["", "Targets (issue): splat >= 10x faster and >= 10x lighter than dense at 25k Gaussians; 144k Gaussians "
               "splatted on 2 cores without running out of memory.", ""]
-    for row in result["rows"]:
-        s, d = row["methods"].get("splat", {}), row["methods"].get("dense", {})
-        if "ms" in s and "ms" in d and "fwd" in s["ms"] and "fwd" in d["ms"]:
-            t = d["ms"]["fwd"] / max(s["ms"]["fwd"], 1e-9)
-            m = d["peak_mib"]["fwd"] / max(s["peak_mib"]["fwd"], 1e-3)
-            lines.append(f"- G = {row['gaussians']:,}: dense / splat (fwd) = **{t:.1f}x** time, **{m:.1f}x** peak "
-                         "memory.")
-        elif "ms" in s:
-            lines.append(f"- G = {row['gaussians']:,}: splat ran (fwd {fmt_number(s['ms'].get('fwd'))} ms, peak "
-                         f"{fmt_number(s['peak_mib'].get('fwd'))} MiB).")
-        else:
-            lines.append(f"- G = {row['gaussians']:,}: splat failed: {s.get('error', '?')}.")
+    lines += target_lines(result, v, machine.get("mem_total_gib"))
     return "\n".join(lines)
+
+
+def full_memory_mib(result: Dict[str, Any], num: int, voxels: int) -> Tuple[Optional[float], float, Optional[int]]:
+    """(projected, floor) MiB of ``dense-full`` at ``num`` Gaussians, and the G it is projected from: the measured
+    peak MiB per Gaussian of the largest row where dense-full ran, and V x G x FULL_BYTES_PER_PAIR."""
+    floor = voxels * num * FULL_BYTES_PER_PAIR / 2**20
+    ran = [r for r in result["rows"] if "peak_mib" in r["methods"].get("dense-full", {})]
+    if not ran:
+        return None, floor, None
+    ref = max(ran, key=lambda r: r["gaussians"])
+    return ref["methods"]["dense-full"]["peak_mib"]["fwd"] / ref["gaussians"] * num, floor, ref["gaussians"]
+
+
+def target_lines(result: Dict[str, Any], voxels: int, mem_total_gib: Optional[float]) -> List[str]:
+    """One line per row: dense / splat time, dense-full / splat and dense / splat peak memory (measured, or for
+    dense-full above --full-max projected and its floor, against the machine's memory)."""
+    lines = []
+    for row in result["rows"]:
+        num, s = row["gaussians"], row["methods"].get("splat", {})
+        if "ms" not in s or "fwd" not in s.get("ms", {}):
+            lines.append(f"- G = {num:,}: splat failed: {s.get('error', '?')}.")
+            continue
+        s_ms, s_mib = s["ms"]["fwd"], max(s["peak_mib"]["fwd"], 1e-3)
+        parts = []
+        d = row["methods"].get("dense", {})
+        if "fwd" in d.get("ms", {}):
+            parts.append(f"dense / splat = **{d['ms']['fwd'] / max(s_ms, 1e-9):.1f}x** time, "
+                         f"{d['peak_mib']['fwd'] / s_mib:.1f}x peak memory")
+        f = row["methods"].get("dense-full", {})
+        if "fwd" in f.get("peak_mib", {}):
+            parts.append(f"dense-full / splat = {f['ms']['fwd'] / max(s_ms, 1e-9):.1f}x time, "
+                         f"**{f['peak_mib']['fwd'] / s_mib:.1f}x** peak memory (measured)")
+        elif not row.get("large"):
+            proj, floor, ref = full_memory_mib(result, num, voxels)
+            room = (f" (> this machine's {mem_total_gib:.0f} GiB: it cannot run here)"
+                    if mem_total_gib and floor / 1024 > mem_total_gib else "")
+            est = f"{proj / 1024:,.1f} GiB by the slope of G = {ref:,}, " if proj is not None else ""
+            parts.append(f"dense-full would need {est}at least {floor / 1024:,.1f} GiB{room}: "
+                         f"**{floor / s_mib:,.0f}x** splat's peak by the floor alone")
+        if not parts:
+            parts.append(f"splat ran (fwd {fmt_number(s_ms)} ms, peak {fmt_number(s_mib)} MiB)")
+        lines.append(f"- G = {num:,}: " + "; ".join(parts) + ".")
+    return lines
+
+
+def _mem_total_gib() -> Optional[float]:
+    """The machine's memory (MemTotal of /proc/meminfo) in GiB, None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return None
 
 
 def run(args: argparse.Namespace, machine_info: Callable[[int], Dict[str, Any]],
@@ -293,9 +356,10 @@ def run(args: argparse.Namespace, machine_info: Callable[[int], Dict[str, Any]],
         lo, hi = getattr(args, name)
         if not 0 < lo <= hi:
             raise ValueError(f"--{name.replace('_', '-')} must be 0 < min <= max, got {lo} {hi}")
-    if args.voxel <= 0 or args.k <= 0 or args.budget_mib <= 0 or args.check_gaussians < 1:
-        raise ValueError("--voxel, --k, --budget-mib and --check-gaussians must be > 0")
+    if args.voxel <= 0 or args.k <= 0 or args.budget_mib <= 0 or args.check_gaussians < 1 or args.full_max < 0:
+        raise ValueError("--voxel, --k, --budget-mib and --check-gaussians must be > 0, --full-max >= 0")
     machine = machine_info(args.threads)
+    machine["mem_total_gib"] = _mem_total_gib()
     result = run_benchmark(args)
     report(args, SECTION, machine, t0, lambda m, command: render_section(result, args, m, command), result,
            update_doc_section)
@@ -306,7 +370,7 @@ def add_parser(subparsers, machine_info: Callable, update_doc_section: Callable)
     """Register ``gaussian_splat`` on ``subparsers`` (``tools/benchmark.py`` passes its report helpers)."""
     p = subparsers.add_parser(SECTION, help="Gaussian splatting (truncated pairs) vs dense evaluation",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--gaussians", type=int, nargs="+", default=[10000, 25000, 50000])
+    p.add_argument("--gaussians", type=int, nargs="+", default=[100, 400, 10000, 25000, 50000])
     p.add_argument("--scales", type=float, nargs=2, default=[0.1, 1.0], metavar=("MIN", "MAX"),
                    help="per-axis scale range (m) of the --gaussians rows")
     p.add_argument("--large", type=int, default=144000, help="Gaussians of the splat-only row (0: none)")
@@ -320,6 +384,8 @@ def add_parser(subparsers, machine_info: Callable, update_doc_section: Callable)
     p.add_argument("--budget-mib", type=float, default=256.0, help="splat memory budget")
     p.add_argument("--dense-chunk", type=int, default=2**21, help="voxel x Gaussian elements per dense chunk")
     p.add_argument("--dense-max", type=int, default=50000, help="skip dense above this many Gaussians")
+    p.add_argument("--full-max", type=int, default=400,
+                   help="run dense-full (every pair materialised at once) up to this many Gaussians")
     p.add_argument("--passes", nargs="+", choices=("fwd", "fwd+bwd"), default=["fwd", "fwd+bwd"])
     p.add_argument("--repeats", type=int, default=3, help="timed runs per splat pass (dense: 1)")
     p.add_argument("--check-gaussians", type=int, default=200, help="Gaussians of the splat-vs-dense check")
