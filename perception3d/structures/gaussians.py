@@ -27,6 +27,8 @@ import torch
 
 from perception3d.ops.gaussian_splat import gaussian_covariance, quaternion_to_rotation
 
+from .ellipsoids import ellipsoid_mesh_arrays, unit_sphere  # noqa: F401  (unit_sphere: part of this module's API)
+
 _NAME = "Gaussians"
 
 
@@ -66,31 +68,6 @@ def matrix_to_quaternion(r: np.ndarray) -> np.ndarray:
     q = np.asarray(q)
     q /= np.linalg.norm(q)
     return q if q[0] >= 0 else -q
-
-
-def unit_sphere(resolution: int = 8) -> Tuple[np.ndarray, np.ndarray]:
-    """A UV sphere of radius 1: (vertices (2 + (n - 1)·2n, 3) float64, triangles (T, 3) int32), n = ``resolution``
-    latitude bands and 2n longitudes; triangles counter-clockwise seen from outside (outward normals)."""
-    n = int(resolution)
-    if n < 2:
-        raise _err(f"`resolution` must be >= 2, got {resolution}")
-    m = 2 * n
-    theta = np.pi * np.arange(1, n) / n  # polar angle of the inner rings
-    phi = 2 * np.pi * np.arange(m) / m
-    ring = np.stack([np.sin(theta)[:, None] * np.cos(phi)[None], np.sin(theta)[:, None] * np.sin(phi)[None],
-                     np.repeat(np.cos(theta)[:, None], m, 1)], -1).reshape(-1, 3)
-    verts = np.concatenate([[[0.0, 0.0, 1.0]], ring, [[0.0, 0.0, -1.0]]])
-    top, bottom = 0, len(verts) - 1
-    j = np.arange(m)
-    jn = (j + 1) % m
-    tris = [np.stack([np.full(m, top), 1 + j, 1 + jn], 1)]
-    for i in range(n - 2):
-        a, b = 1 + i * m + j, 1 + i * m + jn
-        c, d = 1 + (i + 1) * m + j, 1 + (i + 1) * m + jn
-        tris += [np.stack([a, c, d], 1), np.stack([a, d, b], 1)]
-    last = 1 + (n - 2) * m
-    tris.append(np.stack([last + j, np.full(m, bottom), last + jn], 1))
-    return verts, np.concatenate(tris).astype(np.int32)
 
 
 class Gaussians:
@@ -325,10 +302,6 @@ class Gaussians:
             dict ``vertices`` (G'·V, 3), ``triangles`` (G'·T, 3) int32 (counter-clockwise from outside),
             ``vertex_colors`` (G'·V, 3) and ``gaussian_index`` (G'·V,) int64: the row each vertex belongs to.
         """
-        sphere, tris = unit_sphere(resolution)
-        mu = self.means.detach().cpu().double().numpy()
-        scales = self.scales.detach().cpu().double().numpy()
-        rot = self.rotation_matrices().detach().cpu().double().numpy()
         keep = np.nonzero(self.opacities.detach().cpu().double().numpy() >= min_opacity)[0]
         if colors is None:
             cols = np.tile([[0.35, 0.65, 1.0]], (len(self), 1))
@@ -336,12 +309,13 @@ class Gaussians:
             cols = np.asarray(colors, dtype=np.float64)
             if cols.shape != (len(self), 3):
                 raise _err(f"ellipsoid_mesh: `colors` must have shape ({len(self)}, 3), got {cols.shape}")
-        nv = len(sphere)
-        # x = μ + R (k s ⊙ u) for the unit-sphere vertices u
-        verts = mu[keep, None, :] + np.einsum("gij,gvj->gvi", rot[keep], float(k) * scales[keep, None, :] * sphere[None])
-        faces = tris[None] + (np.arange(len(keep)) * nv)[:, None, None]
-        return dict(vertices=verts.reshape(-1, 3), triangles=faces.reshape(-1, 3).astype(np.int32),
-                    vertex_colors=np.repeat(cols[keep], nv, 0), gaussian_index=np.repeat(keep, nv).astype(np.int64))
+        verts, faces = ellipsoid_mesh_arrays(self.means.detach().cpu().double().numpy()[keep],
+                                             self.scales.detach().cpu().double().numpy()[keep],
+                                             self.rotation_matrices().detach().cpu().double().numpy()[keep], k,
+                                             resolution)
+        nv = len(verts) // max(len(keep), 1)
+        return dict(vertices=verts, triangles=faces, vertex_colors=np.repeat(cols[keep], nv, 0),
+                    gaussian_index=np.repeat(keep, nv).astype(np.int64))
 
     def to_open3d_ellipsoids(self, k: float = 1.0, resolution: int = 8, colors: Optional[np.ndarray] = None,
                              min_opacity: float = 0.0):

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from perception3d.structures.box_ops import boxes_to_corners, quaternion_to_matrix
+from perception3d.structures.ellipsoids import ellipsoid_mesh_arrays
 
 from .colors import GT_COLOR, class_rgb, label_names, value_colors
 
@@ -81,26 +82,8 @@ def frustum_segments(lidar2img: np.ndarray, width: int, height: int, depth: floa
     return np.concatenate([rays, rect])
 
 
-def _unit_sphere(n_lat: int = 10, n_lon: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """UV sphere: vertices (2 + (n_lat-1) n_lon, 3), outward-wound triangles (T, 3)."""
-    th = np.linspace(0, np.pi, n_lat + 1)[1:-1]
-    ph = np.linspace(0, 2 * np.pi, n_lon, endpoint=False)
-    t, p = np.meshgrid(th, ph, indexing="ij")
-    ring = np.stack([np.sin(t) * np.cos(p), np.sin(t) * np.sin(p), np.cos(t)], -1).reshape(-1, 3)
-    verts = np.concatenate([[[0, 0, 1.0]], ring, [[0, 0, -1.0]]])
-    j = np.arange(n_lon)
-    jn = (j + 1) % n_lon
-    tris = [np.stack([np.zeros(n_lon, int), 1 + j, 1 + jn], 1)]
-    for i in range(n_lat - 2):
-        a, b = 1 + i * n_lon, 1 + (i + 1) * n_lon
-        tris += [np.stack([a + j, b + j, b + jn], 1), np.stack([a + j, b + jn, a + jn], 1)]
-    last = len(verts) - 1
-    tris.append(np.stack([np.full(n_lon, last), 1 + (n_lat - 2) * n_lon + jn, 1 + (n_lat - 2) * n_lon + j], 1))
-    return verts, np.concatenate(tris)
-
-
 def ellipsoid_mesh(means: np.ndarray, scales: np.ndarray, rotations: np.ndarray,
-                   sigma: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                   sigma: float = 1.0, resolution: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Gaussians -> one mesh of ellipsoids: vertices (G*V, 3), triangles (G*T, 3).
 
     means (G, 3), scales (G, 3) > 0 (standard deviations along the local axes, metres), rotations (G, 4)
@@ -115,11 +98,7 @@ def ellipsoid_mesh(means: np.ndarray, scales: np.ndarray, rotations: np.ndarray,
         raise ValueError("gaussians: scales must be > 0")
     if (np.abs(np.linalg.norm(q, axis=1) - 1) > 1e-3).any():
         raise ValueError("gaussians: rotations must be unit quaternions (w, x, y, z)")
-    sv, st = _unit_sphere()
-    rot = quaternion_to_matrix(q)  # (G, 3, 3)
-    verts = np.einsum("gij,gvj->gvi", rot, sv[None] * (sigma * s)[:, None]) + mu[:, None]
-    tris = st[None] + (np.arange(len(mu)) * len(sv))[:, None, None]
-    return verts.reshape(-1, 3), tris.reshape(-1, 3)
+    return ellipsoid_mesh_arrays(mu, s, quaternion_to_matrix(q), sigma, resolution)
 
 
 _CUBE_V = np.array([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)])

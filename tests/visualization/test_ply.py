@@ -23,11 +23,12 @@ def test_ply_round_trip(tmp_path):
     mesh = o3d.io.read_triangle_mesh(str(path))
     v = np.asarray(mesh.vertices)
     # expected counts from independent arithmetic: 13 segments per box (12 edges + heading line)
-    from perception3d.visualization.scene import _unit_sphere, box_segments
+    from perception3d.structures.ellipsoids import unit_sphere
+    from perception3d.visualization.scene import box_segments
 
     segs = np.concatenate([box_segments(boxes), box_segments(boxes[:1])]).reshape(-1, 2, 3)
     n_edge = sum(max(int(np.ceil(np.linalg.norm(b - a) / 0.1)) + 1, 2) for a, b in segs)
-    sv, st = _unit_sphere()
+    sv, st = unit_sphere(8)  # the scene builder's default resolution
     assert len(v) == 500 + n_edge + 2 * len(sv) + 2 * 8
     assert len(mesh.triangles) == 2 * len(st) + 2 * 12
     assert np.allclose(v[:500], pts[:, :3], atol=1e-5)  # float32 positions
