@@ -13,7 +13,7 @@ Output (``out_dir`` defaults to the dataset root)::
         unchanged (e.g. intensity, time_lag); ``i`` indexes the sample's GT list in the index.
     <out_dir>/<prefix>_dbinfos_<split>.pkl
         {"metainfo": {schema_version, dataset, split, index_file, data_root, sweeps_num, load_dim, use_dim,
-                      point_columns, num_features, classes, min_lidar_pts},
+                      point_columns, num_features, classes, min_lidar_pts, motion_crop},
          "infos": {class_name: [ {path (relative to out_dir), box (9,) float32 lidar frame of its sample
                                   (gravity centre x,y,z, l,w,h, yaw, vx,vy), num_points, sample_token,
                                   instance_token, num_features, velocity_valid, attribute_name,
@@ -77,6 +77,34 @@ def points_in_boxes_chunked(points: np.ndarray, boxes: np.ndarray, chunk: int = 
     return out
 
 
+def motion_compensated_mask(points: np.ndarray, boxes: np.ndarray, lag_column: int, margin: float = 0.05,
+                            chunk: int = _CHUNK_POINTS) -> np.ndarray:
+    """(M, N) bool: the points of each box over the sweep history, its motion undone.
+
+    A point of a sweep ``t`` seconds before the keyframe (column ``lag_column``) belongs to box ``j`` (keyframe
+    pose, velocity ``boxes[j, 7:9]`` in the same frame) when ``p + v_j t`` (x, y) lies in the box: an object moving
+    at v was at ``c - v t`` then, so its older sweeps' points trail behind the keyframe box. Boxes without a
+    finite velocity, or not moving, use the plain test (:func:`points_in_boxes_chunked`). The boxes are grown by
+    ``margin`` metres in length and width (each side by half): surfaces that lie exactly on a box face (the
+    synthetic world's) are kept whole, at every sweep.
+    """
+    points = np.asarray(points)
+    boxes = np.array(boxes, copy=True)
+    if len(boxes):
+        boxes[:, 3:5] += margin
+    out = points_in_boxes_chunked(points, boxes, chunk)
+    if boxes.shape[1] < 9 or not len(points):
+        return out
+    lag = points[:, lag_column].astype(np.float64)
+    vel = np.nan_to_num(boxes[:, 7:9].astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    max_lag = float(np.abs(lag).max())
+    for j in np.flatnonzero(np.hypot(vel[:, 0], vel[:, 1]) * max_lag > 1e-3):
+        shifted = points[:, :3].astype(np.float64)
+        shifted[:, :2] += vel[j] * lag[:, None]
+        out[:, j] = points_in_boxes_chunked(shifted.astype(points.dtype), boxes[j:j + 1], chunk)[:, 0]
+    return out
+
+
 def points_in_any_box(points: np.ndarray, boxes: np.ndarray, chunk: int = _CHUNK_POINTS) -> np.ndarray:
     """(M,) bool: which points lie in at least one of ``boxes`` (same test as :func:`points_in_boxes_chunked`)."""
     points, boxes = np.asarray(points), np.asarray(boxes)
@@ -131,7 +159,7 @@ def _old_paths(pkl: str) -> List[str]:
 def build_gt_database(data_root: str, index_file: str, out_dir: Optional[str] = None, prefix: str = "nuscenes",
                       sweeps_num: int = 10, load_dim: int = 5, use_dim: Union[int, Sequence[int]] = (0, 1, 2, 3),
                       classes: Sequence[str] = DETECTION_CLASSES, min_lidar_pts: int = 0,
-                      progress: bool = True) -> str:
+                      progress: bool = True, motion_crop: bool = True) -> str:
     """Crop every GT object's points from a split and write the database; returns the db-info path.
 
     Args:
@@ -145,6 +173,9 @@ def build_gt_database(data_root: str, index_file: str, out_dir: Optional[str] = 
         classes: classes to store.
         min_lidar_pts: skip boxes whose index ``num_lidar_pts`` (keyframe count) is below this. Boxes with
             no loaded point inside are always skipped.
+        motion_crop: crop a moving object's sweep points along its motion (:func:`motion_compensated_mask`), so a
+            pasted copy keeps the trail its velocity label goes with; False: the keyframe box only (mmdet3d's
+            crop, which pastes moving objects without their trails).
         progress: show a tqdm bar.
     """
     from tqdm import tqdm
@@ -182,7 +213,10 @@ def build_gt_database(data_root: str, index_file: str, out_dir: Optional[str] = 
         if ann is None or len(ann["gt_labels_3d"]) == 0:
             continue
         boxes = np.asarray(ann["gt_bboxes_3d"], dtype=np.float32)
-        mask = points_in_boxes_chunked(points, boxes)
+        if motion_crop and "time_lag" in columns:
+            mask = motion_compensated_mask(points, boxes, columns.index("time_lag"))
+        else:
+            mask = points_in_boxes_chunked(points, boxes)
         for i in np.flatnonzero(mask.any(0)):
             name = str(ann["gt_names"][i])
             inside = points[mask[:, i]]
@@ -200,7 +234,8 @@ def build_gt_database(data_root: str, index_file: str, out_dir: Optional[str] = 
                 index_file=os.path.abspath(index_path), data_root=os.path.abspath(data_root),
                 sweeps_num=int(sweeps_num), load_dim=int(load_dim),
                 use_dim=list(loaders[0].use_dim), point_columns=list(columns or []), num_features=num_features,
-                classes=list(classes), min_lidar_pts=int(min_lidar_pts))
+                classes=list(classes), min_lidar_pts=int(min_lidar_pts),
+                motion_crop=bool(motion_crop and "time_lag" in (columns or [])))
     with atomic_open(pkl, "wb") as f:
         pickle.dump(dict(metainfo=meta, infos=infos), f, protocol=pickle.HIGHEST_PROTOCOL)
     new = {e["path"] for entries in infos.values() for e in entries}
@@ -228,6 +263,9 @@ def add_gt_database_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--load-dim", type=int, default=5)
     p.add_argument("--use-dim", type=int, nargs="+", default=[0, 1, 2, 3])
     p.add_argument("--min-lidar-pts", type=int, default=0)
+    p.add_argument("--no-motion-crop", action="store_true",
+                   help="crop every object with its keyframe box only (mmdet3d's crop): moving objects are pasted "
+                        "without the trail of their older sweeps' points")
     p.set_defaults(func=run_from_args)
     return p
 
@@ -237,7 +275,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     index = os.path.abspath(args.index) if args.index else f"nuscenes_infos_{args.split}.pkl"
     t0 = time.perf_counter()
     pkl = build_gt_database(args.root, index, out_dir=args.out, prefix=args.prefix, sweeps_num=args.sweeps_num,
-                            load_dim=args.load_dim, use_dim=args.use_dim, min_lidar_pts=args.min_lidar_pts)
+                            load_dim=args.load_dim, use_dim=args.use_dim, min_lidar_pts=args.min_lidar_pts,
+                            motion_crop=not args.no_motion_crop)
     infos = load_dbinfos(pkl)["infos"]
     counts = ", ".join(f"{c}={len(v)}" for c, v in infos.items())
     print(f"wrote {pkl} in {time.perf_counter() - t0:.1f} s: {counts}")

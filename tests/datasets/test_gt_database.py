@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from perception3d.datasets.gt_database import (build_gt_database, load_dbinfos, points_in_any_box,
-                                               points_in_boxes_chunked)
+from perception3d.datasets.gt_database import (build_gt_database, load_dbinfos, motion_compensated_mask,
+                                               points_in_any_box, points_in_boxes_chunked)
 from perception3d.datasets.nuscenes import NuScenesDataset
 from perception3d.datasets.nuscenes_index import DETECTION_CLASSES, build_nuscenes_index
 from perception3d.datasets.transforms import GlobalRotScaleTrans, RandomFlip3D
@@ -45,10 +45,10 @@ def index(synthetic_nuscenes_root, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def db(synthetic_nuscenes_root, index, tmp_path_factory):
-    """Databases of both splits in one folder: {split: info path}."""
+    """Databases of both splits in one folder, keyframe-box crops (mmdet3d's): {split: info path}."""
     out = str(tmp_path_factory.mktemp("gtdb"))
     return {split: build_gt_database(str(synthetic_nuscenes_root), path, out_dir=out, sweeps_num=SWEEPS,
-                                     use_dim=USE_DIM, progress=False)
+                                     use_dim=USE_DIM, progress=False, motion_crop=False)
             for split, path in index.items()}
 
 
@@ -126,6 +126,62 @@ def test_database_matches_reloaded_frames(synthetic_nuscenes_root, index, db, le
             n_checked += 1
     assert not entries and n_checked > 10
     assert leftovers(root) == []  # atomic writes leave no temp file
+
+
+def test_motion_crop_hand_case():
+    # a 4 m x 2 m box at the origin moving +x at 5 m/s; sweep points 0.4 s old lie 2 m behind where they are now
+    box = np.array([[0.0, 0.0, 0.0, 4.0, 2.0, 2.0, 0.0, 5.0, 0.0]], np.float32)
+    pts = np.array([[1.5, 0.0, 0.0, 0.0, 0.0],    # keyframe, inside
+                    [-3.5, 0.0, 0.0, 0.0, 0.4],   # 0.4 s old, 2 m behind the box: -3.5 + 2 = -1.5 -> inside
+                    [0.5, 0.0, 0.0, 0.0, 0.4],    # 0.4 s old at x = 0.5: 0.5 + 2 = 2.5 is past the front -> outside
+                    [-3.5, 0.0, 0.0, 0.0, 0.0],   # keyframe point behind the box -> outside
+                    [2.02, 0.0, 0.0, 0.0, 0.0],   # on the front face (within the 5 cm margin) -> inside
+                    [-3.5, 1.2, 0.0, 0.0, 0.4]],  # beside the trail -> outside
+                   np.float32)
+    assert motion_compensated_mask(pts, box, 4)[:, 0].tolist() == [True, True, False, False, True, False]
+    static = box.copy()
+    static[:, 7:9] = np.nan  # no valid velocity: the keyframe box (grown by the margin) only
+    assert motion_compensated_mask(pts, static, 4)[:, 0].tolist() == [True, False, True, False, True, False]
+    assert motion_compensated_mask(pts, box, 4, margin=0.0)[:, 0].tolist() == [True, True, False, False, False, False]
+
+
+def test_motion_crop_database_keeps_trails(synthetic_nuscenes_root, index, tmp_path):
+    """The default database: every object's points over the sweeps with its motion undone (oracle: per lag value,
+    all points shifted by v * lag and tested with the plain points_in_boxes against the grown box)."""
+    split = "synthetic_train"
+    pkl = build_gt_database(str(synthetic_nuscenes_root), index[split], out_dir=str(tmp_path), sweeps_num=SWEEPS,
+                            use_dim=USE_DIM, progress=False)
+    info = load_dbinfos(pkl)
+    assert info["metainfo"]["motion_crop"] is True
+    entries = {(e["sample_token"], e["gt_index"]): e for es in info["infos"].values() for e in es}
+    n_moving = n_trail = 0
+    for frame in _frames(synthetic_nuscenes_root, index[split]):
+        boxes = frame["gt_bboxes_3d"].numpy()
+        grown = boxes.copy()
+        grown[:, 3:5] += 0.05
+        pts, lag = frame["points"], frame["points"][:, 4]
+        for i in range(len(boxes)):
+            v = np.nan_to_num(boxes[i, 7:9].astype(np.float64))
+            if np.hypot(*v) < 0.5:
+                continue
+            want = np.zeros(len(pts), bool)
+            for t in np.unique(lag):
+                rows = lag == t
+                shifted = pts[rows, :3].astype(np.float64)
+                shifted[:, :2] += v * float(t)
+                want[rows] = points_in_boxes(shifted.astype(np.float32), grown[i:i + 1])[:, 0]
+            key = (frame["token"], i)
+            if not want.any():
+                assert key not in entries
+                continue
+            e = entries[key]
+            got = np.fromfile(os.path.join(str(tmp_path), e["path"]), dtype=np.float32).reshape(-1, 5)
+            got[:, :3] += boxes[i, :3]
+            np.testing.assert_allclose(got, pts[want], atol=1e-5)
+            n_moving += 1
+            # trail points: older sweeps outside the keyframe box, which the keyframe-box crop drops
+            n_trail += int((~points_in_boxes(pts[want][:, :3], grown[i:i + 1])[:, 0]).sum())
+    assert n_moving > 5 and n_trail > 0
 
 
 def test_rebuild_overwrites_and_removes_stale_files(synthetic_nuscenes_root, index, tmp_path):
