@@ -26,9 +26,12 @@ model = dict(
                  lidar=dict(in_channels=embed_dim, num_heads=1),
                  sparse=dict(voxel_size=[1.6, 1.6, 2.0], kernel_size=3)),
     # 32 channels splatted at 0.8 m (128 x 128), resized to the 256 x 256 pillar grid and mixed with the pillar
-    # features per cell (a 1 x 1 conv: a 3 x 3 one at 256 x 256 would cost a third of the lidar model's step)
+    # features per cell (a 1 x 1 conv: a 3 x 3 one at 256 x 256 would cost a third of the lidar model's step),
+    # added to the pillar map through a zero-initialised 1 x 1 conv: the model starts as the lidar-only one and the
+    # cameras add what training finds (the plain concat + conv fuser scored 0.033 mAP below lidar alone at 800 its)
     bev_splat=dict(type="GaussianBEVSplat", in_channels=embed_dim, out_channels=32, bev_h=128, bev_w=128),
-    fuser=dict(type="BEVConvFuser", in_channels=[embed_dim, 32], out_channels=embed_dim, kernel_size=1),
+    fuser=dict(type="BEVConvFuser", in_channels=[embed_dim, 32], out_channels=embed_dim, kernel_size=1,
+               residual=True),
     image_init=dict(checkpoint="work_dirs/img_pretrain_synthetic/epoch_20.pth", modules=["img_backbone", "img_neck"]),
 )
 
