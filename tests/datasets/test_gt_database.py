@@ -48,7 +48,7 @@ def db(synthetic_nuscenes_root, index, tmp_path_factory):
     """Databases of both splits in one folder, keyframe-box crops (mmdet3d's): {split: info path}."""
     out = str(tmp_path_factory.mktemp("gtdb"))
     return {split: build_gt_database(str(synthetic_nuscenes_root), path, out_dir=out, sweeps_num=SWEEPS,
-                                     use_dim=USE_DIM, progress=False, motion_crop=False)
+                                     use_dim=USE_DIM, progress=False)
             for split, path in index.items()}
 
 
@@ -95,6 +95,7 @@ def test_database_matches_reloaded_frames(synthetic_nuscenes_root, index, db, le
     split = "synthetic_train"
     info = load_dbinfos(db[split])
     meta = info["metainfo"]
+    assert meta["motion_crop"] is False  # the default: mmdet3d's keyframe-box crop
     assert meta["split"] == split and meta["sweeps_num"] == SWEEPS and meta["use_dim"] == USE_DIM
     assert meta["num_features"] == 5 and meta["point_columns"][-1] == "time_lag"
     assert meta["index_file"] == os.path.abspath(index[split])
@@ -146,11 +147,11 @@ def test_motion_crop_hand_case():
 
 
 def test_motion_crop_database_keeps_trails(synthetic_nuscenes_root, index, tmp_path):
-    """The default database: every object's points over the sweeps with its motion undone (oracle: per lag value,
-    all points shifted by v * lag and tested with the plain points_in_boxes against the grown box)."""
+    """motion_crop=True: every object's points over the sweeps with its motion undone (oracle: per lag value, all
+    points shifted by v * lag and tested with the plain points_in_boxes against the grown box)."""
     split = "synthetic_train"
     pkl = build_gt_database(str(synthetic_nuscenes_root), index[split], out_dir=str(tmp_path), sweeps_num=SWEEPS,
-                            use_dim=USE_DIM, progress=False)
+                            use_dim=USE_DIM, progress=False, motion_crop=True)
     info = load_dbinfos(pkl)
     assert info["metainfo"]["motion_crop"] is True
     entries = {(e["sample_token"], e["gt_index"]): e for es in info["infos"].values() for e in es}
