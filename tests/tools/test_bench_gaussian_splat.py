@@ -22,10 +22,10 @@ def test_gaussian_splat_cli_smoke(benchmark_tool, tmp_path, capsys, monkeypatch)
     assert "skipped (G > --full-max 20" in rows[2][7]
     full = [ln.split("|") for ln in text.splitlines() if ln.startswith("| 20 |")][2]
     assert full[6].strip() == "dense-full" and re.fullmatch(r"[\d,.]+", full[7].strip()), full  # ran, with a time
-    # above --full-max the report projects dense-full's memory from the G = 20 run and gives the floor V x G x 13 B
+    # above --full-max the report projects dense-full's memory from the G = 20 run and gives the floor V x G x 12 B
     line = next(ln for ln in text.splitlines() if ln.startswith("- G = 40:"))
     floor = float(re.search(r"at least ([\d.]+) GiB", line).group(1))
-    assert "by the slope of G = 20" in line and abs(floor - 12 * 10 * 4 * 40 * 13 / 2**30) < 0.05
+    assert "by the slope of G = 20" in line and abs(floor - 12 * 10 * 4 * 40 * 12 / 2**30) < 0.05
     assert all(re.fullmatch(r"[\d,.]+", c.strip()) for c in splat[7:11]), splat  # fwd / fwd+bwd ms and MiB
     assert all(re.fullmatch(r"[\d,.]+", c.strip()) for c in dense[7:9]) and dense[9].strip() == "–", dense
     assert int(splat[5].replace(",", "")) == 12 * 10 * 4 * 40  # dense pairs = V x G
