@@ -160,3 +160,27 @@ def test_split_linear_under_bfloat16_autocast_matches_fp32_and_backpropagates():
     grads = torch.autograd.grad(out.float().sum(), list(enc.parameters()), allow_unused=True)
     assert all(g is None or (g.dtype == torch.float32 and torch.isfinite(g).all()) for g in grads)
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_point_scale_equals_scaling_the_columns(grad):
+    """point_scale multiplies the raw columns before the PointNet: the same encoder on scaled points (both the
+    training and the inference pooling path)."""
+    torch.manual_seed(0)
+    pts, b = make_points()
+    scaled = DynamicVFE(in_channels=4, feat_channels=[8, 8], voxel_size=VS, point_cloud_range=PCR,
+                        point_scale=[1, 1, 1, 10.0]).eval()
+    plain = DynamicVFE(in_channels=4, feat_channels=[8, 8], voxel_size=VS, point_cloud_range=PCR).eval()
+    plain.load_state_dict(scaled.state_dict())
+    pts10 = pts.clone()
+    pts10[:, 3] *= 10
+    with torch.set_grad_enabled(grad):
+        a, ca = encode(scaled, pts, b)
+        r, cr = encode(plain, pts10, b)
+        u, _ = encode(plain, pts, b)
+    assert torch.equal(ca, cr) and torch.allclose(a, r, atol=1e-5)
+    assert not torch.allclose(a, u, atol=1e-3)  # the scale changes what the encoder sees
+    with pytest.raises(ValueError, match="needs 4 entries"):
+        DynamicVFE(in_channels=4, voxel_size=VS, point_cloud_range=PCR, point_scale=[1, 1, 1])
+    with pytest.raises(ValueError, match="must keep x, y, z at 1"):
+        DynamicPillarFeatureNet(in_channels=4, voxel_size=VS, point_cloud_range=PCR, point_scale=[2, 1, 1, 1])

@@ -39,6 +39,9 @@ class DynamicVFE(nn.Module):
         voxel_size: (vx, vy, vz) metres.  point_cloud_range: (x0, y0, z0, x1, y1, z1) metres.
         with_cluster_center / with_voxel_center / with_distance: augmented point features (see module doc).
         norm: "BN1d" or "LN".  mode: final per-voxel pooling, "max" or "mean".
+        point_scale: optional multipliers of the raw point columns (length ``in_channels``, x, y, z kept at 1)
+            applied before the PointNet, e.g. to bring a time lag in seconds (0-0.4) to the scale of the other
+            features.
     """
 
     def __init__(
@@ -52,8 +55,17 @@ class DynamicVFE(nn.Module):
         with_distance: bool = False,
         norm: str = "BN1d",
         mode: str = "max",
+        point_scale: Optional[Sequence[float]] = None,
     ) -> None:
         super().__init__()
+        if point_scale is not None and len(point_scale) != int(in_channels):
+            raise ValueError(f"voxel_encoders/dynamic_vfe: `point_scale` needs {int(in_channels)} entries (one per "
+                             f"raw point column), got {len(point_scale)}")
+        if point_scale is not None and any(float(v) != 1.0 for v in list(point_scale)[:3]):
+            raise ValueError("voxel_encoders/dynamic_vfe: `point_scale` must keep x, y, z at 1 (they are the "
+                             f"coordinates the pillars are built from), got {list(point_scale)[:3]}")
+        self.register_buffer("point_scale", None if point_scale is None else
+                             torch.tensor([float(v) for v in point_scale]), persistent=False)
         if mode not in ("max", "mean"):
             raise ValueError(f"voxel_encoders/dynamic_vfe: `mode` must be 'max' or 'mean', got {mode!r}")
         if len(feat_channels) < 1:
@@ -110,6 +122,9 @@ class DynamicVFE(nn.Module):
         if tuple(voxels["grid_shape"]) != self.grid_shape:
             raise ValueError(f"{type(self).__name__}: voxels on the grid (nz, ny, nx)={tuple(voxels['grid_shape'])} "
                              f"but this encoder's point_cloud_range / voxel_size give {self.grid_shape}")
+        if self.point_scale is not None:
+            points = torch.cat([points[:, :self.in_channels] * self.point_scale.to(points.dtype),
+                                points[:, self.in_channels:]], 1)
         vox = voxels
         if not torch.is_grad_enabled():
             # inference: scatter reductions have the faster (multi-threaded) forward
