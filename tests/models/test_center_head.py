@@ -204,7 +204,8 @@ def test_unknown_train_and_test_cfg_keys_are_refused():
     with pytest.raises(ValueError, match=r"unknown test_cfg key 'nms_class_awre'.*nms_class_aware"):
         _head(test_cfg=dict(score_threshold=0.5, nms_class_awre=True))
     # every allowed key is accepted and reaches the head's resolved config
-    train = dict(max_objs=7, gaussian_overlap=0.2, min_radius=1, code_weights=[1.0] * 10)
+    train = dict(max_objs=7, gaussian_overlap=0.2, min_radius=1, code_weights=[1.0] * 10,
+                 dense_velocity_weight=0.1)
     test = dict(max_per_img=5, pre_topk=6, score_threshold=0.3, post_center_limit_range=[-9, -9, -9, 9, 9, 9],
                 nms_type="circle", nms_thr=0.4, nms_class_aware=True, pre_max_size=10, post_max_size=4,
                 max_pool_nms=True, heading_from_motion=dict(min_speed=2.0))
@@ -300,3 +301,63 @@ def test_heading_from_motion_in_predict_and_config_errors():
     with pytest.raises(ValueError, match="velocity head"):
         _head(common_heads=dict(reg=(2, 2), height=(1, 2), dim=(3, 2), rot=(2, 2)),
               test_cfg=dict(heading_from_motion=dict(min_speed=1.0)))
+
+
+def test_footprint_velocity_targets_vs_brute_force():
+    """Dense velocity targets: every cell centre inside a rotated BEV footprint (brute force over all cells) gets its
+    box's velocity; a box smaller than a cell still supervises its centre cell; overlaps go to the nearer centre."""
+    from perception3d.models.heads.center_targets import footprint_velocity_targets
+    coder = CenterPointBBoxCoder(PCR, VOXEL, 2)  # 0.4 m cells, 64 x 64
+    boxes = torch.tensor([[6.0, 1.0, 0.0, 4.0, 2.0, 1.5, -0.3, -2.0, 1.0],    # overlaps the bus's end
+                          [-6.05, 5.02, 0.0, 0.3, 0.3, 1.7, 0.0, 1.0, 0.5],   # smaller than a cell
+                          [3.1, -2.3, 0.0, 11.0, 2.6, 3.0, 0.6, 8.0, -3.0],   # a bus, rotated
+                          [0.0, 9.0, 0.0, 4.0, 2.0, 1.5, 0.0, float("nan"), 0.0]])  # no velocity: left out
+    pix, _, _ = coder.encode(boxes)
+    vel, mask = footprint_velocity_targets(boxes, pix, coder)
+    h, w = coder.feature_map_size
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    cx = (xs + 0.5) * coder.cell[0] + PCR[0]
+    cy = (ys + 0.5) * coder.cell[1] + PCR[1]
+    want_v, want_m = torch.zeros(2, h, w), torch.zeros(h, w)
+    best = torch.full((h, w), float("inf"))
+    for i, b in enumerate(boxes[:3]):
+        dx, dy = cx - b[0], cy - b[1]
+        u = torch.cos(b[6]) * dx + torch.sin(b[6]) * dy
+        v = -torch.sin(b[6]) * dx + torch.cos(b[6]) * dy
+        inside = (u.abs() <= b[3] / 2) & (v.abs() <= b[4] / 2)
+        inside[pix[i, 1], pix[i, 0]] = True
+        d2 = dx ** 2 + dy ** 2
+        take = inside & (d2 < best)
+        best = torch.where(take, d2, best)
+        want_v[:, take] = b[7:9, None]
+        want_m[inside] = 1
+    assert int(want_m.sum()) > 180  # the bus alone covers about 11 * 2.6 / 0.16 cells
+    torch.testing.assert_close(mask, want_m)
+    torch.testing.assert_close(vel, want_v)
+    assert mask[pix[1, 1], pix[1, 0]] == 1 and vel[:, pix[1, 1], pix[1, 0]].tolist() == [1.0, 0.5]
+    assert vel[:, pix[0, 1], pix[0, 0]].tolist() == [-2.0, 1.0]  # inside the bus too, nearer its own centre
+    assert mask[pix[3, 1], pix[3, 0]] == 0
+
+
+def test_dense_velocity_loss_trains_every_footprint_cell():
+    head = _head(train_cfg=dict(dense_velocity_weight=0.5))
+    gt = [_gt(0), _gt(1)]
+    preds = head(torch.randn(2, 8, 16, 16))
+    losses = head.loss_by_feat(preds, gt)
+    assert all(f"task{t}.loss_vel_dense" in losses for t in range(len(NUSCENES_TASKS)))
+    # by hand for task 0 (cars): 0.5 * mean over supervised cells of |dvx| + |dvy|
+    tgt = head.get_targets(gt)[0]
+    err = (preds[0]["vel"].float() - tgt["vel_map"]).abs().sum(1)
+    want = 0.5 * (err * tgt["vel_mask"]).sum() / tgt["vel_mask"].sum().clamp(min=1)
+    torch.testing.assert_close(losses["task0.loss_vel_dense"], want)
+    # the loss reaches the vel map at a footprint cell that is not a centre cell
+    big = InstanceData(bboxes_3d=Boxes3D(torch.tensor([[0.5, 0.5, 0.0, 9.0, 3.0, 3.0, 0.0, 5.0, 0.0]])),
+                       labels_3d=torch.tensor([2]))
+    preds = head(torch.randn(1, 8, 16, 16))
+    preds[2]["vel"].retain_grad()
+    head.loss_by_feat(preds, [big])["task2.loss_vel_dense"].backward()
+    grad = preds[2]["vel"].grad[0].abs().sum(0)
+    assert (grad > 0).sum() >= 3  # 9 m x 3 m over 1.6 m cells: more than the centre cell
+    assert "task0.loss_vel_dense" not in _head().loss_by_feat(_head()(torch.randn(1, 8, 16, 16)), [big])
+    with pytest.raises(ValueError, match="dense_velocity_weight"):
+        _head(train_cfg=dict(dense_velocity_weight=-1.0))

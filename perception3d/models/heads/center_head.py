@@ -24,7 +24,7 @@ NUSCENES_TASKS = (dict(num_class=1, class_names=["car"]), dict(num_class=2, clas
 DEFAULT_COMMON_HEADS = dict(reg=(2, 2), height=(1, 2), dim=(3, 2), rot=(2, 2), vel=(2, 2))
 CODE_ORDER = ("reg", "height", "dim", "rot", "vel")  # matches CenterPointBBoxCoder's code layout
 # every key the head reads from its train_cfg / test_cfg: anything else is a typo and is refused
-TRAIN_CFG_KEYS = ("max_objs", "gaussian_overlap", "min_radius", "code_weights")
+TRAIN_CFG_KEYS = ("max_objs", "gaussian_overlap", "min_radius", "code_weights", "dense_velocity_weight")
 TEST_CFG_KEYS = ("max_per_img", "pre_topk", "score_threshold", "post_center_limit_range", "nms_type", "nms_thr",
                  "nms_class_aware", "pre_max_size", "post_max_size", "max_pool_nms", "heading_from_motion")
 
@@ -76,7 +76,12 @@ class CenterHead(nn.Module):
         bbox_coder: config of :class:`CenterPointBBoxCoder` (point_cloud_range, voxel_size,
             out_size_factor, code_size 10 with velocity / 8 without).
         common_heads: ``{name: (channels, num_conv)}`` for reg, height, dim, rot[, vel].
-        train_cfg: max_objs, gaussian_overlap, min_radius, code_weights (len code_size).
+        train_cfg: max_objs, gaussian_overlap, min_radius, code_weights (len code_size), dense_velocity_weight
+            (default 0: off): weight of an extra L1 loss on the vel map at every cell inside a GT box's BEV
+            footprint (target: that box's velocity, mean over the supervised cells; ``task{t}.loss_vel_dense``).
+            CenterPoint supervises velocity at the centre cell only, one sample per object, while a moving
+            object's motion cue (its sweep trail) lies at its ends: the dense loss trains every cell of the
+            object on it.
         test_cfg: max_per_img, pre_topk (per task), score_threshold, post_center_limit_range,
             nms_type ('rotate' | 'circle' | 'none', or one per task), nms_thr (float or per task; for
             circle NMS a distance in metres), nms_class_aware (boxes of different classes never suppress each
@@ -139,9 +144,12 @@ class CenterHead(nn.Module):
         self.loss_cls = MODELS.build(loss_cls or dict(type="GaussianFocalLoss", reduction="mean"))
         self.loss_bbox = MODELS.build(loss_bbox or dict(type="L1Loss", reduction="mean", loss_weight=0.25))
         self.train_cfg = dict(max_objs=500, gaussian_overlap=0.1, min_radius=2,
-                              code_weights=[1.0] * 8 + [0.2, 0.2][: code_size - 8])
+                              code_weights=[1.0] * 8 + [0.2, 0.2][: code_size - 8], dense_velocity_weight=0.0)
         check_cfg_keys("train_cfg", train_cfg, TRAIN_CFG_KEYS)
         self.train_cfg.update(train_cfg or {})
+        if self.train_cfg["dense_velocity_weight"] < 0 or (self.train_cfg["dense_velocity_weight"] and code_size != 10):
+            raise ValueError("CenterHead: train_cfg.dense_velocity_weight must be >= 0 and needs a velocity head "
+                             f"(common_heads.vel), got {self.train_cfg['dense_velocity_weight']!r}")
         if len(self.train_cfg["code_weights"]) != code_size:
             raise ValueError(f"CenterHead: train_cfg.code_weights needs {code_size} values, "
                              f"got {len(self.train_cfg['code_weights'])}")
@@ -194,7 +202,8 @@ class CenterHead(nn.Module):
             luts = [lut.to(boxes.device) for lut in self.task_label_maps]
             per_sample.append(center_targets_single(boxes.float(), labels, luts, self.bbox_coder,
                                                     self.train_cfg["max_objs"], self.train_cfg["gaussian_overlap"],
-                                                    self.train_cfg["min_radius"]))
+                                                    self.train_cfg["min_radius"],
+                                                    dense_velocity=self.train_cfg["dense_velocity_weight"] > 0))
         return [{k: torch.stack([s[t][k] for s in per_sample]) for k in per_sample[0][t]}
                 for t in range(len(self.task_heads))]
 
@@ -221,6 +230,10 @@ class CenterHead(nn.Module):
             code = torch.nan_to_num(tgt["code"])
             losses[f"task{t}.loss_bbox"] = self.loss_bbox(gathered, code, weights,
                                                           avg_factor=float(tgt["mask"].sum()) + 1e-4)
+            if self.train_cfg["dense_velocity_weight"] > 0:
+                err = (pred["vel"] - tgt["vel_map"]).abs().sum(1) * tgt["vel_mask"]  # (B, H, W)
+                losses[f"task{t}.loss_vel_dense"] = (self.train_cfg["dense_velocity_weight"] * err.sum()
+                                                     / tgt["vel_mask"].sum().clamp(min=1.0))
         return losses
 
     # ------------------------------------------------------------------ inference

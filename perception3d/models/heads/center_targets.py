@@ -54,18 +54,63 @@ def draw_gaussians(heatmap: torch.Tensor, channel: torch.Tensor, pix: torch.Tens
     heatmap.view(-1).scatter_reduce_(0, flat[valid], g[valid], reduce="amax", include_self=True)
 
 
+def footprint_velocity_targets(boxes: torch.Tensor, pix: torch.Tensor, coder: CenterPointBBoxCoder
+                               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dense velocity targets: every feature-map cell whose centre lies in a box's BEV footprint gets its velocity.
+
+    Args:
+        boxes: (N, 9) lidar boxes (x, y, z, l, w, h, yaw, vx, vy); pix: (N, 2) long centre cells (ix, iy).
+    Returns:
+        vel (2, H, W) and mask (H, W) float (1 where supervised). Every box's centre cell is supervised even when
+        the box is smaller than a cell; a cell in two footprints takes the box whose centre is nearer. Boxes with
+        a non-finite velocity are left out.
+    """
+    h, w = coder.feature_map_size
+    vel = boxes.new_zeros(2, h, w)
+    best = boxes.new_full((h * w,), float("inf"))
+    keep = torch.isfinite(boxes[:, 7:9]).all(1)
+    boxes, pix = boxes[keep], pix[keep]
+    if boxes.shape[0] == 0:
+        return vel, best.isfinite().view(h, w).to(boxes.dtype)
+    half = boxes[:, 3:5] / 2
+    r = int(torch.ceil(half.norm(dim=1).max() / min(coder.cell))) + 1
+    d = torch.arange(-r, r + 1, device=boxes.device)
+    dy, dx = torch.meshgrid(d, d, indexing="ij")
+    x = pix[:, :1] + dx.reshape(1, -1)  # (N, K) cell columns
+    y = pix[:, 1:2] + dy.reshape(1, -1)
+    cx = (x.to(boxes.dtype) + 0.5) * coder.cell[0] + coder.pc_range[0] - boxes[:, :1]
+    cy = (y.to(boxes.dtype) + 0.5) * coder.cell[1] + coder.pc_range[1] - boxes[:, 1:2]
+    c, s = torch.cos(boxes[:, 6:7]), torch.sin(boxes[:, 6:7])
+    u, v = c * cx + s * cy, -s * cx + c * cy  # cell centre in the box frame
+    inside = (u.abs() <= half[:, :1]) & (v.abs() <= half[:, 1:2])
+    inside |= (dx.reshape(1, -1) == 0) & (dy.reshape(1, -1) == 0)  # the centre cell, even for small boxes
+    inside &= (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    flat = (y * w + x)[inside]
+    dist = (cx ** 2 + cy ** 2)[inside]
+    owner = torch.arange(boxes.shape[0], device=boxes.device)[:, None].expand_as(inside)[inside]
+    best.scatter_reduce_(0, flat, dist, reduce="amin")
+    win = dist <= best[flat]
+    vel.view(2, -1)[:, flat[win]] = boxes[owner[win], 7:9].T
+    return vel, best.isfinite().view(h, w).to(boxes.dtype)
+
+
 def center_targets_single(boxes: torch.Tensor, labels: torch.Tensor, task_label_maps: Sequence[torch.Tensor],
                           coder: CenterPointBBoxCoder, max_objs: int, gaussian_overlap: float = 0.1,
-                          min_radius: int = 2) -> list[dict[str, torch.Tensor]]:
+                          min_radius: int = 2, dense_velocity: bool = False) -> list[dict[str, torch.Tensor]]:
     """Targets of one sample for every task.
 
     Args:
         boxes: (N, 7|9) gravity-centred lidar boxes; labels: (N,) global class indices.
         task_label_maps: per task, a (num_global_classes,) long tensor mapping a global label to the
             task-local channel (-1 if the class is not in the task).
+        dense_velocity: also return ``vel_map`` (2, H, W) and ``vel_mask`` (H, W) of the task's boxes
+            (:func:`footprint_velocity_targets`); needs (N, 9) boxes.
     Returns per task a dict: heatmap (C_t, H, W), code (max_objs, code_size), ind (max_objs,) long
     flat pixel index iy * W + ix, mask (max_objs,) float (1 for real objects).
     """
+    if dense_velocity and boxes.shape[1] != 9:
+        raise ValueError(f"center targets: dense velocity supervision needs boxes with velocity (N, 9), "
+                         f"got {tuple(boxes.shape)}")
     h, w = coder.feature_map_size
     out = []
     pix_all, code_all, inside = coder.encode(boxes)
@@ -89,5 +134,8 @@ def center_targets_single(boxes: torch.Tensor, labels: torch.Tensor, task_label_
             code[:n] = code_all[sel]
             ind[:n] = pix[:, 1] * w + pix[:, 0]
             mask[:n] = 1
-        out.append(dict(heatmap=heat, code=code, ind=ind, mask=mask))
+        item = dict(heatmap=heat, code=code, ind=ind, mask=mask)
+        if dense_velocity:
+            item["vel_map"], item["vel_mask"] = footprint_velocity_targets(boxes[sel], pix_all[sel], coder)
+        out.append(item)
     return out
