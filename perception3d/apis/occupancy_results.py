@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from perception3d.utils.npz import read_npz
 
 OCC_SCHEMA = "perception3d.occupancy/v1"
 GAUSSIAN_SCHEMA = "perception3d.gaussians/v1"
@@ -139,18 +140,7 @@ def _write_npz(path, arrays: Dict[str, np.ndarray]) -> None:
 
 
 def _read_npz(path, fields: Sequence[str], schema: str, what: str) -> Dict[str, np.ndarray]:
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in fields if k not in npz.files]
-            if missing:
-                raise KeyError(f"{path}: no field {missing[0]!r} (has {sorted(npz.files)}; a {what} file written by "
-                               f"tools/infer.py has {list(fields)})")
-            arrays = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from exc
+    arrays = read_npz(path, fields, f"{what} file", f"a {what} file written by tools/infer.py has {list(fields)}")
     found = str(arrays.get("schema", ""))
     if found and found != schema:
         raise ValueError(f"{path}: field 'schema' is {found!r}, expected {schema!r}")

@@ -19,6 +19,8 @@ from typing import Dict, Union
 
 import numpy as np
 
+from perception3d.utils.npz import read_npz
+
 OCC3D_CLASSES = ("others", "barrier", "bicycle", "bus", "car", "construction_vehicle", "motorcycle", "pedestrian",
                  "traffic_cone", "trailer", "truck", "driveable_surface", "other_flat", "sidewalk", "terrain",
                  "manmade", "vegetation", "free")
@@ -66,19 +68,7 @@ def load_occ3d_labels(path: Union[str, os.PathLike]) -> Dict[str, np.ndarray]:
     (200, 200, 16) bool. A missing file, missing field, wrong shape or dtype raises an error naming the file and
     the field."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Occ3D labels not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in LABEL_KEYS if k not in npz.files]
-            if missing:
-                raise KeyError(f"{path}: Occ3D labels have no field {missing[0]!r} (has {sorted(npz.files)}; "
-                               f"expected {list(LABEL_KEYS)})")
-            arrays = {k: npz[k] for k in LABEL_KEYS}
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise ValueError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from exc
-    except ValueError as exc:  # e.g. an object array (allow_pickle=False) or a corrupt member
-        raise ValueError(f"{path}: unreadable Occ3D labels ({exc})") from exc
+    arrays = read_npz(path, LABEL_KEYS, "Occ3D labels", only_fields=True)
     _check_arrays(arrays, path)
     return dict(semantics=arrays["semantics"], mask_lidar=arrays["mask_lidar"].astype(bool),
                 mask_camera=arrays["mask_camera"].astype(bool))
