@@ -288,6 +288,32 @@ def test_gaussian_fusion_loss_predict_and_gradients(lidar):
         torch.testing.assert_close(g.features, last.sample(i).features)
 
 
+def test_gaussian_fusion_aux_head_supervises_the_splat_alone():
+    aux = dict(type="CenterHead", in_channels=8, tasks=[dict(num_class=10, class_names=CLASSES)],
+               bbox_coder=dict(out_size_factor=2), share_conv_channel=8, head_conv=8)
+    model = _fusion(True, aux_head=aux, aux_weight=0.5)
+    data = model.data_preprocessor(_batch(), True)
+    torch.manual_seed(0)
+    losses = model(**data, mode="loss")
+    assert set(losses) == {"task0.loss_heatmap", "task0.loss_bbox", "aux.task0.loss_heatmap", "aux.task0.loss_bbox"}
+    splat = model.features(data["inputs"], data["data_samples"])[4]
+    assert splat.shape == (2, 8, 16, 16)
+    want = model.aux_head.loss(splat, [s.gt_instances_3d for s in data["data_samples"]])
+    for k, v in want.items():
+        torch.testing.assert_close(losses[f"aux.{k}"], 0.5 * v)
+    (losses["aux.task0.loss_heatmap"] + losses["aux.task0.loss_bbox"]).backward()  # the aux loss alone
+    for name in ["encoder.features", "encoder.scale_logits", "encoder.opacity_logits", "bev_splat.proj.weight",
+                 "img_backbone.stem.0.weight", "aux_head.shared_conv.0.weight"]:
+        assert _grad_ok(model, name), name
+    assert not _grad_ok(model, "head.shared_conv.0.weight") and not _grad_ok(model, "fuser.conv.0.weight")
+    model.eval()
+    with torch.no_grad():  # training only: predictions do not depend on it
+        out = model(**model.data_preprocessor(_batch(), False), mode="predict")
+    assert out[0].pred_instances_3d.bboxes_3d.tensor.shape[1] == 9
+    with pytest.raises(ValueError, match="aux_weight must be >= 0"):
+        _fusion(True, aux_head=aux, aux_weight=-1.0)
+
+
 def test_gaussian_fusion_checks_its_branches():
     with pytest.raises(ValueError, match="needs voxel_encoder, bev_scatter and fuser together"):
         _fusion(True, fuser=None)

@@ -36,6 +36,10 @@ class GaussianFusion(Base3DDetector):
             :class:`VoxelDetector`'s). fuser: ``BEVConvFuser`` of [lidar BEV, splatted BEV] (lidar only).
         backbone, neck: BEV 2D backbone / neck.
         perspective_head: optional training-only ``PerspectiveCenterHead`` on the image features.
+        aux_head: optional training-only ``CenterHead`` on the splatted Gaussian BEV map alone (before the fuser),
+            its losses scaled by ``aux_weight`` and logged as ``aux.<name>``: deep supervision of the Gaussian
+            branch, which otherwise learns only through the fused map (with a zero-initialised residual fuser it
+            gets almost no signal early on).
         image_init: optional ``dict(checkpoint=PATH, modules=[...])`` (default ``img_backbone``, ``img_neck``,
             ``perspective_head``): image-branch weights loaded at ``init_weights``.
         point_cloud_range, voxel_size: the geometry, written once here (voxelization, pillar grid, Gaussian range,
@@ -53,7 +57,7 @@ class GaussianFusion(Base3DDetector):
                  voxel_encoder: Optional[dict] = None, sparse_backbone: Optional[dict] = None,
                  bev_scatter: Optional[dict] = None, fuser: Optional[dict] = None, backbone: Optional[dict] = None,
                  neck: Optional[dict] = None, perspective_head: Optional[dict] = None,
-                 image_init: Optional[dict] = None, point_cloud_range: Optional[List[float]] = None,
+                 aux_head: Optional[dict] = None, aux_weight: float = 1.0, image_init: Optional[dict] = None, point_cloud_range: Optional[List[float]] = None,
                  voxel_size: Optional[List[float]] = None, data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         lidar = [voxel_encoder, bev_scatter, fuser]
@@ -82,6 +86,10 @@ class GaussianFusion(Base3DDetector):
         self.backbone = self.build_child(backbone, "backbone")
         self.neck = self.build_child(neck, "neck")
         self.head = self.build_child(head, "head")
+        self.aux_head = self.build_child(aux_head, "aux_head")
+        if not aux_weight >= 0:
+            raise ValueError(f"GaussianFusion: aux_weight must be >= 0, got {aux_weight!r}")
+        self.aux_weight = float(aux_weight)
         has_lidar_sampler = any(layer.lidar is not None for layer in self.encoder.layers)
         if has_lidar_sampler and not self.has_lidar:
             raise ValueError("GaussianFusion: encoder.lidar samples a lidar BEV map but there is no lidar branch")
@@ -107,21 +115,21 @@ class GaussianFusion(Base3DDetector):
         return self.bev_scatter(x)
 
     def features(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]]
-                 ) -> Tuple[List[torch.Tensor], List[torch.Tensor], List[Gaussians], torch.Tensor]:
+                 ) -> Tuple[List[torch.Tensor], List[torch.Tensor], List[Gaussians], torch.Tensor, torch.Tensor]:
         """-> (BEV maps for the head, image FPN levels (B*N, C, H_l, W_l), the Gaussians of every layer,
-        lidar2img (B, N, 4, 4))."""
+        lidar2img (B, N, 4, 4), the splatted Gaussian BEV map (B, C_splat, H, W))."""
         img = camera_images(inputs, "GaussianFusion")
         lidar2img, _ = camera_meta(data_samples, img, "GaussianFusion")
         B, N, _, H, W = img.shape
         lidar = self.lidar_bev(inputs)
         feats = self.img_neck(self.img_backbone(img.flatten(0, 1)))
         layers = self.encoder(B, [f.unflatten(0, (B, N)) for f in feats], lidar2img, (H, W), lidar)
-        x = self.bev_splat(layers[-1])
+        x = splat = self.bev_splat(layers[-1])
         if lidar is not None:
-            x = self.fuser([lidar, x])
+            x = self.fuser([lidar, splat])
         x = self.backbone(x) if self.backbone is not None else x
         x = self.neck(x) if self.neck is not None else x
-        return (list(x) if isinstance(x, (list, tuple)) else [x]), feats, layers, lidar2img
+        return (list(x) if isinstance(x, (list, tuple)) else [x]), feats, layers, lidar2img, splat
 
     def extract_feat(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None) -> List[torch.Tensor]:
         return self.features(inputs, data_samples)[0]
@@ -136,15 +144,18 @@ class GaussianFusion(Base3DDetector):
             warnings.warn(f"GaussianFusion: skipping a training batch with fewer than 2 points inside "
                           f"point_cloud_range {self.geometry.get('point_cloud_range')} (samples {tokens})")
             return {"loss": sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0}
-        maps, feats, _, lidar2img = self.features(inputs, data_samples)
-        losses = self.head.loss(maps, [s.gt_instances_3d for s in data_samples])
+        maps, feats, _, lidar2img, splat = self.features(inputs, data_samples)
+        gts = [s.gt_instances_3d for s in data_samples]
+        losses = self.head.loss(maps, gts)
+        if self.aux_head is not None:
+            losses.update({f"aux.{k}": v * self.aux_weight for k, v in self.aux_head.loss(splat, gts).items()})
         losses.update(image_branch_losses(self, None, feats, data_samples, lidar2img, None))
         return losses
 
     def predict(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None) -> List[Det3DDataSample]:
         """Boxes (``pred_instances_3d``) and the last layer's Gaussians (``pred_gaussians``: CPU, one sample, lidar
         frame, features = the encoder's embeddings) per sample."""
-        maps, _, layers, _ = self.features(inputs, data_samples)
+        maps, _, layers, _, _ = self.features(inputs, data_samples)
         out = self.add_pred_to_datasample(data_samples, self.head.predict_by_feat(self.head(maps), [s.metainfo for s in
                                                                                                      data_samples]))
         carriers = layers[-1].detach().to("cpu")
