@@ -57,7 +57,8 @@ class GaussianFusion(Base3DDetector):
                  voxel_encoder: Optional[dict] = None, sparse_backbone: Optional[dict] = None,
                  bev_scatter: Optional[dict] = None, fuser: Optional[dict] = None, backbone: Optional[dict] = None,
                  neck: Optional[dict] = None, perspective_head: Optional[dict] = None,
-                 aux_head: Optional[dict] = None, aux_weight: float = 1.0, image_init: Optional[dict] = None, point_cloud_range: Optional[List[float]] = None,
+                 aux_head: Optional[dict] = None, aux_weight: float = 1.0, image_init: Optional[dict] = None,
+                 point_cloud_range: Optional[List[float]] = None,
                  voxel_size: Optional[List[float]] = None, data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         lidar = [voxel_encoder, bev_scatter, fuser]
