@@ -207,5 +207,11 @@ def test_demo_velocity_configs_build_the_branch():
         assert head.velocity_branch["type"] == "end_sampling"
         for pipe in (cfg.train_dataloader.dataset.pipeline, cfg.test_dataloader.dataset.pipeline):
             assert [t["sweeps_num"] for t in pipe if t["type"] == "LoadPointsFromMultiSweeps"] == [sweeps]
-    demo = Config.fromfile(os.path.join(root, "flatformer_demo_synthetic.py"))
-    assert "velocity_branch" not in demo.model.head
+    for name, sweeps in (("flatformer_demo_synthetic.py", 4), ("flatformer_demo_sweeps9_synthetic.py", 9)):
+        cfg = Config.fromfile(os.path.join(root, name))
+        assert "velocity_branch" not in cfg.model.head
+        for pipe in (cfg.train_dataloader.dataset.pipeline, cfg.test_dataloader.dataset.pipeline):
+            assert [t["sweeps_num"] for t in pipe if t["type"] == "LoadPointsFromMultiSweeps"] == [sweeps]
+        sampler = [t for t in cfg.train_dataloader.dataset.pipeline if t["type"] == "ObjectSample"][0]["db_sampler"]
+        assert sampler["info_path"] == ("nuscenes_dbinfos_synthetic_train.pkl" if sweeps == 4
+                                        else "nuscenes_sweeps9_dbinfos_synthetic_train.pkl")
