@@ -48,6 +48,9 @@ class NuScenesMetric(BaseMetric):
         attribute_prior: optional training index (``nuscenes_infos_<split>.pkl``, absolute or relative to
             ``data_root``); predicted boxes then get the most frequent static / moving attribute of their
             class in it (:func:`attribute_prior_from_index`) instead of the fixed nuScenes defaults.
+        recall_bands: optional distance band edges in metres, e.g. ``(20, 35)``: adds ``<cls>_recall_0-20m``,
+            ``<cls>_recall_20-35m``, ``<cls>_recall_35m+`` (GT boxes matched within 2 m by predictions with score
+            >= ``recall_score_th``, on the devkit's filtered boxes; :func:`recall_by_distance`).
     """
 
     default_prefix = "nuscenes"
@@ -57,7 +60,8 @@ class NuScenesMetric(BaseMetric):
                  format_only: bool = False, modality: Optional[Dict[str, bool]] = None,
                  max_boxes_per_sample: int = MAX_BOXES_PER_SAMPLE, config_name: str = "detection_cvpr_2019",
                  collect_device: str = "cpu", prefix: Optional[str] = None, verbose: bool = False,
-                 attribute_prior: Optional[str] = None) -> None:
+                 attribute_prior: Optional[str] = None, recall_bands: Optional[Sequence[float]] = None,
+                 recall_score_th: float = 0.3) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.data_root, self.version, self.eval_set = data_root, version, eval_set
         self.classes = tuple(classes or DETECTION_CLASSES)
@@ -71,6 +75,7 @@ class NuScenesMetric(BaseMetric):
         self._nusc = None
         self.attribute_prior_file = attribute_prior
         self._attribute_prior = None
+        self.recall_bands, self.recall_score_th = recall_bands, recall_score_th
 
     @property
     def attribute_prior(self):
@@ -141,7 +146,8 @@ class NuScenesMetric(BaseMetric):
                 return {}
             metrics = evaluate_submission(json_path, self.data_root, self.version, self.eval_set, out_dir,
                                           nusc=self.nusc, config_name=self.config_name, prefix="",
-                                          verbose=self.verbose)
+                                          verbose=self.verbose, recall_bands=self.recall_bands,
+                                          recall_score_th=self.recall_score_th)
             return metrics  # BaseMetric.evaluate adds "<prefix>/" (default "nuscenes/")
         finally:
             if tmp is not None:

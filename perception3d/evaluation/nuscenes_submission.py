@@ -184,6 +184,52 @@ def summary_to_metrics(summary: Dict[str, Any], prefix: str = "nuscenes") -> Dic
     return out
 
 
+def recall_by_distance(gt_boxes, pred_boxes, bands: Sequence[float], classes: Sequence[str] = DETECTION_CLASSES,
+                       dist_th: float = 2.0, score_th: float = 0.3, prefix: str = "nuscenes") -> Dict[str, float]:
+    """Recall of each class by distance from the ego, on the devkit's filtered boxes (``DetectionEval.gt_boxes`` /
+    ``pred_boxes``, ``EvalBoxes`` of ``DetectionBox`` with ``ego_dist`` set).
+
+    Per sample and class, the predictions with score >= ``score_th`` are matched greedily in descending score to the
+    nearest unmatched GT box of the class whose BEV centre distance is < ``dist_th`` (the devkit's matching rule at
+    one threshold). A GT box falls in the band of its ``ego_dist``; ``bands`` = (20, 35) gives [0, 20), [20, 35) and
+    [35, inf). Keys: ``{prefix}/<cls>_recall_<lo>-<hi>m`` (``<lo>m+`` for the last band), NaN for an empty band.
+    """
+    edges = [0.0] + [float(b) for b in bands] + [math.inf]
+    if any(b >= a for a, b in zip(edges[1:], edges[:-1])):
+        raise ValueError(f"recall_by_distance: bands must be positive and increasing, got {list(bands)}")
+    names = [f"{lo:g}-{hi:g}m" if math.isfinite(hi) else f"{lo:g}m+" for lo, hi in zip(edges[:-1], edges[1:])]
+    hits = {c: np.zeros(len(names)) for c in classes}
+    totals = {c: np.zeros(len(names)) for c in classes}
+    for token in gt_boxes.sample_tokens:
+        gts = gt_boxes[token]
+        preds = pred_boxes[token] if token in pred_boxes.sample_tokens else []
+        for cls in classes:
+            g = [b for b in gts if b.detection_name == cls]
+            if not g:
+                continue
+            band = np.searchsorted(edges, [b.ego_dist for b in g], side="right") - 1
+            np.add.at(totals[cls], band, 1)
+            p = sorted((b for b in preds if b.detection_name == cls and b.detection_score >= score_th),
+                       key=lambda b: -b.detection_score)
+            if not p:
+                continue
+            gxy = np.array([b.translation[:2] for b in g], np.float64)
+            free = np.ones(len(g), bool)
+            for b in p:
+                d = np.linalg.norm(gxy - np.asarray(b.translation[:2], np.float64), axis=1)
+                d[~free] = np.inf
+                k = int(np.argmin(d))
+                if d[k] < dist_th:
+                    free[k] = False
+                    hits[cls][band[k]] += 1
+    p = f"{prefix}/" if prefix else ""
+    out = {}
+    for cls in classes:
+        for name, h, t in zip(names, hits[cls], totals[cls]):
+            out[f"{p}{cls}_recall_{name}"] = float(h / t) if t else float("nan")
+    return out
+
+
 def count_boxes(json_path: str) -> int:
     with open(json_path) as f:
         return sum(len(v) for v in json.load(f)["results"].values())
@@ -191,8 +237,12 @@ def count_boxes(json_path: str) -> int:
 
 def evaluate_submission(json_path: str, data_root: str, version: str, eval_set: str, out_dir: str,
                         nusc=None, config_name: str = "detection_cvpr_2019", prefix: str = "nuscenes",
-                        verbose: bool = False) -> Dict[str, float]:
+                        verbose: bool = False, recall_bands: Optional[Sequence[float]] = None,
+                        recall_score_th: float = 0.3) -> Dict[str, float]:
     """Run the devkit's ``DetectionEval`` on a submission JSON; returns the flat metrics dict.
+
+    ``recall_bands`` (e.g. (20, 35)) adds each class's recall by distance from the ego (:func:`recall_by_distance`,
+    2 m matching, predictions with score >= ``recall_score_th``) on the same filtered boxes the devkit scores.
 
     ``eval_set`` is a predefined split (``val``, ``mini_val``, ...) or a custom split from
     ``<data_root>/<version>/splits.json``. ``metrics_summary.json`` is written to ``out_dir``.
@@ -224,4 +274,9 @@ def evaluate_submission(json_path: str, data_root: str, version: str, eval_set: 
     summary = metrics.serialize()
     summary["meta"] = evaluator.meta.copy()
     write_json_atomic(summary, os.path.join(out_dir, "metrics_summary.json"))
-    return summary_to_metrics(summary, prefix)
+    out = summary_to_metrics(summary, prefix)
+    if recall_bands:
+        out.update(recall_by_distance(evaluator.gt_boxes, evaluator.pred_boxes, recall_bands,
+                                      classes=list(summary["mean_dist_aps"]), score_th=recall_score_th,
+                                      prefix=prefix))
+    return out

@@ -269,3 +269,63 @@ def test_metric_uses_attribute_prior(setup):
     m.process(None, samples)
     attrs = {r["attribute_name"] for _, recs in m.results for r in recs if r["detection_name"] == "car"}
     assert attrs == {"vehicle.stopped"}
+
+
+def _box(token, xy, cls="car", score=-1.0, ego_xy=None):
+    from nuscenes.eval.detection.data_classes import DetectionBox
+
+    ego = ego_xy if ego_xy is not None else xy
+    return DetectionBox(sample_token=token, translation=(xy[0], xy[1], 1.0), size=(2.0, 4.5, 1.6),
+                        rotation=(1.0, 0.0, 0.0, 0.0), ego_translation=(ego[0], ego[1], 0.0), detection_name=cls,
+                        detection_score=score, attribute_name="vehicle.parked" if cls == "car" else "")
+
+
+def test_recall_by_distance_by_hand():
+    from nuscenes.eval.common.data_classes import EvalBoxes
+
+    from perception3d.evaluation.nuscenes_submission import recall_by_distance
+
+    gt, pred = EvalBoxes(), EvalBoxes()
+    # sample a: cars at 10, 12, 25 and 40 m from the ego (global = ego frame + (100, 0)), one pedestrian at 5 m
+    g = [(10, 0), (0, 12), (25, 0), (40, 0)]
+    gt.add_boxes("a", [_box("a", (100 + x, y), ego_xy=(x, y)) for x, y in g]
+                 + [_box("a", (105, 0), "pedestrian", ego_xy=(5, 0))])
+    pred.add_boxes("a", [
+        _box("a", (111.5, 0), score=0.9),   # 1.5 m from the 10 m car: a hit
+        _box("a", (110.5, 0), score=0.8),   # the 10 m car is taken (no second hit on it)
+        _box("a", (100, 12), score=0.2),    # below the score threshold
+        _box("a", (128.5, 0), score=0.5),   # 3.5 m from the 25 m car: a miss
+        _box("a", (140, 1), score=0.4),     # the 40 m car
+        _box("a", (105, 0), "bicycle", score=0.9)])  # right place, wrong class
+    # sample b: cars at 30 m (not predicted) and exactly 20 m (predicted; a band includes its lower edge)
+    gt.add_boxes("b", [_box("b", (30, 0)), _box("b", (0, -20))])
+    pred.add_boxes("b", [_box("b", (0, -20.5), score=0.6)])
+    r = recall_by_distance(gt, pred, bands=(20, 35), classes=("car", "pedestrian", "bus"))
+    assert r["nuscenes/car_recall_0-20m"] == pytest.approx(0.5)
+    assert r["nuscenes/car_recall_20-35m"] == pytest.approx(1 / 3)
+    assert r["nuscenes/car_recall_35m+"] == pytest.approx(1.0)
+    assert r["nuscenes/pedestrian_recall_0-20m"] == 0.0
+    assert math.isnan(r["nuscenes/pedestrian_recall_20-35m"]) and math.isnan(r["nuscenes/bus_recall_0-20m"])
+    assert len(r) == 9
+    # a lower threshold lets the 0.2 prediction find the 12 m car
+    assert recall_by_distance(gt, pred, (20, 35), ("car",), score_th=0.1)["nuscenes/car_recall_0-20m"] == 1.0
+    with pytest.raises(ValueError, match="increasing"):
+        recall_by_distance(gt, pred, bands=(35, 20))
+
+
+def test_metric_recall_bands(setup, perfect):
+    """GT as predictions: every non-empty band has recall 1; predictions beyond 20 m removed: recall 0 there."""
+    present = _present(setup)
+    r = _run(setup, _samples(setup), recall_bands=(20,))
+    for c in present:
+        vals = [r[f"nuscenes/{c}_recall_0-20m"], r[f"nuscenes/{c}_recall_20m+"]]
+        assert all(v == 1.0 or math.isnan(v) for v in vals) and not all(math.isnan(v) for v in vals), c
+
+    def near(b):
+        far = np.hypot(b[:, 0], b[:, 1]) >= 21.0  # lidar frame ~ ego frame (1 m margin for the lidar offset)
+        b[far, 0] += 10.0
+        return b
+
+    r = _run(setup, _samples(setup, near), recall_bands=(20,))
+    assert r["nuscenes/car_recall_0-20m"] > 0.9 and r["nuscenes/car_recall_20m+"] < 0.1
+    assert "nuscenes/car_recall_0-20m" not in perfect
