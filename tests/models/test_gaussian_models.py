@@ -280,7 +280,7 @@ def test_gaussian_fusion_loss_predict_and_gradients(lidar):
     assert out[0].pred_instances_3d.bboxes_3d.tensor.shape[1] == 9
     with torch.no_grad():  # pred_gaussians: each sample's last-layer Gaussians, on the CPU
         data = model.data_preprocessor(batch, False)
-        last = model.features(data["inputs"], data["data_samples"])[2][-1]
+        last = model.features(data["inputs"], data["data_samples"]).layers[-1]
     for i, s in enumerate(out):
         g = s.pred_gaussians
         assert isinstance(g, Gaussians) and g.device.type == "cpu" and g.batch_size == 1 and g.channels == 16
@@ -296,7 +296,7 @@ def test_gaussian_fusion_aux_head_supervises_the_splat_alone():
     torch.manual_seed(0)
     losses = model(**data, mode="loss")
     assert set(losses) == {"task0.loss_heatmap", "task0.loss_bbox", "aux.task0.loss_heatmap", "aux.task0.loss_bbox"}
-    splat = model.features(data["inputs"], data["data_samples"])[4]
+    splat = model.features(data["inputs"], data["data_samples"]).splat
     assert splat.shape == (2, 8, 16, 16)
     want = model.aux_head.loss(splat, [s.gt_instances_3d for s in data["data_samples"]])
     for k, v in want.items():

@@ -13,7 +13,7 @@ Inputs (from the data preprocessor): ``inputs['img']`` (B, N_cam, 3, H, W) and p
 from __future__ import annotations
 
 import warnings
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional
 
 import torch
 
@@ -23,6 +23,16 @@ from ...structures.gaussians import Gaussians
 from .base import Base3DDetector
 from .camera_detector import camera_images, camera_meta, image_branch_losses
 from .voxel_detector import VoxelDetector
+
+
+class FusionFeatures(NamedTuple):
+    """What :meth:`GaussianFusion.features` computes for one batch."""
+
+    maps: List[torch.Tensor]  # BEV maps for the head
+    img_feats: List[torch.Tensor]  # image FPN levels (B*N, C, H_l, W_l)
+    layers: List[Gaussians]  # the Gaussians of every encoder layer
+    lidar2img: torch.Tensor  # (B, N, 4, 4)
+    splat: torch.Tensor  # the splatted Gaussian BEV map (B, C_splat, H, W), before the fuser
 
 
 @MODELS.register_module()
@@ -115,10 +125,8 @@ class GaussianFusion(Base3DDetector):
             x = self.sparse_backbone(x)
         return self.bev_scatter(x)
 
-    def features(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]]
-                 ) -> Tuple[List[torch.Tensor], List[torch.Tensor], List[Gaussians], torch.Tensor, torch.Tensor]:
-        """-> (BEV maps for the head, image FPN levels (B*N, C, H_l, W_l), the Gaussians of every layer,
-        lidar2img (B, N, 4, 4), the splatted Gaussian BEV map (B, C_splat, H, W))."""
+    def features(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]]) -> FusionFeatures:
+        """BEV maps, image features, the Gaussians of every layer and the splatted map (:class:`FusionFeatures`)."""
         img = camera_images(inputs, "GaussianFusion")
         lidar2img, _ = camera_meta(data_samples, img, "GaussianFusion")
         B, N, _, H, W = img.shape
@@ -130,10 +138,10 @@ class GaussianFusion(Base3DDetector):
             x = self.fuser([lidar, splat])
         x = self.backbone(x) if self.backbone is not None else x
         x = self.neck(x) if self.neck is not None else x
-        return (list(x) if isinstance(x, (list, tuple)) else [x]), feats, layers, lidar2img, splat
+        return FusionFeatures(list(x) if isinstance(x, (list, tuple)) else [x], feats, layers, lidar2img, splat)
 
     def extract_feat(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None) -> List[torch.Tensor]:
-        return self.features(inputs, data_samples)[0]
+        return self.features(inputs, data_samples).maps
 
     # --------------------------------------------------------------- modes
     def _forward(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None):
@@ -145,21 +153,21 @@ class GaussianFusion(Base3DDetector):
             warnings.warn(f"GaussianFusion: skipping a training batch with fewer than 2 points inside "
                           f"point_cloud_range {self.geometry.get('point_cloud_range')} (samples {tokens})")
             return {"loss": sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0}
-        maps, feats, _, lidar2img, splat = self.features(inputs, data_samples)
+        f = self.features(inputs, data_samples)
         gts = [s.gt_instances_3d for s in data_samples]
-        losses = self.head.loss(maps, gts)
+        losses = self.head.loss(f.maps, gts)
         if self.aux_head is not None:
-            losses.update({f"aux.{k}": v * self.aux_weight for k, v in self.aux_head.loss(splat, gts).items()})
-        losses.update(image_branch_losses(self, None, feats, data_samples, lidar2img, None))
+            losses.update({f"aux.{k}": v * self.aux_weight for k, v in self.aux_head.loss(f.splat, gts).items()})
+        losses.update(image_branch_losses(self, None, f.img_feats, data_samples, f.lidar2img, None))
         return losses
 
     def predict(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None) -> List[Det3DDataSample]:
         """Boxes (``pred_instances_3d``) and the last layer's Gaussians (``pred_gaussians``: CPU, one sample, lidar
         frame, features = the encoder's embeddings) per sample."""
-        maps, _, layers, _, _ = self.features(inputs, data_samples)
-        out = self.add_pred_to_datasample(data_samples, self.head.predict_by_feat(self.head(maps), [s.metainfo for s in
-                                                                                                     data_samples]))
-        carriers = layers[-1].detach().to("cpu")
+        f = self.features(inputs, data_samples)
+        metas = [s.metainfo for s in data_samples]
+        out = self.add_pred_to_datasample(data_samples, self.head.predict_by_feat(self.head(f.maps), metas))
+        carriers = f.layers[-1].detach().to("cpu")
         for i, sample in enumerate(out):
             sample.pred_gaussians = carriers.sample(i)
         return out
