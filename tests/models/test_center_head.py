@@ -46,6 +46,10 @@ def test_box_coder_identity_float64_and_yaw_wrap():
     coder = TASK_UTILS.build(dict(type="CenterPointBBoxCoder", point_cloud_range=[-51.2, -51.2, -5, 51.2, 51.2, 3],
                                   voxel_size=[0.1, 0.1, 0.2], out_size_factor=8))
     assert coder.feature_map_size == (128, 128)
+    # cell (0, 0)'s centre, and the inverse of to_feature_xy on any leading shape
+    torch.testing.assert_close(coder.from_feature_xy(torch.tensor([[[0.5, 0.5]]])), torch.tensor([[[-50.8, -50.8]]]))
+    xy = torch.tensor([[3.7, -12.1], [-51.2, 51.1]], dtype=torch.float64)
+    torch.testing.assert_close(coder.from_feature_xy(coder.to_feature_xy(xy)), xy)
     g = torch.Generator().manual_seed(0)
     n = 200
     boxes = torch.cat([torch.rand(n, 2, generator=g) * 100 - 50, torch.randn(n, 1, generator=g),

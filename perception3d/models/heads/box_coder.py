@@ -47,6 +47,12 @@ class CenterPointBBoxCoder:
         return torch.stack([(xy[:, 0] - self.pc_range[0]) / self.cell[0],
                             (xy[:, 1] - self.pc_range[1]) / self.cell[1]], dim=1)
 
+    def from_feature_xy(self, fxy: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`to_feature_xy`: feature-map coordinates (..., 2) (column, row) -> metric lidar x, y
+        (..., 2); cell (ix, iy)'s centre is at (ix + 0.5, iy + 0.5)."""
+        return torch.stack([fxy[..., 0] * self.cell[0] + self.pc_range[0],
+                            fxy[..., 1] * self.cell[1] + self.pc_range[1]], dim=-1)
+
     def encode(self, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Boxes (N, 7|9) -> (pixel (N, 2) long (ix, iy), code (N, code_size), inside (N,) bool on the map)."""
         if boxes.dim() != 2 or boxes.shape[1] not in (7, 9):
@@ -73,9 +79,7 @@ class CenterPointBBoxCoder:
         Returns:
             (K, 9) boxes if ``vel`` is given else (K, 7), lidar frame, gravity centres.
         """
-        pix = pix.to(reg.dtype)
-        x = (pix[:, 0] + reg[:, 0]) * self.cell[0] + self.pc_range[0]
-        y = (pix[:, 1] + reg[:, 1]) * self.cell[1] + self.pc_range[1]
+        x, y = self.from_feature_xy(pix.to(reg.dtype) + reg[:, :2]).unbind(-1)
         yaw = torch.atan2(rot[:, 0], rot[:, 1])
         yaw = torch.where(yaw >= math.pi, yaw - 2 * math.pi, yaw)
         parts = [x[:, None], y[:, None], height[:, :1], torch.exp(dim), yaw[:, None]]

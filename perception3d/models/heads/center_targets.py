@@ -78,8 +78,8 @@ def footprint_velocity_targets(boxes: torch.Tensor, pix: torch.Tensor, coder: Ce
     dy, dx = torch.meshgrid(d, d, indexing="ij")
     x = pix[:, :1] + dx.reshape(1, -1)  # (N, K) cell columns
     y = pix[:, 1:2] + dy.reshape(1, -1)
-    cx = (x.to(boxes.dtype) + 0.5) * coder.cell[0] + coder.pc_range[0] - boxes[:, :1]
-    cy = (y.to(boxes.dtype) + 0.5) * coder.cell[1] + coder.pc_range[1] - boxes[:, 1:2]
+    centre = coder.from_feature_xy(torch.stack([x, y], -1).to(boxes.dtype) + 0.5)  # (N, K, 2) cell centres
+    cx, cy = centre[..., 0] - boxes[:, :1], centre[..., 1] - boxes[:, 1:2]
     c, s = torch.cos(boxes[:, 6:7]), torch.sin(boxes[:, 6:7])
     u, v = c * cx + s * cy, -s * cx + c * cy  # cell centre in the box frame
     inside = (u.abs() <= half[:, :1]) & (v.abs() <= half[:, 1:2])
