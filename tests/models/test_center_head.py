@@ -365,3 +365,56 @@ def test_dense_velocity_loss_trains_every_footprint_cell():
     assert "task0.loss_vel_dense" not in _head().loss_by_feat(_head()(torch.randn(1, 8, 16, 16)), [big])
     with pytest.raises(ValueError, match="dense_velocity_weight"):
         _head(train_cfg=dict(dense_velocity_weight=-1.0))
+
+
+def test_footprint_velocity_pools_by_brute_force_and_in_predict():
+    """A rotated bus whose centre cell predicts 1 m/s and whose rear cells predict 9 m/s: the mean and the fastest
+    cell over its footprint (brute force over all cells), and the decoder reads them when asked."""
+    from perception3d.models.heads.center_decode import footprint_velocity
+    coder = CenterPointBBoxCoder(PCR, VOXEL, 2)  # 0.4 m cells, 64 x 64
+    boxes = torch.tensor([[3.1, -2.3, 0.0, 11.0, 2.6, 3.0, 0.6, 0.0, 0.0],
+                          [-6.05, 5.02, 0.0, 0.3, 0.3, 1.7, 0.0, 0.0, 0.0]])  # smaller than a cell: its centre cell
+    pix, _, _ = coder.encode(boxes)
+    h, w = coder.feature_map_size
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    dx, dy = (xs + 0.5) * coder.cell[0] + PCR[0] - 3.1, (ys + 0.5) * coder.cell[1] + PCR[1] + 2.3
+    u = math.cos(0.6) * dx + math.sin(0.6) * dy
+    v = -math.sin(0.6) * dx + math.cos(0.6) * dy
+    inside = (u.abs() <= 5.5) & (v.abs() <= 1.3)
+    g = torch.Generator().manual_seed(0)
+    vel_map = torch.randn(2, h, w, generator=g) * 0.3
+    vel_map[0][inside & (u < -4.0)] = 9.0  # the rear end: fast
+    vel_map[:, pix[0, 1], pix[0, 0]] = torch.tensor([1.0, 0.0])  # the centre: slow
+    vel_map[:, pix[1, 1], pix[1, 0]] = torch.tensor([0.5, -0.5])
+    mean = footprint_velocity(vel_map, boxes, pix, coder, "footprint_mean")
+    torch.testing.assert_close(mean[0], vel_map[:, inside].mean(1))
+    torch.testing.assert_close(mean[1], torch.tensor([0.5, -0.5]))
+    fast = footprint_velocity(vel_map, boxes, pix, coder, "footprint_max_speed")
+    speed = vel_map.norm(dim=0).masked_fill(~inside, -1)
+    k = int(speed.argmax())
+    torch.testing.assert_close(fast[0], vel_map.view(2, -1)[:, k])
+    assert fast[0, 0] > 8.9 and fast[1].tolist() == [0.5, -0.5]
+    assert footprint_velocity(vel_map, boxes[:0], pix[:0], coder, "footprint_mean").shape == (0, 2)
+    with pytest.raises(ValueError, match="pool"):
+        footprint_velocity(vel_map, boxes, pix, coder, "median")
+
+    # through the decoder: GT as predictions, then the velocity map raised to 9 m/s off the centre cells
+    gts = [_gt(5)]
+    heads = {p: _head(bbox_coder=dict(out_size_factor=2),  # 0.4 m cells: the boxes cover several
+                      test_cfg=dict(score_threshold=0.5, post_center_limit_range=[-15, -15, -10, 15, 15, 10],
+                                    velocity_pool=p)) for p in ("centre", "footprint_max_speed")}
+    plain = heads["centre"]
+    heads["footprint_max_speed"].load_state_dict(plain.state_dict())
+    preds = _targets_as_predictions(plain, plain.get_targets(gts))
+    for p in preds:
+        centre = p["heatmap"].amax(1) > 0  # (B, H, W) centre cells
+        p["vel"][:, 0] = torch.where(centre, p["vel"][:, 0], 9.0)
+    r0 = plain.predict_by_feat(preds, [{}])[0].bboxes_3d.tensor
+    r1 = heads["footprint_max_speed"].predict_by_feat(preds, [{}])[0].bboxes_3d.tensor
+    o0, o1 = torch.argsort(r0[:, 0]), torch.argsort(r1[:, 0])
+    torch.testing.assert_close(r0[o0, 7:9], gts[0].bboxes_3d.tensor[torch.argsort(gts[0].bboxes_3d.tensor[:, 0]), 7:9])
+    assert len(r1) == len(r0) == 8 and (r1[o1, 7] >= r0[o0, 7] - 1e-5).all()
+    big = r0[o0, 3:5].min(1).values >= 0.8  # a 0.8 m square holds cell centres besides its own: one reads 9 m/s
+    assert big.sum() >= 2 and (r1[o1, 7][big] == 9.0).all() and (r1[o1, 8][big] == 0).all()
+    with pytest.raises(ValueError, match="velocity_pool"):
+        _head(test_cfg=dict(velocity_pool="median"))

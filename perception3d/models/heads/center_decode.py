@@ -11,6 +11,9 @@ from perception3d.ops.nms import circle_nms, nms_bev
 from perception3d.structures.box_ops import limit_period
 
 from .box_coder import CenterPointBBoxCoder
+from .center_targets import footprint_cells
+
+VELOCITY_POOLS = ("centre", "footprint_mean", "footprint_max_speed")
 
 
 def topk_centres(heat: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -32,7 +35,7 @@ def max_pool_peaks(heat: torch.Tensor, kernel: int = 3) -> torch.Tensor:
 
 def decode_task(preds: dict[str, torch.Tensor], b: int, coder: CenterPointBBoxCoder, k: int,
                 heat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Decode sample ``b`` of one task: boxes (k, 7|9), scores (k,), local labels (k,)."""
+    """Decode sample ``b`` of one task: boxes (k, 7|9), scores (k,), local labels (k,), centre cells (k, 2)."""
     h, w = heat.shape[-2:]
     scores, cls, flat = topk_centres(heat[b], k)
     pix = torch.stack([flat % w, flat // w], dim=1)
@@ -42,7 +45,32 @@ def decode_task(preds: dict[str, torch.Tensor], b: int, coder: CenterPointBBoxCo
 
     vel = at("vel") if "vel" in preds else None
     boxes = coder.decode(pix, at("reg"), at("height"), at("dim"), at("rot"), vel)
-    return boxes, scores, cls
+    return boxes, scores, cls, pix
+
+
+def footprint_velocity(vel_map: torch.Tensor, boxes: torch.Tensor, pix: torch.Tensor, coder: CenterPointBBoxCoder,
+                       pool: str) -> torch.Tensor:
+    """Velocity (K, 2) of each box read from the velocity map (2, H, W) over the cells of its BEV footprint
+    (:func:`footprint_cells`, always including its centre cell ``pix`` (K, 2)): ``footprint_mean`` averages them,
+    ``footprint_max_speed`` takes the cell predicting the highest speed. A long vehicle's centre cell sees only its
+    body; the cells at its ends see the trail its sweep history leaves (with velocity trained densely over the
+    footprint, ``CenterHead`` ``train_cfg.dense_velocity_weight``)."""
+    if pool not in VELOCITY_POOLS[1:]:
+        raise ValueError(f"footprint_velocity: pool must be one of {VELOCITY_POOLS[1:]}, got {pool!r}")
+    k = boxes.shape[0]
+    if k == 0:
+        return boxes.new_zeros(0, 2)
+    flat, owner, _ = footprint_cells(boxes, pix, coder)
+    v = vel_map.reshape(2, -1)[:, flat].t().to(boxes.dtype)  # (M, 2)
+    if pool == "footprint_mean":
+        out = boxes.new_zeros(k, 2).index_add_(0, owner, v)
+        return out / torch.bincount(owner, minlength=k).clamp(min=1).to(boxes.dtype)[:, None]
+    speed = v.norm(dim=1)
+    best = boxes.new_full((k,), -1.0).scatter_reduce_(0, owner, speed, reduce="amax")
+    first = torch.full((k,), flat.numel(), dtype=torch.long, device=boxes.device)
+    hit = torch.nonzero(speed >= best[owner]).squeeze(1)
+    first.scatter_reduce_(0, owner[hit], hit, reduce="amin")
+    return v[first]
 
 
 def filter_and_nms(boxes: torch.Tensor, scores: torch.Tensor, score_threshold: float,
@@ -146,7 +174,11 @@ class CenterPointDecoder(torch.nn.Module):
         for b in range(batch):
             all_boxes, all_scores, all_labels = [], [], []
             for t, (pred, heat) in enumerate(zip(preds, heats)):
-                boxes, scores, cls = decode_task(pred, b, self.bbox_coder, cfg["pre_topk"], heat)
+                boxes, scores, cls, pix = decode_task(pred, b, self.bbox_coder, cfg["pre_topk"], heat)
+                pool = cfg.get("velocity_pool", "centre")
+                if pool != "centre" and "vel" in pred:  # boxes above the score threshold read the footprint
+                    sel = torch.nonzero(scores > cfg["score_threshold"]).squeeze(1)
+                    boxes[sel, 7:9] = footprint_velocity(pred["vel"][b], boxes[sel], pix[sel], self.bbox_coder, pool)
                 if cfg["heading_from_motion"] is not None:
                     glob = self.task_global_labels[t].to(cls.device)[cls]
                     boxes = heading_from_motion(boxes, glob, cfg["heading_from_motion"]["min_speed"],

@@ -11,7 +11,7 @@ from perception3d.registry import MODELS, TASK_UTILS
 from perception3d.structures import Boxes3D
 
 from ..geometry import merge_geometry
-from .center_decode import CenterPointDecoder
+from .center_decode import VELOCITY_POOLS, CenterPointDecoder
 from .center_targets import center_targets_single
 from .velocity_branch import build_velocity_branch
 
@@ -26,7 +26,8 @@ CODE_ORDER = ("reg", "height", "dim", "rot", "vel")  # matches CenterPointBBoxCo
 # every key the head reads from its train_cfg / test_cfg: anything else is a typo and is refused
 TRAIN_CFG_KEYS = ("max_objs", "gaussian_overlap", "min_radius", "code_weights", "dense_velocity_weight")
 TEST_CFG_KEYS = ("max_per_img", "pre_topk", "score_threshold", "post_center_limit_range", "nms_type", "nms_thr",
-                 "nms_class_aware", "pre_max_size", "post_max_size", "max_pool_nms", "heading_from_motion")
+                 "nms_class_aware", "pre_max_size", "post_max_size", "max_pool_nms", "heading_from_motion",
+                 "velocity_pool")
 
 
 def check_cfg_keys(name: str, cfg: Optional[dict], allowed: Sequence[str]) -> None:
@@ -88,7 +89,9 @@ class CenterHead(nn.Module):
             other; default False), pre_max_size, post_max_size, max_pool_nms,
             heading_from_motion (None, or ``dict(min_speed=m/s, align_classes=[names])``: boxes predicted to
             move at least ``min_speed`` get the heading of the pi-pair that points along their velocity, and
-            ``align_classes`` take the velocity direction; see :func:`heading_from_motion`).
+            ``align_classes`` take the velocity direction; see :func:`heading_from_motion`),
+            velocity_pool ('centre', the default: each box's velocity is its centre cell's; 'footprint_mean' /
+            'footprint_max_speed': read over the cells of its predicted BEV footprint, see :func:`footprint_velocity`).
         velocity_branch: None (vel is a conv branch of each task head, as CenterPoint), or
             ``dict(type="end_sampling", margin=m or [m, ...], max_length=20.0, hidden=head_conv, sample_channels=16)``:
             vel is regressed from the shared features sampled at both ends of each cell's predicted box, ``margin``
@@ -155,9 +158,13 @@ class CenterHead(nn.Module):
                              f"got {len(self.train_cfg['code_weights'])}")
         self.test_cfg = dict(max_per_img=500, pre_topk=500, score_threshold=0.1, post_center_limit_range=None,
                              nms_type="rotate", nms_thr=0.2, pre_max_size=1000, post_max_size=83, max_pool_nms=False,
-                             heading_from_motion=None)
+                             heading_from_motion=None, velocity_pool="centre")
         check_cfg_keys("test_cfg", test_cfg, TEST_CFG_KEYS)
         self.test_cfg.update(test_cfg or {})
+        if self.test_cfg["velocity_pool"] not in VELOCITY_POOLS or (self.test_cfg["velocity_pool"] != "centre"
+                                                                    and code_size != 10):
+            raise ValueError(f"CenterHead: test_cfg.velocity_pool must be one of {VELOCITY_POOLS} (the footprint pools "
+                             f"need a velocity head), got {self.test_cfg['velocity_pool']!r}")
         hfm = self.test_cfg["heading_from_motion"]
         self._align_labels: tuple[int, ...] = ()
         if hfm is not None:

@@ -54,6 +54,38 @@ def draw_gaussians(heatmap: torch.Tensor, channel: torch.Tensor, pix: torch.Tens
     heatmap.view(-1).scatter_reduce_(0, flat[valid], g[valid], reduce="amax", include_self=True)
 
 
+def footprint_cells(boxes: torch.Tensor, pix: torch.Tensor, coder: CenterPointBBoxCoder
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Feature-map cells whose centre lies in each box's BEV footprint (and each box's centre cell, even for a box
+    smaller than a cell), clipped to the map.
+
+    Args:
+        boxes: (N, >= 7) lidar boxes (x, y, z, l, w, h, yaw, ...); pix: (N, 2) long centre cells (ix, iy).
+    Returns:
+        flat (M,) long cell index iy * W + ix, owner (M,) long box index, dist2 (M,) squared distance from the cell
+        centre to the box centre, for every (box, cell) pair inside.
+    """
+    h, w = coder.feature_map_size
+    if boxes.shape[0] == 0:
+        empty = torch.zeros(0, dtype=torch.long, device=boxes.device)
+        return empty, empty, boxes.new_zeros(0)
+    half = boxes[:, 3:5] / 2
+    r = int(torch.ceil(half.norm(dim=1).max() / min(coder.cell))) + 1
+    d = torch.arange(-r, r + 1, device=boxes.device)
+    dy, dx = torch.meshgrid(d, d, indexing="ij")
+    x = pix[:, :1] + dx.reshape(1, -1)  # (N, K) cell columns
+    y = pix[:, 1:2] + dy.reshape(1, -1)
+    centre = coder.from_feature_xy(torch.stack([x, y], -1).to(boxes.dtype) + 0.5)  # (N, K, 2) cell centres
+    cx, cy = centre[..., 0] - boxes[:, :1], centre[..., 1] - boxes[:, 1:2]
+    c, s = torch.cos(boxes[:, 6:7]), torch.sin(boxes[:, 6:7])
+    u, v = c * cx + s * cy, -s * cx + c * cy  # cell centre in the box frame
+    inside = (u.abs() <= half[:, :1]) & (v.abs() <= half[:, 1:2])
+    inside |= (dx.reshape(1, -1) == 0) & (dy.reshape(1, -1) == 0)  # the centre cell, even for small boxes
+    inside &= (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    owner = torch.arange(boxes.shape[0], device=boxes.device)[:, None].expand_as(inside)[inside]
+    return (y * w + x)[inside], owner, (cx ** 2 + cy ** 2)[inside]
+
+
 def footprint_velocity_targets(boxes: torch.Tensor, pix: torch.Tensor, coder: CenterPointBBoxCoder
                                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Dense velocity targets: every feature-map cell whose centre lies in a box's BEV footprint gets its velocity.
@@ -70,27 +102,11 @@ def footprint_velocity_targets(boxes: torch.Tensor, pix: torch.Tensor, coder: Ce
     best = boxes.new_full((h * w,), float("inf"))
     keep = torch.isfinite(boxes[:, 7:9]).all(1)
     boxes, pix = boxes[keep], pix[keep]
-    if boxes.shape[0] == 0:
-        return vel, best.isfinite().view(h, w).to(boxes.dtype)
-    half = boxes[:, 3:5] / 2
-    r = int(torch.ceil(half.norm(dim=1).max() / min(coder.cell))) + 1
-    d = torch.arange(-r, r + 1, device=boxes.device)
-    dy, dx = torch.meshgrid(d, d, indexing="ij")
-    x = pix[:, :1] + dx.reshape(1, -1)  # (N, K) cell columns
-    y = pix[:, 1:2] + dy.reshape(1, -1)
-    centre = coder.from_feature_xy(torch.stack([x, y], -1).to(boxes.dtype) + 0.5)  # (N, K, 2) cell centres
-    cx, cy = centre[..., 0] - boxes[:, :1], centre[..., 1] - boxes[:, 1:2]
-    c, s = torch.cos(boxes[:, 6:7]), torch.sin(boxes[:, 6:7])
-    u, v = c * cx + s * cy, -s * cx + c * cy  # cell centre in the box frame
-    inside = (u.abs() <= half[:, :1]) & (v.abs() <= half[:, 1:2])
-    inside |= (dx.reshape(1, -1) == 0) & (dy.reshape(1, -1) == 0)  # the centre cell, even for small boxes
-    inside &= (x >= 0) & (x < w) & (y >= 0) & (y < h)
-    flat = (y * w + x)[inside]
-    dist = (cx ** 2 + cy ** 2)[inside]
-    owner = torch.arange(boxes.shape[0], device=boxes.device)[:, None].expand_as(inside)[inside]
-    best.scatter_reduce_(0, flat, dist, reduce="amin")
-    win = dist <= best[flat]
-    vel.view(2, -1)[:, flat[win]] = boxes[owner[win], 7:9].T
+    flat, owner, dist = footprint_cells(boxes, pix, coder)
+    if flat.numel():
+        best.scatter_reduce_(0, flat, dist, reduce="amin")
+        win = dist <= best[flat]
+        vel.view(2, -1)[:, flat[win]] = boxes[owner[win], 7:9].T
     return vel, best.isfinite().view(h, w).to(boxes.dtype)
 
 
