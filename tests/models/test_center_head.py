@@ -212,7 +212,8 @@ def test_unknown_train_and_test_cfg_keys_are_refused():
                  dense_velocity_weight=0.1)
     test = dict(max_per_img=5, pre_topk=6, score_threshold=0.3, post_center_limit_range=[-9, -9, -9, 9, 9, 9],
                 nms_type="circle", nms_thr=0.4, nms_class_aware=True, pre_max_size=10, post_max_size=4,
-                max_pool_nms=True, heading_from_motion=dict(min_speed=2.0))
+                max_pool_nms=True, heading_from_motion=dict(min_speed=2.0),
+                velocity_pool="footprint_mean")
     assert set(train) == set(TRAIN_CFG_KEYS) and set(test) == set(TEST_CFG_KEYS)
     head = _head(train_cfg=train, test_cfg=test)
     assert head.train_cfg == train and head.test_cfg == test
