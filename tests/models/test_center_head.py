@@ -213,7 +213,7 @@ def test_unknown_train_and_test_cfg_keys_are_refused():
     test = dict(max_per_img=5, pre_topk=6, score_threshold=0.3, post_center_limit_range=[-9, -9, -9, 9, 9, 9],
                 nms_type="circle", nms_thr=0.4, nms_class_aware=True, pre_max_size=10, post_max_size=4,
                 max_pool_nms=True, heading_from_motion=dict(min_speed=2.0),
-                velocity_pool="footprint_mean")
+                velocity_pool="footprint_mean", velocity_pool_min_length=5.0)
     assert set(train) == set(TRAIN_CFG_KEYS) and set(test) == set(TEST_CFG_KEYS)
     head = _head(train_cfg=train, test_cfg=test)
     assert head.train_cfg == train and head.test_cfg == test
@@ -417,5 +417,16 @@ def test_footprint_velocity_pools_by_brute_force_and_in_predict():
     assert len(r1) == len(r0) == 8 and (r1[o1, 7] >= r0[o0, 7] - 1e-5).all()
     big = r0[o0, 3:5].min(1).values >= 0.8  # a 0.8 m square holds cell centres besides its own: one reads 9 m/s
     assert big.sum() >= 2 and (r1[o1, 7][big] == 9.0).all() and (r1[o1, 8][big] == 0).all()
+    # only boxes at least velocity_pool_min_length long read the footprint
+    long_only = _head(bbox_coder=dict(out_size_factor=2),
+                      test_cfg=dict(score_threshold=0.5, post_center_limit_range=[-15, -15, -10, 15, 15, 10],
+                                    velocity_pool="footprint_max_speed", velocity_pool_min_length=1.2))
+    long_only.load_state_dict(plain.state_dict())
+    r2 = long_only.predict_by_feat(preds, [{}])[0].bboxes_3d.tensor
+    o2 = torch.argsort(r2[:, 0])
+    is_long = r2[o2, 3] >= 1.2
+    assert 0 < int(is_long.sum()) < 8
+    torch.testing.assert_close(r2[o2][is_long, 7:9], r1[o1][is_long, 7:9])
+    torch.testing.assert_close(r2[o2][~is_long, 7:9], r0[o0][~is_long, 7:9])
     with pytest.raises(ValueError, match="velocity_pool"):
         _head(test_cfg=dict(velocity_pool="median"))

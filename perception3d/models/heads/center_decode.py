@@ -176,8 +176,9 @@ class CenterPointDecoder(torch.nn.Module):
             for t, (pred, heat) in enumerate(zip(preds, heats)):
                 boxes, scores, cls, pix = decode_task(pred, b, self.bbox_coder, cfg["pre_topk"], heat)
                 pool = cfg.get("velocity_pool", "centre")
-                if pool != "centre" and "vel" in pred:  # boxes above the score threshold read the footprint
-                    sel = torch.nonzero(scores > cfg["score_threshold"]).squeeze(1)
+                if pool != "centre" and "vel" in pred:  # long boxes above the score threshold read the footprint
+                    sel = torch.nonzero((scores > cfg["score_threshold"])
+                                        & (boxes[:, 3] >= cfg.get("velocity_pool_min_length", 0.0))).squeeze(1)
                     boxes[sel, 7:9] = footprint_velocity(pred["vel"][b], boxes[sel], pix[sel], self.bbox_coder, pool)
                 if cfg["heading_from_motion"] is not None:
                     glob = self.task_global_labels[t].to(cls.device)[cls]

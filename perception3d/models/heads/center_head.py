@@ -27,7 +27,7 @@ CODE_ORDER = ("reg", "height", "dim", "rot", "vel")  # matches CenterPointBBoxCo
 TRAIN_CFG_KEYS = ("max_objs", "gaussian_overlap", "min_radius", "code_weights", "dense_velocity_weight")
 TEST_CFG_KEYS = ("max_per_img", "pre_topk", "score_threshold", "post_center_limit_range", "nms_type", "nms_thr",
                  "nms_class_aware", "pre_max_size", "post_max_size", "max_pool_nms", "heading_from_motion",
-                 "velocity_pool")
+                 "velocity_pool", "velocity_pool_min_length")
 
 
 def check_cfg_keys(name: str, cfg: Optional[dict], allowed: Sequence[str]) -> None:
@@ -91,7 +91,9 @@ class CenterHead(nn.Module):
             move at least ``min_speed`` get the heading of the pi-pair that points along their velocity, and
             ``align_classes`` take the velocity direction; see :func:`heading_from_motion`),
             velocity_pool ('centre', the default: each box's velocity is its centre cell's; 'footprint_mean' /
-            'footprint_max_speed': read over the cells of its predicted BEV footprint, see :func:`footprint_velocity`).
+            'footprint_max_speed': read over the cells of its predicted BEV footprint, see :func:`footprint_velocity`),
+            velocity_pool_min_length (m, default 0: the pool applies to boxes predicted at least this long; shorter
+            ones keep their centre cell's velocity).
         velocity_branch: None (vel is a conv branch of each task head, as CenterPoint), or
             ``dict(type="end_sampling", margin=m or [m, ...], max_length=20.0, hidden=head_conv, sample_channels=16)``:
             vel is regressed from the shared features sampled at both ends of each cell's predicted box, ``margin``
@@ -158,7 +160,8 @@ class CenterHead(nn.Module):
                              f"got {len(self.train_cfg['code_weights'])}")
         self.test_cfg = dict(max_per_img=500, pre_topk=500, score_threshold=0.1, post_center_limit_range=None,
                              nms_type="rotate", nms_thr=0.2, pre_max_size=1000, post_max_size=83, max_pool_nms=False,
-                             heading_from_motion=None, velocity_pool="centre")
+                             heading_from_motion=None, velocity_pool="centre",
+                             velocity_pool_min_length=0.0)
         check_cfg_keys("test_cfg", test_cfg, TEST_CFG_KEYS)
         self.test_cfg.update(test_cfg or {})
         if self.test_cfg["velocity_pool"] not in VELOCITY_POOLS or (self.test_cfg["velocity_pool"] != "centre"
