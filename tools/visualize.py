@@ -89,6 +89,9 @@ def parse_args(argv=None):
     p.add_argument("--camera-scale", type=float, default=0.0,
                    help="upscale camera images before drawing (0: so that they are at least 1200 px wide)")
     p.add_argument("--color-by", choices=["height", "intensity"], default="height")
+    p.add_argument("--velocity-seconds", type=float, default=1.0,
+                   help="bev / chase views: boxes moving >= 0.5 m/s get an arrow to where they will be after this "
+                        "many seconds (default 1; 0: no arrows)")
     p.add_argument("--width", type=int, default=1280)
     p.add_argument("--height", type=int, default=960)
     p.add_argument("--backend", choices=["auto", "open3d", "open3d-offscreen", "software"], default="auto",
@@ -389,7 +392,8 @@ def run(args) -> dict:
         title += f", {len(pred)} predictions >= {args.score_thr:g}"
     out_dir, outs = Path(args.out_dir), {}
     scene = dict(gt_boxes=gt, gt_labels=gt_names, pred_boxes=pred, pred_labels=pred_names, pred_scores=scores,
-                 score_thr=args.score_thr, color_by=args.color_by, gaussians=gaussians)
+                 score_thr=args.score_thr, color_by=args.color_by, gaussians=gaussians,
+                 velocity_seconds=args.velocity_seconds)
     for view in views:
         if view == "occupancy":
             outs[view] = _occupancy_picture(args, data, pred_sample, model, out_dir / f"occ_{stem}.png", name)

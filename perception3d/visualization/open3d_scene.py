@@ -41,7 +41,7 @@ class RenderResult:
 
 def build_scene(points, gt_boxes=None, gt_labels=None, pred_boxes=None, pred_labels=None, pred_scores=None,
                 score_thr: float = 0.3, color_by: str = "height", cameras=None, gaussians=None, voxels=None,
-                class_names: Sequence[str] | None = None) -> list:
+                class_names: Sequence[str] | None = None, velocity_seconds: float = 1.0) -> list:
     """Open3D geometries of one frame (all in the lidar frame, metres).
 
     Args:
@@ -55,10 +55,12 @@ def build_scene(points, gt_boxes=None, gt_labels=None, pred_boxes=None, pred_lab
             -> ellipsoids (the ``sigma`` level set of N(mean, R S^2 R^T)).
         voxels: dict(coords (M, 4) int (b, z, y, x), voxel_size (3,), point_cloud_range (6,)[, batch_index,
             color]) -> cubes.
+        velocity_seconds: boxes with velocity ((M, 9): ..., vx, vy) moving >= 0.5 m/s get an arrow to where they
+            will be after this many seconds, in the box's colour (0: no arrows).
     Returns: [PointCloud, LineSet, TriangleMesh] (the ones that are not empty).
     """
     return _to_open3d(make_scene(points, gt_boxes, gt_labels, pred_boxes, pred_labels, pred_scores, score_thr,
-                                 color_by, cameras, gaussians, voxels, class_names))
+                                 color_by, cameras, gaussians, voxels, class_names, velocity_seconds))
 
 
 def _to_open3d(sc: SceneData) -> list:
@@ -203,7 +205,8 @@ def render_frame(points, out_png: str | Path, gt_boxes=None, gt_labels=None, pre
                  voxels=None, class_names: Sequence[str] | None = None, view: str = "bev", width: int = 1280,
                  height: int = 960, extent: float | Sequence[float] = 51.2, camera: Camera | None = None,
                  point_size: float = 2.0, line_width: float = 2.0, title: str | None = None,
-                 legend: bool = True, backend: str = "auto", forward=None) -> RenderResult:
+                 legend: bool = True, backend: str = "auto", forward=None,
+                 velocity_seconds: float = 1.0) -> RenderResult:
     """Render one frame headless to ``out_png`` (atomic write) and return a :class:`RenderResult`.
 
     Scene arguments as :func:`build_scene`. ``view`` = 'bev' (straight down, +x up, covering ``extent``) or
@@ -212,7 +215,7 @@ def render_frame(points, out_png: str | Path, gt_boxes=None, gt_labels=None, pre
     drawn on top when given/enabled. The backend that drew the image is logged and returned."""
     cam = camera or default_camera(view, extent, width, height, forward)
     sc = make_scene(points, gt_boxes, gt_labels, pred_boxes, pred_labels, pred_scores, score_thr, color_by,
-                    cameras, gaussians, voxels, class_names)
+                    cameras, gaussians, voxels, class_names, velocity_seconds)
     img, used = render_image(sc, cam, backend, point_size, line_width)
     img = annotate_image(img, title, sc.legend if legend else {})
     out = write_image(img, out_png)
@@ -223,7 +226,7 @@ def render_frame(points, out_png: str | Path, gt_boxes=None, gt_labels=None, pre
 def show_frame(points, gt_boxes=None, gt_labels=None, pred_boxes=None, pred_labels=None, pred_scores=None,
                score_thr: float = 0.3, color_by: str = "height", cameras=None, gaussians=None, voxels=None,
                class_names: Sequence[str] | None = None, window_name: str = "perception3d",
-               point_size: float = 2.0) -> None:
+               point_size: float = 2.0, velocity_seconds: float = 1.0) -> None:
     """Open an interactive Open3D window with the scene (blocks until it is closed). Needs a display."""
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         raise RuntimeError("show_frame needs a display (DISPLAY/WAYLAND_DISPLAY is not set); use render_frame "
@@ -231,7 +234,7 @@ def show_frame(points, gt_boxes=None, gt_labels=None, pred_boxes=None, pred_labe
     import open3d as o3d
 
     geoms = build_scene(points, gt_boxes, gt_labels, pred_boxes, pred_labels, pred_scores, score_thr, color_by,
-                        cameras, gaussians, voxels, class_names)
+                        cameras, gaussians, voxels, class_names, velocity_seconds)
     geoms.append(o3d.geometry.TriangleMesh.create_coordinate_frame(size=2.0))
     load_triton_before_opengl()
     vis = o3d.visualization.Visualizer()
@@ -247,9 +250,10 @@ def show_frame(points, gt_boxes=None, gt_labels=None, pred_boxes=None, pred_labe
 
 def export_ply(path: str | Path, points=None, gt_boxes=None, gt_labels=None, pred_boxes=None, pred_labels=None,
                pred_scores=None, score_thr: float = 0.3, color_by: str = "height", cameras=None, gaussians=None,
-               voxels=None, class_names: Sequence[str] | None = None, edge_step: float = 0.05) -> Path:
+               voxels=None, class_names: Sequence[str] | None = None, edge_step: float = 0.05,
+               velocity_seconds: float = 1.0) -> Path:
     """Write the scene to one binary .ply (atomic): coloured vertices = points, then box/frustum edges sampled
     every ``edge_step`` metres, then mesh vertices (Gaussians, voxels) with their faces. Returns the path."""
     sc = make_scene(points, gt_boxes, gt_labels, pred_boxes, pred_labels, pred_scores, score_thr, color_by,
-                    cameras, gaussians, voxels, class_names)
+                    cameras, gaussians, voxels, class_names, velocity_seconds)
     return write_scene_ply(sc, path, edge_step)

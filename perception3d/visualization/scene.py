@@ -66,6 +66,30 @@ def box_segments(boxes: np.ndarray) -> np.ndarray:
     return np.concatenate([edges, head], 1)
 
 
+def velocity_segments(boxes: np.ndarray, seconds: float = 1.0, min_speed: float = 0.5) -> np.ndarray:
+    """(N, 9) boxes (x, y, z, l, w, h, yaw, vx, vy) -> (K, 3, 2, 3) arrows of the boxes moving at least ``min_speed``
+    m/s: a shaft from the centre to where the box will be after ``seconds`` (the BEV velocity, drawn at the centre's
+    height) and a two-stroke head. Boxes without velocity (N, 7) or with a non-finite one give no arrow."""
+    b = _boxes(boxes, "boxes")
+    if b.shape[1] < 9 or seconds <= 0:
+        return np.zeros((0, 3, 2, 3))
+    v = b[:, 7:9]
+    speed = np.linalg.norm(v, axis=1)
+    keep = np.isfinite(speed) & (speed >= min_speed)
+    b, v, speed = b[keep], v[keep], speed[keep]
+    start = b[:, :3]
+    tip = start.copy()
+    tip[:, :2] += v * seconds
+    back = -v / speed[:, None]  # unit vector from the tip back along the shaft
+    size = np.minimum(0.8, 0.35 * speed * seconds)[:, None]
+    heads = []
+    for a in (0.45, -0.45):  # the head's strokes, +-26 degrees off the shaft
+        c, s = np.cos(a), np.sin(a)
+        d = np.stack([c * back[:, 0] - s * back[:, 1], s * back[:, 0] + c * back[:, 1], np.zeros(len(b))], 1)
+        heads.append(np.stack([tip, tip + d * size], 1))
+    return np.stack([np.stack([start, tip], 1)] + heads, 1)
+
+
 def frustum_segments(lidar2img: np.ndarray, width: int, height: int, depth: float = 4.0) -> np.ndarray:
     """(8, 2, 3) lines of a camera frustum (centre to the 4 image corners at ``depth`` m, and the far
     rectangle), from a (4, 4) ``lidar2img`` = K @ lidar2cam and the image size in pixels."""
@@ -179,7 +203,8 @@ def point_colors(points: np.ndarray, color_by: str = "height") -> np.ndarray:
 
 def make_scene(points: np.ndarray | None, gt_boxes=None, gt_labels=None, pred_boxes=None, pred_labels=None,
                pred_scores=None, score_thr: float = 0.3, color_by: str = "height", cameras=None,
-               gaussians=None, voxels=None, class_names: Sequence[str] | None = None) -> SceneData:
+               gaussians=None, voxels=None, class_names: Sequence[str] | None = None,
+               velocity_seconds: float = 1.0) -> SceneData:
     """Build a :class:`SceneData`; arguments as :func:`perception3d.visualization.open3d_scene.build_scene`."""
     sc = SceneData()
     if points is not None:
@@ -191,6 +216,9 @@ def make_scene(points: np.ndarray | None, gt_boxes=None, gt_labels=None, pred_bo
     if len(gt):
         label_names(gt_labels, class_names, len(gt))  # validates the length
         sc.add_segments(box_segments(gt), np.asarray(GT_COLOR))
+        arrows = velocity_segments(gt, velocity_seconds)
+        if len(arrows):
+            sc.add_segments(arrows.reshape(-1, 2, 3), np.asarray(GT_COLOR))
         sc.legend["ground truth"] = np.asarray(GT_COLOR)
     pred = _boxes(pred_boxes, "pred_boxes") if pred_boxes is not None else np.zeros((0, 7))
     if len(pred):
@@ -205,6 +233,12 @@ def make_scene(points: np.ndarray | None, gt_boxes=None, gt_labels=None, pred_bo
         cols = class_rgb(names)
         seg = box_segments(pred[keep])
         sc.add_segments(seg.reshape(-1, 2, 3), np.repeat(cols, seg.shape[1], 0))
+        if pred.shape[1] >= 9 and velocity_seconds > 0:
+            kept = pred[keep]
+            speed = np.linalg.norm(kept[:, 7:9], axis=1)
+            moving = np.isfinite(speed) & (speed >= 0.5)
+            arrows = velocity_segments(kept, velocity_seconds)
+            sc.add_segments(arrows.reshape(-1, 2, 3), np.repeat(cols[moving], 3, 0))
         for n, c in zip(names, cols):
             sc.legend.setdefault(n, c)
     for cam in cameras or []:

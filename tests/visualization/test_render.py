@@ -169,3 +169,38 @@ def test_bad_inputs_name_the_field():
         make_scene(None, gaussians=dict(means=[[0, 0, 0]], scales=[[1, 1, 1]], rotations=[[2.0, 0, 0, 0]]))
     with pytest.raises(ValueError, match="labels: expected 1"):
         make_scene(None, pred_boxes=np.zeros((1, 7)) + 1, pred_labels=["car", "bus"])
+
+
+def test_velocity_arrows_by_hand():
+    from perception3d.visualization.scene import velocity_segments
+
+    boxes = np.array([[1.0, 2.0, -0.5, 4.0, 2.0, 1.5, 0.3, 3.0, 4.0],     # 5 m/s: an arrow
+                      [0.0, 0.0, 0.0, 4.0, 2.0, 1.5, 0.0, 0.3, 0.0],      # slower than 0.5 m/s: none
+                      [0.0, 0.0, 0.0, 4.0, 2.0, 1.5, 0.0, np.nan, 1.0]])  # no velocity: none
+    arr = velocity_segments(boxes, seconds=2.0)
+    assert arr.shape == (1, 3, 2, 3)
+    np.testing.assert_allclose(arr[0, 0], [[1.0, 2.0, -0.5], [7.0, 10.0, -0.5]])  # centre -> centre + 2 s * v
+    for stroke in arr[0, 1:]:  # the head: from the tip, 0.8 m long, pointing back at 0.45 rad off the shaft
+        np.testing.assert_allclose(stroke[0], [7.0, 10.0, -0.5])
+        d = stroke[1] - stroke[0]
+        assert np.linalg.norm(d) == pytest.approx(0.8)
+        assert np.dot(d[:2], [-0.6, -0.8]) / 0.8 == pytest.approx(np.cos(0.45))
+    assert velocity_segments(boxes[:, :7]).shape == (0, 3, 2, 3)
+    assert velocity_segments(boxes, seconds=0).shape == (0, 3, 2, 3)
+    sc = make_scene(None, gt_boxes=boxes, gt_labels=["car"] * 3, pred_boxes=boxes, pred_labels=["bus"] * 3,
+                    pred_scores=[0.9, 0.9, 0.1], velocity_seconds=1.0)
+    none = make_scene(None, gt_boxes=boxes, gt_labels=["car"] * 3, pred_boxes=boxes, pred_labels=["bus"] * 3,
+                      pred_scores=[0.9, 0.9, 0.1], velocity_seconds=0.0)
+    assert len(sc.segments) - len(none.segments) == 6  # 3 strokes for the GT arrow, 3 for the prediction's
+
+
+@pytest.mark.parametrize("backend", BACKENDS_TESTED)
+def test_velocity_arrow_is_drawn_ahead_of_a_moving_box(tmp_path, backend):
+    box = np.array([[0.0, 0.0, -0.5, 4.0, 2.0, 1.5, 0.0, 8.0, 0.0]])  # 8 m/s along +x: the tip 8 m ahead
+    cam = bev_camera(25.0, 640, 480)
+    kw = dict(pred_boxes=box, pred_labels=["bus"], pred_scores=[0.9], camera=cam, legend=False, backend=backend)
+    img = _read(render_frame(None, tmp_path / "v.png", **kw))
+    off = _read(render_frame(None, tmp_path / "n.png", velocity_seconds=0, **kw))
+    uv, _ = cam.project(np.array([[5.0, 0.0, -0.5], [7.5, 0.0, -0.5]]))  # on the shaft, beyond the box's front
+    assert all(_near(img, p, BUS) for p in uv)
+    assert not any(_near(off, p, BUS) for p in uv)
