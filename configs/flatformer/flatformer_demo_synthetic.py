@@ -34,6 +34,14 @@ model = dict(
                       # their velocity: front and back of a truck look alike to a lidar
                       heading_from_motion=dict(min_speed=1.0)),
     ),
+    # test time: each box's velocity re-measured on the sweeps (the speed whose motion-compensated points are
+    # sharpest; docs: model zoo): vehicles along their heading, pedestrians and bicycles in any direction
+    motion_fit=[
+        dict(type="SweepMotionFit", classes=["car", "truck", "bus", "trailer", "construction_vehicle", "motorcycle"],
+             max_speed=20.0, coarse_step=0.5, speed_step=0.25, bin_size=0.1),
+        dict(type="SweepMotionFit", classes=["pedestrian", "bicycle"], max_speed=2.5, lateral_speed=2.5,
+             coarse_step=0.5, speed_step=0.25, bin_size=0.1, lateral_margin=0.5, min_points=5),
+    ],
 )
 
 # Schedule sized for the 20-minute demo budget on 2 CPU cores (800 iterations: 200 training frames, batch 2,

@@ -34,19 +34,23 @@ class VoxelDetector(Base3DDetector):
         test_flip: flip test-time augmentation in ``predict`` (CenterPoint's "double flip": the input mirrored
             in x, y and both, head maps flipped back and averaged; 4x the inference cost; needs a BEV range
             symmetric about the sensor). Training is unaffected.
+        motion_fit: optional test-time velocity refit of the decoded boxes on the multi-sweep points: one config
+            or a list applied in order (e.g. ``dict(type="SweepMotionFit", classes=["truck", "bus"])``,
+            :class:`~perception3d.models.heads.SweepMotionFit`; ``classes`` are names of the head's
+            ``class_names``); the head's ``heading_from_motion`` rule is applied again to the refitted velocities.
 
     A sample without any point in range gets no boxes. A training batch with fewer than 2 points in range
     (BatchNorm needs 2) is skipped with a warning (a zero loss that keeps every parameter in the graph).
     """
 
     STAGES = ("data_preprocessor", "voxel_encoder", "sparse_backbone", "bev_scatter", "backbone", "neck", "head",
-              "head.decoder")
+              "head.decoder", "motion_fit")
 
     def __init__(self, voxel_encoder: dict, head: dict, bev_scatter: dict, sparse_backbone: Optional[dict] = None,
                  backbone: Optional[dict] = None, neck: Optional[dict] = None,
                  point_cloud_range: Optional[List[float]] = None, voxel_size: Optional[List[float]] = None,
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None,
-                 test_flip: bool = False):
+                 test_flip: bool = False, motion_fit: Optional[dict] = None):
         preprocessor = dict(data_preprocessor or dict(type="Det3DDataPreprocessor"))
         preprocessor.setdefault("voxel", True)
         if not preprocessor["voxel"]:
@@ -59,6 +63,7 @@ class VoxelDetector(Base3DDetector):
         self.neck = self.build_child(neck, "neck")
         self.head = self.build_child(head, "head")
         self.test_flip = bool(test_flip)
+        self.motion_fit = self.build_motion_fit(motion_fit)
         if self.test_flip:
             check_symmetric_grid(self.head.bbox_coder.pc_range, "VoxelDetector(test_flip=True)")
 
@@ -107,9 +112,41 @@ class VoxelDetector(Base3DDetector):
         else:
             preds = self.head(self.extract_feat(inputs))
         results = self.head.predict_by_feat(preds, metas)
+        if self.motion_fit is not None:
+            results = [self.refit_motion(points, res) for points, res in zip(inputs["points"], results)]
         results = [res if keep else self.empty_instances(res.bboxes_3d.tensor.shape[1], device)
                    for res, keep in zip(results, has_points.tolist())]
         return self.add_pred_to_datasample(data_samples, results)
+
+    def build_motion_fit(self, cfg) -> Optional[torch.nn.ModuleList]:
+        if not cfg:
+            return None
+        fits = []
+        for i, one in enumerate([cfg] if isinstance(cfg, dict) else list(cfg)):
+            one = dict(one)
+            if one.get("classes") is not None:
+                unknown = [c for c in one["classes"] if c not in self.head.class_names]
+                if unknown:
+                    raise ValueError(f"VoxelDetector: motion_fit[{i}].classes {unknown} are not in the head's "
+                                     f"class_names {self.head.class_names}")
+                one["classes"] = [self.head.class_names.index(c) for c in one["classes"]]
+            fits.append(MODELS.build(one))
+        return torch.nn.ModuleList(fits)
+
+    def refit_motion(self, points: torch.Tensor, res):
+        """``motion_fit`` on one sample's decoded boxes, then the head's heading-from-motion rule again."""
+        from ..heads.center_decode import heading_from_motion
+
+        boxes = res.bboxes_3d.tensor
+        if boxes.shape[0] == 0:
+            return res
+        for fit in self.motion_fit:
+            boxes = fit(points, boxes, res.scores_3d, res.labels_3d)
+        hfm = self.head.test_cfg.get("heading_from_motion")
+        if hfm is not None:
+            boxes = heading_from_motion(boxes, res.labels_3d, hfm["min_speed"], self.head.decoder.align_labels)
+        res.bboxes_3d = type(res.bboxes_3d)(boxes)
+        return res
 
     def flipped_maps(self, points: List[torch.Tensor]) -> List[Dict[str, torch.Tensor]]:
         """Flip test-time augmentation (see ``test_flip``): the four mirrored copies voxelized and run as one
