@@ -45,7 +45,8 @@ demo-data: $(DEMO_WORLD_STAMP)
 	$(VPY) tools/create_data.py gt-database --root $(DEMO_DATA) --split synthetic_train --sweeps-num 4 --load-dim 5 --use-dim 0 1 2 3
 
 demo: install demo-data
-	$(VPY) tools/train.py $(DEMO_CFG) --work-dir $(DEMO_WORK)
+	# no validation inside training: tools/test.py evaluates the final checkpoint right after
+	$(VPY) tools/train.py $(DEMO_CFG) --work-dir $(DEMO_WORK) --no-validate
 	$(VPY) tools/test.py $(DEMO_CFG) $(DEMO_WORK) --work-dir $(DEMO_WORK)
 	$(VPY) tools/visualize.py --dataset-config $(DEMO_CFG) --checkpoint $(DEMO_WORK) --index 0 --out-dir $(DEMO_WORK)/renders
 

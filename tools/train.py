@@ -1,6 +1,7 @@
 """Train a model from a config.
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--cfg-options k=v ...] [--launcher pytorch]
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--no-validate] [--cfg-options k=v ...]
+        [--launcher pytorch]
 
 Multi-process on CPU: ``torchrun --nproc_per_node=2 tools/train.py CONFIG --launcher pytorch`` (gloo backend).
 """
@@ -21,6 +22,8 @@ def parse_args(argv=None):
                    help="resume from the last checkpoint of the work dir, or from the given checkpoint "
                         "(the configs' AtomicCheckpointHook writes checkpoints atomically: a killed run resumes "
                         "from its last complete one)")
+    p.add_argument("--no-validate", action="store_true",
+                   help="skip the validation during training (e.g. when tools/test.py evaluates the result next)")
     add_cfg_options_argument(p)
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
     p.add_argument("--local-rank", "--local_rank", type=int, default=0)
@@ -42,6 +45,8 @@ def main(argv=None) -> None:
         cfg.resume, cfg.load_from = True, None
     elif args.resume:
         cfg.resume, cfg.load_from = True, resolve_checkpoint(args.resume)
+    if args.no_validate:
+        cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
     prepare_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()

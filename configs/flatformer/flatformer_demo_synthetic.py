@@ -31,8 +31,9 @@ model = dict(
         train_cfg=dict(code_weights=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0], dense_velocity_weight=0.25),
         test_cfg=dict(nms_class_aware=True, post_max_size=300,
                       # boxes predicted to move >= 1 m/s take the heading (of the regressed pi-pair) that points along
-                      # their velocity: front and back of a truck look alike to a lidar
-                      heading_from_motion=dict(min_speed=1.0)),
+                      # their velocity: front and back of a truck look alike to a lidar; a walking pedestrian faces
+                      # where it walks (its shape carries no heading)
+                      heading_from_motion=dict(min_speed=1.0, align_classes=["pedestrian"])),
     ),
     # test time: each box's velocity re-measured on the sweeps (the speed whose motion-compensated points are
     # sharpest; docs: model zoo): vehicles along their heading, pedestrians and bicycles in any direction

@@ -56,6 +56,15 @@ def test_train_writes_a_checkpoint_per_epoch(trained, leftovers):
     assert not torch.equal(w1, w2)  # it trained
     assert leftovers(trained) == []
 
+def test_no_validate_skips_the_validation_inside_training(base_opts, tmp_path):
+    work = tmp_path / "novalidate"
+    opts = dict(base_opts, **{"train_cfg.max_epochs": 1, "train_cfg.val_interval": 1, "train_cfg.val_begin": 1})
+    train_tool.main([DEMO_CFG, "--work-dir", str(work), "--no-validate", *as_argv(opts)])
+    logs = "".join(Path(p).read_text() for p in glob.glob(str(work / "*" / "*.log")))
+    assert "Epoch(train) [1]" in logs and "Epoch(val)" not in logs
+    assert (work / "epoch_1.pth").exists()
+
+
 def test_resume_from_epoch_1_continues_to_epoch_2(trained, base_opts, tmp_path, leftovers):
     work = tmp_path / "resumed"
     train_tool.main([DEMO_CFG, "--work-dir", str(work), "--resume", str(trained / "epoch_1.pth"),
