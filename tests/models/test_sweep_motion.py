@@ -157,9 +157,23 @@ def test_a_detector_maps_class_names_and_refits_its_boxes():
     flipped = list(BUS[:6]) + [BUS[6] - math.pi]
     res.bboxes_3d = Boxes3D(torch.tensor([flipped + [0.0, 0.0]]))
     res.scores_3d, res.labels_3d = torch.tensor([0.9]), torch.tensor([names.index("bus")])
-    out = model.refit_motion(_sweeps(BUS, 8.0), res).bboxes_3d.tensor[0]
+    out = model.refit_motion([_sweeps(BUS, 8.0)], [res], model.head)[0].bboxes_3d.tensor[0]
     assert torch.allclose(out[7:9], torch.tensor([8.0 * math.cos(BUS[6]), 8.0 * math.sin(BUS[6])]), atol=0.2)
     assert abs(math.remainder(float(out[6]) - BUS[6], 2 * math.pi)) < 1e-4
     cfg.model.motion_fit = dict(type="SweepMotionFit", classes=["lorry"])
     with pytest.raises(ValueError, match=r"motion_fit\[0\].classes \['lorry'\] are not in"):
         build(cfg)
+
+
+def test_dense_and_sorted_cell_counts_agree(monkeypatch):
+    import perception3d.models.heads.sweep_motion as sm
+
+    g = torch.Generator().manual_seed(3)
+    uv, lag = torch.rand(400, 2, generator=g) * 6 - 3, torch.randint(0, 5, (400,), generator=g).float() / 10
+    cand = torch.cartesian_prod(torch.arange(-5.0, 5.01, 0.5), torch.arange(-2.0, 2.01, 0.5))
+    dense = sm.sweep_motion_fit(uv, lag, cand, 0.1)
+    monkeypatch.setattr(sm, "_DENSE_LIMIT", 0)
+    assert torch.equal(dense, sm.sweep_motion_fit(uv, lag, cand, 0.1))
+    # the count by hand for one candidate
+    moved = uv + cand[7] * lag[:, None]
+    assert int(dense[7]) == len(set(map(tuple, torch.floor(moved / 0.1).long().tolist())))

@@ -88,3 +88,34 @@ class Base3DDetector(Base3DModel):
         inst.scores_3d = torch.zeros(0, device=device)
         inst.labels_3d = torch.zeros(0, dtype=torch.long, device=device)
         return inst
+
+    def build_motion_fit(self, cfg, head) -> Optional[torch.nn.Module]:
+        """The ``motion_fit`` stage of a lidar detector from one config or a list (``classes`` given as names of
+        ``head.class_names``), or None."""
+        from ...registry import MODELS
+        from ..heads.sweep_motion import MotionFitSequence
+
+        if not cfg:
+            return None
+        fits = []
+        for i, one in enumerate([cfg] if isinstance(cfg, dict) else list(cfg)):
+            one = dict(one)
+            if one.get("classes") is not None:
+                unknown = [c for c in one["classes"] if c not in head.class_names]
+                if unknown:
+                    raise ValueError(f"{type(self).__name__}: motion_fit[{i}].classes {unknown} are not in the head's "
+                                     f"class_names {head.class_names}")
+                one["classes"] = [head.class_names.index(c) for c in one["classes"]]
+            fits.append(MODELS.build(one))
+        return MotionFitSequence(fits)
+
+    def refit_motion(self, points: List[torch.Tensor], results: list, head) -> list:
+        """``motion_fit`` on each sample's decoded boxes, then the head's heading-from-motion rule again."""
+        from functools import partial
+
+        from ..heads.center_decode import heading_from_motion
+
+        hfm = head.test_cfg.get("heading_from_motion")
+        rule = None if hfm is None else partial(heading_from_motion, min_speed=hfm["min_speed"],
+                                                align_labels=head.decoder.align_labels)
+        return self.motion_fit(points, results, rule)

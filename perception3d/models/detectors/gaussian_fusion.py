@@ -52,6 +52,8 @@ class GaussianFusion(Base3DDetector):
             gets almost no signal early on).
         image_init: optional ``dict(checkpoint=PATH, modules=[...])`` (default ``img_backbone``, ``img_neck``,
             ``perspective_head``): image-branch weights loaded at ``init_weights``.
+        motion_fit: optional test-time velocity refit on the multi-sweep points (lidar branch only; as
+            :class:`VoxelDetector`'s).
         point_cloud_range, voxel_size: the geometry, written once here (voxelization, pillar grid, Gaussian range,
             splat range, head).
     A training batch with lidar and fewer than 2 points in range is skipped with a warning (as VoxelDetector).
@@ -61,7 +63,7 @@ class GaussianFusion(Base3DDetector):
     uses_images = True
     predicts_gaussians = True  # data samples get pred_gaussians
     STAGES = ("data_preprocessor", "voxel_encoder", "sparse_backbone", "bev_scatter", "img_backbone", "img_neck",
-              "encoder", "bev_splat", "fuser", "backbone", "neck", "head", "head.decoder")
+              "encoder", "bev_splat", "fuser", "backbone", "neck", "head", "head.decoder", "motion_fit")
 
     def __init__(self, img_backbone: dict, img_neck: dict, encoder: dict, bev_splat: dict, head: dict,
                  voxel_encoder: Optional[dict] = None, sparse_backbone: Optional[dict] = None,
@@ -70,7 +72,7 @@ class GaussianFusion(Base3DDetector):
                  aux_head: Optional[dict] = None, aux_weight: float = 1.0, image_init: Optional[dict] = None,
                  point_cloud_range: Optional[List[float]] = None,
                  voxel_size: Optional[List[float]] = None, data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+                 init_cfg: Optional[dict] = None, motion_fit: Optional[dict] = None) -> None:
         lidar = [voxel_encoder, bev_scatter, fuser]
         if any(lidar) and not all(lidar):
             raise ValueError("GaussianFusion: the lidar branch needs voxel_encoder, bev_scatter and fuser together "
@@ -105,6 +107,9 @@ class GaussianFusion(Base3DDetector):
         if has_lidar_sampler and not self.has_lidar:
             raise ValueError("GaussianFusion: encoder.lidar samples a lidar BEV map but there is no lidar branch")
         self.image_init = self.checked_image_init(image_init, self.IMAGE_MODULES)
+        if motion_fit and not self.has_lidar:
+            raise ValueError("GaussianFusion: motion_fit refits velocities on lidar sweeps; there is no lidar branch")
+        self.motion_fit = self.build_motion_fit(motion_fit, self.head)
 
     def init_weights(self) -> None:
         super().init_weights()
@@ -166,7 +171,10 @@ class GaussianFusion(Base3DDetector):
         frame, features = the encoder's embeddings) per sample."""
         f = self.features(inputs, data_samples)
         metas = [s.metainfo for s in data_samples]
-        out = self.add_pred_to_datasample(data_samples, self.head.predict_by_feat(self.head(f.maps), metas))
+        results = self.head.predict_by_feat(self.head(f.maps), metas)
+        if self.motion_fit is not None:
+            results = self.refit_motion(inputs["points"], results, self.head)
+        out = self.add_pred_to_datasample(data_samples, results)
         carriers = f.layers[-1].detach().to("cpu")
         for i, sample in enumerate(out):
             sample.pred_gaussians = carriers.sample(i)

@@ -63,7 +63,7 @@ class VoxelDetector(Base3DDetector):
         self.neck = self.build_child(neck, "neck")
         self.head = self.build_child(head, "head")
         self.test_flip = bool(test_flip)
-        self.motion_fit = self.build_motion_fit(motion_fit)
+        self.motion_fit = self.build_motion_fit(motion_fit, self.head)
         if self.test_flip:
             check_symmetric_grid(self.head.bbox_coder.pc_range, "VoxelDetector(test_flip=True)")
 
@@ -113,40 +113,10 @@ class VoxelDetector(Base3DDetector):
             preds = self.head(self.extract_feat(inputs))
         results = self.head.predict_by_feat(preds, metas)
         if self.motion_fit is not None:
-            results = [self.refit_motion(points, res) for points, res in zip(inputs["points"], results)]
+            results = self.refit_motion(inputs["points"], results, self.head)
         results = [res if keep else self.empty_instances(res.bboxes_3d.tensor.shape[1], device)
                    for res, keep in zip(results, has_points.tolist())]
         return self.add_pred_to_datasample(data_samples, results)
-
-    def build_motion_fit(self, cfg) -> Optional[torch.nn.ModuleList]:
-        if not cfg:
-            return None
-        fits = []
-        for i, one in enumerate([cfg] if isinstance(cfg, dict) else list(cfg)):
-            one = dict(one)
-            if one.get("classes") is not None:
-                unknown = [c for c in one["classes"] if c not in self.head.class_names]
-                if unknown:
-                    raise ValueError(f"VoxelDetector: motion_fit[{i}].classes {unknown} are not in the head's "
-                                     f"class_names {self.head.class_names}")
-                one["classes"] = [self.head.class_names.index(c) for c in one["classes"]]
-            fits.append(MODELS.build(one))
-        return torch.nn.ModuleList(fits)
-
-    def refit_motion(self, points: torch.Tensor, res):
-        """``motion_fit`` on one sample's decoded boxes, then the head's heading-from-motion rule again."""
-        from ..heads.center_decode import heading_from_motion
-
-        boxes = res.bboxes_3d.tensor
-        if boxes.shape[0] == 0:
-            return res
-        for fit in self.motion_fit:
-            boxes = fit(points, boxes, res.scores_3d, res.labels_3d)
-        hfm = self.head.test_cfg.get("heading_from_motion")
-        if hfm is not None:
-            boxes = heading_from_motion(boxes, res.labels_3d, hfm["min_speed"], self.head.decoder.align_labels)
-        res.bboxes_3d = type(res.bboxes_3d)(boxes)
-        return res
 
     def flipped_maps(self, points: List[torch.Tensor]) -> List[Dict[str, torch.Tensor]]:
         """Flip test-time augmentation (see ``test_flip``): the four mirrored copies voxelized and run as one

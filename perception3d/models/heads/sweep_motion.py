@@ -14,12 +14,15 @@ long vehicles is biased low. The fit reads the ends directly. It has no paramete
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import torch
 from torch import nn
 
 from ...registry import MODELS
+
+
+_DENSE_LIMIT = 1 << 25  # cells (bytes) of the dense per-candidate occupancy grid before falling back to unique()
 
 
 def sweep_motion_fit(uv: torch.Tensor, lag: torch.Tensor, candidates: torch.Tensor, bin_size: float) -> torch.Tensor:
@@ -37,11 +40,17 @@ def sweep_motion_fit(uv: torch.Tensor, lag: torch.Tensor, candidates: torch.Tens
     """
     shifted = uv[None] + candidates[:, None, :] * lag[None, :, None]  # (C, P, 2)
     cells = torch.floor(shifted / bin_size).long()
+    if cells.numel() == 0:
+        return torch.zeros(len(candidates), dtype=torch.long, device=uv.device)
     cells -= cells.amin(dim=(0, 1), keepdim=True)
-    span = int(cells.max()) + 1 if cells.numel() else 1
-    keys = (torch.arange(len(candidates), device=uv.device)[:, None] * span + cells[..., 0]) * span + cells[..., 1]
+    span_u, span_v = (int(m) + 1 for m in cells.amax(dim=(0, 1)))
+    keys = (torch.arange(len(candidates), device=uv.device)[:, None] * span_u + cells[..., 0]) * span_v + cells[..., 1]
+    if len(candidates) * span_u * span_v <= _DENSE_LIMIT:  # a dense occupancy grid per candidate: a scatter, no sort
+        occ = torch.zeros(len(candidates) * span_u * span_v, dtype=torch.bool, device=uv.device)
+        occ[keys.reshape(-1)] = True
+        return occ.view(len(candidates), -1).sum(1)
     uniq = torch.unique(keys.reshape(-1))
-    return torch.bincount(torch.div(uniq, span * span, rounding_mode="floor"), minlength=len(candidates))
+    return torch.bincount(torch.div(uniq, span_u * span_v, rounding_mode="floor"), minlength=len(candidates))
 
 
 @MODELS.register_module()
@@ -118,18 +127,29 @@ class SweepMotionFit(nn.Module):
         if points.shape[1] <= self.time_dim:
             raise ValueError(f"SweepMotionFit: points have {points.shape[1]} columns, the time lag is expected in "
                              f"column {self.time_dim} (load sweeps with LoadPointsFromMultiSweeps)")
-        pts = points.float()
-        lag_all = pts[:, self.time_dim]
-        cand = self.candidates.to(pts.device)
-        max_lag = float(lag_all.max()) if len(pts) else 0.0
-        for k in self.selected(boxes, scores, labels).tolist():
+        sel = self.selected(boxes, scores, labels)
+        if len(sel) == 0 or len(points) == 0:
+            return out
+        pts_all = points.float()
+        max_lag = float(pts_all[:, self.time_dim].max())
+        cand = self.candidates.to(pts_all.device)
+        # the window around each box: within lateral / along-heading reach of its sides and ends
+        half_u = boxes[sel, 3] / 2 + self.margin + self.max_speed * max_lag
+        half_v = boxes[sel, 4] / 2 + self.lateral_margin + self.lateral_speed * max_lag
+        # a cheap first cut per box (one vectorised distance test): points within the window's circumradius
+        radius = torch.hypot(half_u, half_v).to(pts_all) + 1e-3
+        for i, k in enumerate(sel.tolist()):
+            if i % 16 == 0:  # chunks of 16 boxes: (16, N) distances at a time
+                centres = boxes[sel[i:i + 16], :2].to(pts_all)
+                close = torch.cdist(centres, pts_all[:, :2]) <= radius[i:i + 16, None]
+            pts = pts_all[close[i % 16]]
+            lag_all = pts[:, self.time_dim]
             x, y, z, length, width, height, yaw = boxes[k, :7].tolist()
             c, s = math.cos(yaw), math.sin(yaw)
             dx, dy = pts[:, 0] - x, pts[:, 1] - y
             u, v = dx * c + dy * s, -dx * s + dy * c
             top = z + height / 2
-            near = ((v.abs() <= width / 2 + self.lateral_margin + self.lateral_speed * max_lag)
-                    & (u.abs() <= length / 2 + self.margin + self.max_speed * max_lag)
+            near = ((v.abs() <= float(half_v[i])) & (u.abs() <= float(half_u[i]))
                     & (pts[:, 2] <= top + self.top_margin))
             if int(near.sum()) < 2 * self.min_points:
                 continue
@@ -150,3 +170,21 @@ class SweepMotionFit(nn.Module):
                 vu, vv = self.best(uv, lag, fine, prior)
             out[k, 7], out[k, 8] = vu * c - vv * s, vu * s + vv * c
         return out
+
+
+class MotionFitSequence(nn.ModuleList):
+    """A detector's ``motion_fit`` stage: fits applied in order to each sample's decoded boxes, then
+    ``heading_rule(boxes, labels)`` (e.g. the head's heading-from-motion) on the refitted velocities. Called once per
+    batch, so a forward hook times it like any other stage."""
+
+    def forward(self, points: Sequence[torch.Tensor], results: List, heading_rule: Optional[Callable] = None) -> List:
+        for pts, res in zip(points, results):
+            boxes = res.bboxes_3d.tensor
+            if boxes.shape[0] == 0:
+                continue
+            for fit in self:
+                boxes = fit(pts, boxes, res.scores_3d, res.labels_3d)
+            if heading_rule is not None:
+                boxes = heading_rule(boxes, res.labels_3d)
+            res.bboxes_3d = type(res.bboxes_3d)(boxes)
+        return results
