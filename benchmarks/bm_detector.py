@@ -33,10 +33,11 @@ SECTION = "detector"
 CONFIGS = {"flatformer": "configs/flatformer/flatformer_demo_synthetic.py",
            "spconv": "configs/centerpoint/centerpoint_spconv_demo_synthetic.py"}
 PASSES = ("fwd", "fwd+bwd")
-#: table column -> the stages (``model.stage_names()``) it sums; "head" also takes the model's own glue code
+#: table column -> the stages (``model.stage_names()``) it sums; "head" also takes the model's own glue code;
+#: "decode" is all test-time post-processing (box decoding and the velocity refit on the sweeps)
 COLUMNS: Dict[str, tuple] = {"voxelize": ("data_preprocessor",), "encoder": ("voxel_encoder",),
                              "backbone": ("sparse_backbone",), "bev": ("bev_scatter", "backbone", "neck"),
-                             "head": ("head",), "decode": ("head.decoder",)}
+                             "head": ("head",), "decode": ("head.decoder", "motion_fit")}
 STAGES = tuple(COLUMNS)
 
 

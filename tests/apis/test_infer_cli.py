@@ -49,7 +49,7 @@ def test_cli_file_with_render_and_timing(tiny_checkpoint, base_opts, synthetic_n
     # the model's stages (stage_names() without the preprocessor and the decoder, timed apart) in order
     line = next(ln for ln in printed.splitlines() if "forward stages, ms: " in ln)
     assert line.split("ms: ", 1)[1].split()[::2] == ["voxel_encoder", "sparse_backbone", "bev_scatter", "backbone",
-                                                       "neck", "head", "other"]
+                                                       "neck", "head", "motion_fit", "other"]
 
 
 def test_cli_folder_and_columns(tiny_checkpoint, base_opts, synthetic_nuscenes_root, tmp_path):
