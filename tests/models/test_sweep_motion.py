@@ -177,3 +177,14 @@ def test_dense_and_sorted_cell_counts_agree(monkeypatch):
     # the count by hand for one candidate
     moved = uv + cand[7] * lag[:, None]
     assert int(dense[7]) == len(set(map(tuple, torch.floor(moved / 0.1).long().tolist())))
+
+
+def test_a_camera_only_gaussian_detector_refuses_a_motion_fit():
+    from mmengine.config import Config
+    from test_detectors import GAUSSIAN_TINY, REPO, build
+
+    cfg = Config.fromfile(str(REPO / "configs/gaussian_fusion/gaussian_camera_demo_synthetic.py"))
+    cfg.merge_from_dict(GAUSSIAN_TINY)
+    cfg.model.motion_fit = dict(type="SweepMotionFit")
+    with pytest.raises(ValueError, match="no lidar branch"):
+        build(cfg)
