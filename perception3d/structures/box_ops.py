@@ -80,12 +80,18 @@ def points_in_boxes(points: Array, boxes: Array, eps: float = 1e-6) -> Array:
         (M, N) boolean mask.
     """
     lib = _lib(points)
+    lx, ly, lz = points_in_box_frame(points, boxes)
+    half = boxes[None, :, 3:6] / 2 + eps
+    return (lib.abs(lx) <= half[..., 0]) & (lib.abs(ly) <= half[..., 1]) & (lib.abs(lz) <= half[..., 2])
+
+
+def points_in_box_frame(points: Array, boxes: Array) -> tuple:
+    """Points in each box's frame: (M, 3+) points, (N, 7+) boxes -> three (M, N) arrays: along the heading, to
+    the left of it, and up from the box's centre."""
+    lib = _lib(points)
     rel = points[:, None, 0:3] - boxes[None, :, 0:3]  # (M, N, 3)
     c, s = lib.cos(boxes[:, 6])[None], lib.sin(boxes[:, 6])[None]
-    lx = rel[..., 0] * c + rel[..., 1] * s
-    ly = -rel[..., 0] * s + rel[..., 1] * c
-    half = boxes[None, :, 3:6] / 2 + eps
-    return (lib.abs(lx) <= half[..., 0]) & (lib.abs(ly) <= half[..., 1]) & (lib.abs(rel[..., 2]) <= half[..., 2])
+    return rel[..., 0] * c + rel[..., 1] * s, -rel[..., 0] * s + rel[..., 1] * c, rel[..., 2]
 
 
 def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:

@@ -66,6 +66,12 @@ def box_segments(boxes: np.ndarray) -> np.ndarray:
     return np.concatenate([edges, head], 1)
 
 
+def moving(boxes: np.ndarray, min_speed: float = 0.5) -> np.ndarray:
+    """(N,) bool: boxes (N, 9) with a finite BEV speed of at least ``min_speed`` m/s (the ones that get an arrow)."""
+    speed = np.linalg.norm(boxes[:, 7:9], axis=1)
+    return np.isfinite(speed) & (speed >= min_speed)
+
+
 def velocity_segments(boxes: np.ndarray, seconds: float = 1.0, min_speed: float = 0.5) -> np.ndarray:
     """(N, 9) boxes (x, y, z, l, w, h, yaw, vx, vy) -> (K, 3, 2, 3) arrows of the boxes moving at least ``min_speed``
     m/s: a shaft from the centre to where the box will be after ``seconds`` (the BEV velocity, drawn at the centre's
@@ -73,10 +79,9 @@ def velocity_segments(boxes: np.ndarray, seconds: float = 1.0, min_speed: float 
     b = _boxes(boxes, "boxes")
     if b.shape[1] < 9 or seconds <= 0:
         return np.zeros((0, 3, 2, 3))
+    b = b[moving(b, min_speed)]
     v = b[:, 7:9]
     speed = np.linalg.norm(v, axis=1)
-    keep = np.isfinite(speed) & (speed >= min_speed)
-    b, v, speed = b[keep], v[keep], speed[keep]
     start = b[:, :3]
     tip = start.copy()
     tip[:, :2] += v * seconds
@@ -234,11 +239,8 @@ def make_scene(points: np.ndarray | None, gt_boxes=None, gt_labels=None, pred_bo
         seg = box_segments(pred[keep])
         sc.add_segments(seg.reshape(-1, 2, 3), np.repeat(cols, seg.shape[1], 0))
         if pred.shape[1] >= 9 and velocity_seconds > 0:
-            kept = pred[keep]
-            speed = np.linalg.norm(kept[:, 7:9], axis=1)
-            moving = np.isfinite(speed) & (speed >= 0.5)
-            arrows = velocity_segments(kept, velocity_seconds)
-            sc.add_segments(arrows.reshape(-1, 2, 3), np.repeat(cols[moving], 3, 0))
+            arrows = velocity_segments(pred[keep], velocity_seconds)
+            sc.add_segments(arrows.reshape(-1, 2, 3), np.repeat(cols[moving(pred[keep])], 3, 0))
         for n, c in zip(names, cols):
             sc.legend.setdefault(n, c)
     for cam in cameras or []:

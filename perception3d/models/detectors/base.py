@@ -110,11 +110,14 @@ class Base3DDetector(Base3DModel):
         return MotionFitSequence(fits)
 
     def refit_motion(self, points: List[torch.Tensor], results: list, head) -> list:
-        """``motion_fit`` on each sample's decoded boxes, then the head's heading-from-motion rule again."""
+        """``motion_fit`` on each sample's decoded boxes, then the head's heading-from-motion rule again (the
+        results unchanged without a ``motion_fit``)."""
         from functools import partial
 
         from ..heads.center_decode import heading_from_motion
 
+        if getattr(self, "motion_fit", None) is None:
+            return results
         hfm = head.test_cfg.get("heading_from_motion")
         rule = None if hfm is None else partial(heading_from_motion, min_speed=hfm["min_speed"],
                                                 align_labels=head.decoder.align_labels)

@@ -172,8 +172,7 @@ class GaussianFusion(Base3DDetector):
         f = self.features(inputs, data_samples)
         metas = [s.metainfo for s in data_samples]
         results = self.head.predict_by_feat(self.head(f.maps), metas)
-        if self.motion_fit is not None:
-            results = self.refit_motion(inputs["points"], results, self.head)
+        results = self.refit_motion(inputs.get("points"), results, self.head)
         out = self.add_pred_to_datasample(data_samples, results)
         carriers = f.layers[-1].detach().to("cpu")
         for i, sample in enumerate(out):

@@ -112,11 +112,9 @@ class VoxelDetector(Base3DDetector):
         else:
             preds = self.head(self.extract_feat(inputs))
         results = self.head.predict_by_feat(preds, metas)
-        if self.motion_fit is not None:
-            results = self.refit_motion(inputs["points"], results, self.head)
         results = [res if keep else self.empty_instances(res.bboxes_3d.tensor.shape[1], device)
                    for res, keep in zip(results, has_points.tolist())]
-        return self.add_pred_to_datasample(data_samples, results)
+        return self.add_pred_to_datasample(data_samples, self.refit_motion(inputs["points"], results, self.head))
 
     def flipped_maps(self, points: List[torch.Tensor]) -> List[Dict[str, torch.Tensor]]:
         """Flip test-time augmentation (see ``test_flip``): the four mirrored copies voxelized and run as one

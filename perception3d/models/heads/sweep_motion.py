@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ...registry import MODELS
+from ...structures.box_ops import points_in_box_frame
 
 
 _DENSE_LIMIT = 1 << 25  # cells (bytes) of the dense per-candidate occupancy grid before falling back to unique()
@@ -144,13 +145,9 @@ class SweepMotionFit(nn.Module):
                 close = torch.cdist(centres, pts_all[:, :2]) <= radius[i:i + 16, None]
             pts = pts_all[close[i % 16]]
             lag_all = pts[:, self.time_dim]
-            x, y, z, length, width, height, yaw = boxes[k, :7].tolist()
-            c, s = math.cos(yaw), math.sin(yaw)
-            dx, dy = pts[:, 0] - x, pts[:, 1] - y
-            u, v = dx * c + dy * s, -dx * s + dy * c
-            top = z + height / 2
+            u, v, up = (a[:, 0] for a in points_in_box_frame(pts, boxes[k:k + 1, :7].to(pts)))
             near = ((v.abs() <= float(half_v[i])) & (u.abs() <= float(half_u[i]))
-                    & (pts[:, 2] <= top + self.top_margin))
+                    & (up <= float(boxes[k, 5]) / 2 + self.top_margin))
             if int(near.sum()) < 2 * self.min_points:
                 continue
             # the ground under and around the box is static and its scan rings move with the ego: cut it at
@@ -162,6 +159,7 @@ class SweepMotionFit(nn.Module):
             if int(key.sum()) < self.min_points or int((~key).sum()) < self.min_points:
                 continue
             uv = torch.stack([u[near], v[near]], 1)
+            c, s = math.cos(float(boxes[k, 6])), math.sin(float(boxes[k, 6]))
             prior = torch.tensor([boxes[k, 7] * c + boxes[k, 8] * s, -boxes[k, 7] * s + boxes[k, 8] * c],
                                  device=cand.device)
             vu, vv = self.best(uv, lag, cand, prior)
