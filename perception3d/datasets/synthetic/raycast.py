@@ -3,7 +3,8 @@
 All rays of one call share a single origin (a sensor centre), which lets each primitive's
 origin-relative terms be computed once. Rays are processed in *tiles* (bundles of neighbouring
 directions): a bounding cone per tile culls primitives by their bounding spheres, and the exact
-tests run on (rays in tile) x (candidate primitives) numpy arrays. No Python loop runs over rays.
+tests run on (tiles) x (candidate primitives) x (rays in tile) numpy arrays for groups of tiles
+with similar candidate counts. No Python loop runs over rays.
 
 Frames: everything is in one frame (the simulator uses the global frame), metres.
 Ground: the plane z = 0. Returned primitive index: >= 0 primitive, -2 ground, -1 miss.
@@ -74,56 +75,95 @@ def _tile_candidates(origin, dirs, starts, centers, radii, max_range):
     return cand & (dist - radii <= max_range)
 
 
-def _hit_boxes(o, d, prims, idx):
-    """Rays d (K, 3) from o vs boxes idx (M,): hit distance (K, M), inf where missed (slab test)."""
-    c, yaw, h = prims.box_center[idx], prims.box_yaw[idx], prims.box_half[idx]
-    cs, sn = np.cos(yaw), np.sin(yaw)
-    rel = o - c
-    ox = (cs * rel[:, 0] + sn * rel[:, 1]).astype(np.float32)
-    oy = (-sn * rel[:, 0] + cs * rel[:, 1]).astype(np.float32)
-    oz = rel[:, 2].astype(np.float32)
-    cs, sn = cs.astype(np.float32), sn.astype(np.float32)
-    h = h.astype(np.float32)
-    dx, dy, dz = d[:, 0:1], d[:, 1:2], d[:, 2:3]
+def _origin_terms(o, prims):
+    """The terms of every primitive that depend only on the shared ray origin ``o`` (computed once per cast),
+    as three dicts of (n,) arrays, one entry per box / cylinder / ellipsoid: boxes ``ox, oy, oz`` (the origin in
+    the box frame), ``cos, sin`` (of the yaw) and ``hx, hy, hz`` (half extents), all float32; cylinders ``ox,
+    oy`` (origin offset, float32), ``c`` (float64) and ``z0, z1``; ellipsoids ``ox, oy, oz`` (the origin in
+    unit-sphere coordinates), ``c`` and ``rx, ry, rz`` (radii), all float32."""
+    cs, sn = np.cos(prims.box_yaw), np.sin(prims.box_yaw)
+    rel = o - prims.box_center
+    h = prims.box_half.astype(np.float32)
+    box = dict(ox=(cs * rel[:, 0] + sn * rel[:, 1]).astype(np.float32),
+               oy=(-sn * rel[:, 0] + cs * rel[:, 1]).astype(np.float32), oz=rel[:, 2].astype(np.float32),
+               cos=cs.astype(np.float32), sin=sn.astype(np.float32), hx=h[:, 0], hy=h[:, 1], hz=h[:, 2])
+    ox = (o[:2] - prims.cyl_xy).astype(np.float32)  # (C, 2)
+    cyl = dict(ox=ox[:, 0], oy=ox[:, 1], c=(ox ** 2).sum(1) - prims.cyl_r ** 2, z0=prims.cyl_z[:, 0],
+               z1=prims.cyl_z[:, 1])
+    ol = ((o - prims.ell_center) / prims.ell_radii).astype(np.float32)  # (E, 3)
+    rad = prims.ell_radii.astype(np.float32)
+    ell = dict(ox=ol[:, 0], oy=ol[:, 1], oz=ol[:, 2], c=(ol ** 2).sum(-1) - 1, rx=rad[:, 0], ry=rad[:, 1],
+               rz=rad[:, 2])
+    return box, cyl, ell
+
+
+# The hit tests take the ray directions ``dx, dy, dz`` shaped (..., 1, K) float32 and the origin terms of M
+# primitives (:func:`_origin_terms`) shaped (..., M, 1), and return the hit distances (..., M, K), inf where
+# missed. ``real`` (..., M, 1) marks the real primitives (the others are padding and miss).
+
+def _hit_boxes(dx, dy, dz, b, real):
+    """Slab test (float32 distances)."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        ix = 1.0 / (dx * cs + dy * sn)
-        iy = 1.0 / (dy * cs - dx * sn)
+        ix = 1.0 / (dx * b["cos"] + dy * b["sin"])
+        iy = 1.0 / (dy * b["cos"] - dx * b["sin"])
         iz = 1.0 / dz
-        a, b = (-h[:, 0] - ox) * ix, (h[:, 0] - ox) * ix
-        tn, tf = np.fmin(a, b), np.fmax(a, b)
-        a, b = (-h[:, 1] - oy) * iy, (h[:, 1] - oy) * iy
-        tn, tf = np.maximum(tn, np.fmin(a, b)), np.minimum(tf, np.fmax(a, b))
-        a, b = (-h[:, 2] - oz) * iz, (h[:, 2] - oz) * iz
-        tn, tf = np.maximum(tn, np.fmin(a, b)), np.minimum(tf, np.fmax(a, b))
-    tn[(tf < tn) | (tn <= _EPS)] = np.inf
+        a, c = (-b["hx"] - b["ox"]) * ix, (b["hx"] - b["ox"]) * ix
+        tn, tf = np.fmin(a, c), np.fmax(a, c)
+        a, c = (-b["hy"] - b["oy"]) * iy, (b["hy"] - b["oy"]) * iy
+        tn, tf = np.maximum(tn, np.fmin(a, c)), np.minimum(tf, np.fmax(a, c))
+        a, c = (-b["hz"] - b["oz"]) * iz, (b["hz"] - b["oz"]) * iz
+        tn, tf = np.maximum(tn, np.fmin(a, c)), np.minimum(tf, np.fmax(a, c))
+    np.copyto(tn, np.inf, where=(tf < tn) | (tn <= _EPS) | ~real)
     return tn
 
 
-def _hit_cylinders(o, d, prims, idx):
-    xy, r, z = prims.cyl_xy[idx], prims.cyl_r[idx], prims.cyl_z[idx]
-    ox = (o[:2] - xy).astype(np.float32)  # (M, 2)
-    a = (d[:, 0] ** 2 + d[:, 1] ** 2)[:, None]  # (K, 1)
-    b = 2 * (d[:, 0:1] * ox[:, 0] + d[:, 1:2] * ox[:, 1])  # (K, M)
-    c = (ox ** 2).sum(1) - r ** 2
-    disc = b * b - 4 * a * c
+def _hit_cylinders(dx, dy, dz, cy, real, oz):
+    """Vertical cylinders (float64 distances); ``oz`` is the origin's z."""
+    a = dx ** 2 + dy ** 2  # (..., 1, K)
+    b = 2 * (dx * cy["ox"] + dy * cy["oy"])
+    disc = b * b - 4 * a * cy["c"]
     with np.errstate(invalid="ignore", divide="ignore"):
         t = (-b - np.sqrt(disc)) / (2 * a)
-    zz = o[2] + t * d[:, 2:3]
-    hit = (disc >= 0) & (t > _EPS) & (zz >= z[:, 0]) & (zz <= z[:, 1])
+    zz = oz + t * dz
+    hit = (disc >= 0) & (t > _EPS) & (zz >= cy["z0"]) & (zz <= cy["z1"]) & real
     return np.where(hit, t, np.inf)
 
 
-def _hit_ellipsoids(o, d, prims, idx):
-    cen, rad = prims.ell_center[idx], prims.ell_radii[idx]
-    ol = ((o - cen) / rad).astype(np.float32)  # (M, 3)
-    dl = d[:, None, :] / rad.astype(np.float32)  # (K, M, 3)
-    a = (dl ** 2).sum(-1)
-    b = 2 * (dl * ol).sum(-1)
-    c = (ol ** 2).sum(-1) - 1
-    disc = b * b - 4 * a * c
+def _hit_ellipsoids(dx, dy, dz, e, real):
+    """Axis-aligned ellipsoids (float32 distances)."""
+    lx, ly, lz = dx / e["rx"], dy / e["ry"], dz / e["rz"]  # the rays in unit-sphere coordinates
+    a = (lx ** 2 + ly ** 2) + lz ** 2
+    b = 2 * ((lx * e["ox"] + ly * e["oy"]) + lz * e["oz"])
+    disc = b * b - 4 * a * e["c"]
     with np.errstate(invalid="ignore"):
         t = (-b - np.sqrt(disc)) / (2 * a)
-    return np.where((disc >= 0) & (t > _EPS), t, np.inf)
+    return np.where((disc >= 0) & (t > _EPS) & real, t, np.float32(np.inf))
+
+
+def _tile_groups(cand, sizes, budget=1 << 16):
+    """Split the tiles with candidates into groups cast together: tiles in increasing number of candidates,
+    a group's padded size (tiles x most candidates x most rays) at most ``budget`` unless it is one tile."""
+    counts = cand.sum(1)
+    order = np.argsort(counts, kind="stable")
+    groups, group, k_max = [], [], 0
+    for ti in order[counts[order] > 0]:
+        k = max(k_max, sizes[ti])
+        if group and (len(group) + 1) * k * counts[ti] > budget:
+            groups.append(np.array(group))
+            group, k = [], sizes[ti]
+        group.append(ti)
+        k_max = k
+    if group:
+        groups.append(np.array(group))
+    return groups
+
+
+def _slots(cand):
+    """(G, n) candidate mask -> (G, m) candidate columns in increasing order, padded (m = most candidates of a
+    row), and the (G, m) mask of the real ones."""
+    m = int(cand.sum(1).max())
+    idx = np.argsort(~cand, axis=1, kind="stable")[:, :m]
+    return idx, np.take_along_axis(cand, idx, 1)
 
 
 def cast_rays(origin: np.ndarray, dirs: np.ndarray, tile_starts: np.ndarray, prims: Primitives,
@@ -135,11 +175,15 @@ def cast_rays(origin: np.ndarray, dirs: np.ndarray, tile_starts: np.ndarray, pri
     int64 primitive index / GROUND / MISS, ``normal`` (R, 3) float32 unit surface normal, and, if
     ``count_objects`` = n > 0, ``crossed`` (n,) int64: per object id, the number of rays that cross
     its geometry anywhere within range (occluded or not).
+
+    Per primitive kind, tiles are cast in groups (:func:`_tile_groups`) as padded (tiles, candidates, rays)
+    arrays. A ray takes the nearest primitive hit (the first in primitive order on ties) if it is nearer than
+    the ground; a NaN distance (a degenerate slab) leaves the ray to the ground.
     """
     origin = np.asarray(origin, np.float64)
     dirs32 = np.asarray(dirs, np.float32)
     starts = np.asarray(tile_starts, np.int64)
-    ends = np.append(starts[1:], len(dirs32))
+    sizes = np.diff(np.append(starts, len(dirs32)))
     R = len(dirs32)
     nb, nc, ne = prims.counts
     t_best = np.full(R, np.inf, np.float32)
@@ -153,40 +197,41 @@ def cast_rays(origin: np.ndarray, dirs: np.ndarray, tile_starts: np.ndarray, pri
     if nb + nc + ne:
         centers, radii = prims.bounding_spheres()
         cand = _tile_candidates(origin, dirs32, starts, centers, radii, max_range)
-        for ti in range(len(starts)):
-            pidx = np.flatnonzero(cand[ti])
-            if len(pidx) == 0:
+        d_rows = dirs32.T.copy()  # (3, R)
+        near = np.full(R, np.inf)  # nearest primitive hit (float64 holds the float32 and float64 distances)
+        near_prim = np.full(R, MISS, np.int64)
+        nan = np.zeros(R, bool)
+        pairs = []  # (ray, object) crossings, as ray * count_objects + object
+        kinds = zip((0, nb, nb + nc), (nb, nb + nc, nb + nc + ne), _origin_terms(origin, prims),
+                    (_hit_boxes, _hit_cylinders, _hit_ellipsoids), ((), (origin[2],), ()))
+        for lo, hi, terms, hit_fn, extra in kinds:
+            if hi == lo:
                 continue
-            s0, s1 = int(starts[ti]), int(ends[ti])
-            d = dirs32[s0:s1]
-            ts = []
-            bi = pidx[pidx < nb]
-            if len(bi):
-                ts.append(_hit_boxes(origin, d, prims, bi))
-            ci = pidx[(pidx >= nb) & (pidx < nb + nc)]
-            if len(ci):
-                ts.append(_hit_cylinders(origin, d, prims, ci - nb))
-            ei = pidx[pidx >= nb + nc]
-            if len(ei):
-                ts.append(_hit_ellipsoids(origin, d, prims, ei - nb - nc))
-            tt = np.concatenate(ts, 1) if len(ts) > 1 else ts[0]
-            ii = np.concatenate([bi, ci, ei])
-            if count_objects:
-                objs = prims.obj[ii]
-                sel = objs >= 0
-                if sel.any():
-                    crosses = tt[:, sel] <= max_range  # (K, M') per ray, per object part
-                    o_sel = objs[sel]
-                    order = np.argsort(o_sel, kind="stable")
-                    o_sorted = o_sel[order]
-                    first = np.flatnonzero(np.r_[True, o_sorted[1:] != o_sorted[:-1]])
-                    per_obj = np.logical_or.reduceat(crosses[:, order], first, axis=1)  # (K, n objects)
-                    crossed[o_sorted[first]] += per_obj.sum(0)
-            j = tt.argmin(1)
-            tj = tt[np.arange(len(j)), j]
-            better = tj < t_best[s0:s1]
-            t_best[s0:s1][better] = tj[better]
-            hit[s0:s1][better] = ii[j[better]]
+            for tiles in _tile_groups(cand[:, lo:hi], sizes):
+                k = np.arange(sizes[tiles].max())
+                real_ray = k < sizes[tiles, None]  # (G, K)
+                rays = starts[tiles, None] + np.where(real_ray, k, 0)
+                dx, dy, dz = d_rows[:, rays][:, :, None]  # each (G, 1, K)
+                idx, real = _slots(cand[tiles, lo:hi])  # (G, M)
+                tt = hit_fn(dx, dy, dz, {name: v[idx][..., None] for name, v in terms.items()}, real[..., None],
+                            *extra)  # (G, M, K)
+                prim = idx + lo
+                if count_objects:
+                    objs = prims.obj[prim]
+                    gi, mi, ki = np.nonzero((tt <= max_range) & ((objs >= 0) & real)[..., None] & real_ray[:, None])
+                    pairs.append(rays[gi, ki] * count_objects + objs[gi, mi])
+                tj = tt.min(1)  # (G, K), NaN if any distance is NaN
+                nan[rays[real_ray & np.isnan(tj)]] = True
+                nearer = real_ray & (tj < near[rays])  # ties: the earlier kind keeps the ray
+                j = tt.argmin(1)
+                near[rays[nearer]] = tj[nearer]
+                near_prim[rays[nearer]] = np.take_along_axis(prim, j, 1)[nearer]
+        better = ~nan & (near < t_best)
+        t_best[better] = near[better]
+        hit[better] = near_prim[better]
+        if pairs:
+            ro = np.unique(np.concatenate(pairs))
+            crossed += np.bincount(ro % count_objects, minlength=count_objects)
     far = t_best > max_range
     t_best[far] = np.inf
     hit[far] = MISS
@@ -195,32 +240,32 @@ def cast_rays(origin: np.ndarray, dirs: np.ndarray, tile_starts: np.ndarray, pri
 
 
 def _normals(origin, d, t, prim, prims):
-    """Unit normals (R, 3) at the hits of rays d (R, 3) at distance t on ``prim`` (ground: +z, miss: 0)."""
+    """Unit normals (R, 3) at the hits of rays d (R, 3) at distance t on ``prim`` (ground: +z, miss: 0).
+
+    Works on (3, n) arrays gathered with ``np.take``: much faster than (n, 3) rows and fancy indexing."""
     nb, nc, _ = prims.counts
-    n = np.zeros((len(d), 3), np.float32)
-    n[prim == GROUND] = (0, 0, 1)
-    p = origin + t[:, None].astype(np.float64) * d
-    isb = (prim >= 0) & (prim < nb)
+    n = np.zeros((3, len(d)), np.float32)
+    n[2, prim == GROUND] = 1
+    on = np.flatnonzero(prim >= 0)  # the rays that hit a primitive
+    p = origin[:, None] + t[on].astype(np.float64) * np.take(d.T, on, axis=1)  # (3, n) hit points
+    kind = np.searchsorted([nb, nb + nc], prim[on], side="right")  # 0 box, 1 cylinder, 2 ellipsoid
+    isb = kind == 0
     if isb.any():
-        bi = prim[isb]
-        rel = p[isb] - prims.box_center[bi]
-        yaw = prims.box_yaw[bi]
-        cs, sn = np.cos(yaw), np.sin(yaw)
-        loc = np.stack([cs * rel[:, 0] + sn * rel[:, 1], -sn * rel[:, 0] + cs * rel[:, 1], rel[:, 2]], 1)
-        ratio = np.abs(loc) / prims.box_half[bi]
-        ax = ratio.argmax(1)
-        k = np.arange(len(ax))
-        ln = np.zeros_like(loc)
-        ln[k, ax] = np.sign(loc[k, ax])
-        n[isb] = np.stack([cs * ln[:, 0] - sn * ln[:, 1], sn * ln[:, 0] + cs * ln[:, 1], ln[:, 2]], 1)
-    isc = (prim >= nb) & (prim < nb + nc)
+        rays, bi = on[isb], prim[on[isb]]
+        rel = p[:, isb] - np.take(prims.box_center.T, bi, axis=1)
+        cs, sn = np.take(np.cos(prims.box_yaw), bi), np.take(np.sin(prims.box_yaw), bi)
+        loc = np.stack([cs * rel[0] + sn * rel[1], -sn * rel[0] + cs * rel[1], rel[2]])
+        ax = (np.abs(loc) / np.take(prims.box_half.T, bi, axis=1)).argmax(0)
+        ln = np.where(ax == np.arange(3)[:, None], np.sign(loc), 0.0)  # the signed axis of the face
+        n[:, rays] = np.stack([cs * ln[0] - sn * ln[1], sn * ln[0] + cs * ln[1], ln[2]])
+    isc = kind == 1
     if isc.any():
-        ci = prim[isc] - nb
-        v = p[isc, :2] - prims.cyl_xy[ci]
-        n[isc, :2] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-9)
-    ise = prim >= nb + nc
+        rays, ci = on[isc], prim[on[isc]] - nb
+        v = p[:2, isc] - np.take(prims.cyl_xy.T, ci, axis=1)
+        n[:2, rays] = v / np.maximum(np.linalg.norm(v, axis=0, keepdims=True), 1e-9)
+    ise = kind == 2
     if ise.any():
-        ei = prim[ise] - nb - nc
-        v = (p[ise] - prims.ell_center[ei]) / prims.ell_radii[ei] ** 2
-        n[ise] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-9)
-    return n
+        rays, ei = on[ise], prim[on[ise]] - nb - nc
+        v = (p[:, ise] - np.take(prims.ell_center.T, ei, axis=1)) / np.take(prims.ell_radii.T, ei, axis=1) ** 2
+        n[:, rays] = v / np.maximum(np.linalg.norm(v, axis=0, keepdims=True), 1e-9)
+    return np.ascontiguousarray(n.T)
