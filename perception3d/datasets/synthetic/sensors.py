@@ -11,10 +11,11 @@ from functools import lru_cache
 import numpy as np
 
 from .calibration import quat_to_matrix
-from .raycast import GROUND, cast_rays
+from .raycast import GROUND, MISS, cast_rays
 from .world import World
 
 SUN = np.array([-0.45, 0.3, 0.84]) / np.linalg.norm([-0.45, 0.3, 0.84])
+_SKY_LOW, _SKY_HIGH = np.array([205, 218, 236]), np.array([95, 150, 215])  # sky colour at the horizon / zenith
 
 
 @dataclass(frozen=True)
@@ -118,20 +119,21 @@ def render_camera(world: World, t: float, cam2ego: np.ndarray, intrinsic: np.nda
     dg = dirs @ rot.T
     n_obj = len(world.objects)
     tt, hit, normal, crossed = cast_rays(origin, dg, tiles, prims, max_range, count_objects=max(n_obj, 1))
-    col = np.empty((len(tt), 3))
-    sky = hit < 0
-    elev = np.clip(dg[:, 2], 0, 1)[:, None]
-    col[sky] = ((1 - elev) * np.array([205, 218, 236]) + elev * np.array([95, 150, 215]))[sky]
-    g = hit == GROUND
-    p = origin + tt[g, None].astype(np.float64) * dg[g]
-    col[g] = world.street.ground_material(p[:, :2])[0]
-    o = hit >= 0
-    col[o] = prims.color[hit[o]]
-    solid = ~sky
-    shade = 0.5 + 0.5 * np.clip(normal[solid] @ SUN, 0, 1)
-    haze = 1 - np.exp(-tt[solid].astype(np.float64) / 350.0)
-    col[solid] = col[solid] * shade[:, None] * (1 - haze[:, None]) + haze[:, None] * np.array([205, 218, 236])
-    img = np.zeros((height * width, 3), np.uint8)
-    img[pix] = np.clip(np.round(col), 0, 255).astype(np.uint8)
+    # colours as (3, R) rows gathered with index arrays: much faster than (R, 3) rows and boolean masks
+    col = np.empty((3, len(tt)))
+    miss = np.flatnonzero(hit == MISS)
+    elev = np.clip(np.take(dg[:, 2], miss), 0, 1)
+    col[:, miss] = (1 - elev) * _SKY_LOW[:, None] + elev * _SKY_HIGH[:, None]
+    g = np.flatnonzero(hit == GROUND)
+    t_g = np.take(tt, g).astype(np.float64)
+    xy = np.stack([origin[0] + t_g * np.take(dg[:, 0], g), origin[1] + t_g * np.take(dg[:, 1], g)], 1)
+    col[:, g] = world.street.ground_material(xy)[0].T
+    o = np.flatnonzero(hit >= 0)  # objects and clutter: shaded and hazed
+    shade = 0.5 + 0.5 * np.clip(normal[o] @ SUN, 0, 1)
+    haze = 1 - np.exp(-np.take(tt, o).astype(np.float64) / 350.0)
+    col[:, o] = np.take(prims.color.T, hit[o], axis=1) * shade * (1 - haze) + haze * _SKY_LOW[:, None]
+    img = np.zeros((3, height * width), np.uint8)
+    img[:, pix] = np.clip(np.round(col), 0, 255).astype(np.uint8)
+    img = np.ascontiguousarray(img.T).reshape(height, width, 3)
     first = np.bincount(prims.obj[hit[o]][prims.obj[hit[o]] >= 0], minlength=n_obj)[:n_obj]
-    return img.reshape(height, width, 3), first, crossed[:n_obj]
+    return img, first, crossed[:n_obj]
