@@ -179,7 +179,7 @@ def _annotations(spec, rows, world, sample_tokens, key_points, first, crossed) -
     visibility = fraction of the camera pixels whose rays cross the object where the object is the
     first surface hit, pooled over the 6 cameras, binned into the 4 nuScenes levels.
     """
-    from perception3d.structures.box_ops import points_in_boxes
+    from perception3d.structures.box_ops import count_points_in_boxes
 
     per_obj: dict[int, list[dict]] = {}
     for k, stok in enumerate(sample_tokens):
@@ -188,7 +188,7 @@ def _annotations(spec, rows, world, sample_tokens, key_points, first, crossed) -
         ego, _ = world.ego_pose(t)
         dist = np.hypot(st["center"][:, 0] - ego[0], st["center"][:, 1] - ego[1])
         boxes = np.concatenate([st["center"], st["lwh"], st["yaw"][:, None]], 1)
-        npts = points_in_boxes(key_points[k], boxes).sum(0) if len(boxes) else np.zeros(0, np.int64)
+        npts = count_points_in_boxes(key_points[k], boxes)
         for i, o in enumerate(world.objects):
             if dist[i] > ANNOTATION_RANGE:
                 continue

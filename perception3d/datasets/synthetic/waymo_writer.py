@@ -296,21 +296,9 @@ class SegmentSimulator:
 def _count_points(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """(N,) int64 number of ``points`` (vehicle frame, (M, 3+)) inside each box, with
     :func:`~perception3d.structures.box_ops.points_in_boxes` (what a recount from the read points does)."""
-    from perception3d.structures.box_ops import points_in_boxes
+    from perception3d.structures.box_ops import count_points_in_boxes
 
-    counts = np.zeros(len(boxes), np.int64)
-    if len(boxes) == 0 or len(points) == 0:
-        return counts
-    xyz = points[:, :3].astype(np.float64)
-    order = np.argsort(xyz[:, 0], kind="stable")
-    xs = xyz[order, 0]
-    reach = np.linalg.norm(boxes[:, 3:5], axis=1) / 2 + 1e-3  # half the footprint diagonal bounds |x - cx|
-    lo = np.searchsorted(xs, boxes[:, 0] - reach, side="left")
-    hi = np.searchsorted(xs, boxes[:, 0] + reach, side="right")
-    for i in range(len(boxes)):  # only points in the box's x slab go through the dense test
-        if hi[i] > lo[i]:
-            counts[i] = int(points_in_boxes(xyz[order[lo[i]:hi[i]]], boxes[i:i + 1]).sum())
-    return counts
+    return count_points_in_boxes(points[:, :3].astype(np.float64), boxes)
 
 
 # ------------------------------------------------------------------------------------------- segments on disk
