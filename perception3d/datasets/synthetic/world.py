@@ -208,31 +208,31 @@ class World:
     def primitives_at(self, t: float) -> Primitives:
         """All geometry at time t (global frame): clutter + posed object parts (obj = object index)."""
         st = self.object_states(t)
-        centers, halves, yaws, cols, ints, objs = [], [], [], [], [], []
-        for i, o in enumerate(self.objects):
-            p = o.parts
-            loc = np.stack([(p[:, 0] + p[:, 1]) / 2, (p[:, 2] + p[:, 3]) / 2, (p[:, 4] + p[:, 5]) / 2], 1)
-            half = np.stack([(p[:, 1] - p[:, 0]) / 2, (p[:, 3] - p[:, 2]) / 2, (p[:, 5] - p[:, 4]) / 2], 1)
-            yaw = st["yaw"][i]
-            c, s = np.cos(yaw), np.sin(yaw)
-            bottom = st["center"][i] - [0, 0, o.lwh[2] / 2]
-            centers.append(bottom + np.stack([c * loc[:, 0] - s * loc[:, 1], s * loc[:, 0] + c * loc[:, 1], loc[:, 2]], 1))
-            halves.append(half)
-            yaws.append(np.full(len(p), yaw))
-            cols.append(np.repeat(o.color[None], len(p), 0))
-            ints.append(np.full(len(p), o.intensity))
-            objs.append(np.full(len(p), i))
         s = self.static
-        nb_obj = sum(len(c) for c in centers)
-        cat = (lambda xs, dflt: np.concatenate(xs) if xs else dflt)
-        box_c = np.concatenate([s.box_center, cat(centers, np.zeros((0, 3)))])
         nbs = len(s.box_center)
-        color = np.concatenate([s.color[:nbs], cat(cols, np.zeros((0, 3), np.uint8)), s.color[nbs:]])
-        inten = np.concatenate([s.intensity[:nbs], cat(ints, np.zeros(0)), s.intensity[nbs:]])
-        obj = np.concatenate([s.obj[:nbs], cat(objs, np.zeros(0, np.int64)), s.obj[nbs:]])
-        assert len(box_c) == nbs + nb_obj
-        return Primitives(box_center=box_c, box_half=np.concatenate([s.box_half, cat(halves, np.zeros((0, 3)))]),
-                          box_yaw=np.concatenate([s.box_yaw, cat(yaws, np.zeros(0))]),
+        if self.objects:
+            parts = np.concatenate([o.parts for o in self.objects])  # (K, 6) object-frame boxes
+            owner = np.repeat(np.arange(len(self.objects)), [len(o.parts) for o in self.objects])
+            loc = np.stack([(parts[:, 0] + parts[:, 1]) / 2, (parts[:, 2] + parts[:, 3]) / 2,
+                            (parts[:, 4] + parts[:, 5]) / 2], 1)
+            half = np.stack([(parts[:, 1] - parts[:, 0]) / 2, (parts[:, 3] - parts[:, 2]) / 2,
+                             (parts[:, 5] - parts[:, 4]) / 2], 1)
+            yaw = st["yaw"][owner]
+            c, sn = np.cos(yaw), np.sin(yaw)
+            drop = np.zeros_like(st["center"])  # from the gravity centre to the bottom centre
+            drop[:, 2] = st["lwh"][:, 2] / 2
+            bottom = (st["center"] - drop)[owner]
+            centers = bottom + np.stack([c * loc[:, 0] - sn * loc[:, 1], sn * loc[:, 0] + c * loc[:, 1], loc[:, 2]], 1)
+            cols = np.stack([o.color for o in self.objects])[owner]
+            ints = np.array([o.intensity for o in self.objects])[owner]
+        else:
+            owner, centers, half, yaw = np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0)
+            cols, ints = np.zeros((0, 3), np.uint8), np.zeros(0)
+        color = np.concatenate([s.color[:nbs], cols, s.color[nbs:]])
+        inten = np.concatenate([s.intensity[:nbs], ints, s.intensity[nbs:]])
+        obj = np.concatenate([s.obj[:nbs], owner, s.obj[nbs:]])
+        return Primitives(box_center=np.concatenate([s.box_center, centers]),
+                          box_half=np.concatenate([s.box_half, half]), box_yaw=np.concatenate([s.box_yaw, yaw]),
                           cyl_xy=s.cyl_xy, cyl_r=s.cyl_r, cyl_z=s.cyl_z, ell_center=s.ell_center,
                           ell_radii=s.ell_radii, color=color.astype(np.uint8), intensity=inten,
                           obj=obj.astype(np.int64))
