@@ -242,30 +242,35 @@ def cast_rays(origin: np.ndarray, dirs: np.ndarray, tile_starts: np.ndarray, pri
 def _normals(origin, d, t, prim, prims):
     """Unit normals (R, 3) at the hits of rays d (R, 3) at distance t on ``prim`` (ground: +z, miss: 0).
 
-    Works on (3, n) arrays gathered with ``np.take``: much faster than (n, 3) rows and fancy indexing."""
+    Works per coordinate on 1D arrays gathered with ``np.take`` (much faster than (n, 3) rows and masks)."""
     nb, nc, _ = prims.counts
     n = np.zeros((3, len(d)), np.float32)
     n[2, prim == GROUND] = 1
-    on = np.flatnonzero(prim >= 0)  # the rays that hit a primitive
-    p = origin[:, None] + t[on].astype(np.float64) * np.take(d.T, on, axis=1)  # (3, n) hit points
-    kind = np.searchsorted([nb, nb + nc], prim[on], side="right")  # 0 box, 1 cylinder, 2 ellipsoid
-    isb = kind == 0
-    if isb.any():
-        rays, bi = on[isb], prim[on[isb]]
-        rel = p[:, isb] - np.take(prims.box_center.T, bi, axis=1)
+    d_rows = d.T
+
+    def hit_points(rays, dims=3):  # hit coordinates (dims, n) of the rays
+        tr = np.take(t, rays).astype(np.float64)
+        return np.stack([origin[k] + tr * np.take(d_rows[k], rays) for k in range(dims)])
+
+    def take_rows(a, idx):  # rows idx of a per-primitive (P, k) array, as (k, n)
+        return np.take(a.T, idx, axis=1)
+
+    rays = np.flatnonzero((prim >= 0) & (prim < nb))
+    if len(rays):
+        bi = np.take(prim, rays)
+        rel = hit_points(rays) - take_rows(prims.box_center, bi)
         cs, sn = np.take(np.cos(prims.box_yaw), bi), np.take(np.sin(prims.box_yaw), bi)
         loc = np.stack([cs * rel[0] + sn * rel[1], -sn * rel[0] + cs * rel[1], rel[2]])
-        ax = (np.abs(loc) / np.take(prims.box_half.T, bi, axis=1)).argmax(0)
+        ax = (np.abs(loc) / take_rows(prims.box_half, bi)).argmax(0)
         ln = np.where(ax == np.arange(3)[:, None], np.sign(loc), 0.0)  # the signed axis of the face
         n[:, rays] = np.stack([cs * ln[0] - sn * ln[1], sn * ln[0] + cs * ln[1], ln[2]])
-    isc = kind == 1
-    if isc.any():
-        rays, ci = on[isc], prim[on[isc]] - nb
-        v = p[:2, isc] - np.take(prims.cyl_xy.T, ci, axis=1)
+    rays = np.flatnonzero((prim >= nb) & (prim < nb + nc))
+    if len(rays):
+        v = hit_points(rays, 2) - take_rows(prims.cyl_xy, np.take(prim, rays) - nb)
         n[:2, rays] = v / np.maximum(np.linalg.norm(v, axis=0, keepdims=True), 1e-9)
-    ise = kind == 2
-    if ise.any():
-        rays, ei = on[ise], prim[on[ise]] - nb - nc
-        v = (p[:, ise] - np.take(prims.ell_center.T, ei, axis=1)) / np.take(prims.ell_radii.T, ei, axis=1) ** 2
+    rays = np.flatnonzero(prim >= nb + nc)
+    if len(rays):
+        ei = np.take(prim, rays) - nb - nc
+        v = (hit_points(rays) - take_rows(prims.ell_center, ei)) / take_rows(prims.ell_radii, ei) ** 2
         n[:, rays] = v / np.maximum(np.linalg.norm(v, axis=0, keepdims=True), 1e-9)
     return np.ascontiguousarray(n.T)
