@@ -63,7 +63,8 @@ def _tile_candidates(origin, dirs, starts, centers, radii, max_range):
     axes = np.add.reduceat(dirs, starts, axis=0)
     axes /= np.linalg.norm(axes, axis=1, keepdims=True)
     sizes = np.diff(np.append(starts, len(dirs)))
-    cos_ray = (dirs * np.repeat(axes, sizes, axis=0)).sum(1)
+    ax = [np.repeat(axes[:, k], sizes) for k in range(3)]  # each ray's tile axis, per coordinate
+    cos_ray = (dirs[:, 0] * ax[0] + dirs[:, 1] * ax[1]) + dirs[:, 2] * ax[2]  # (numpy's row-sum order)
     half = np.arccos(np.clip(np.minimum.reduceat(cos_ray, starts), -1, 1))
     rel = centers - origin
     dist = np.linalg.norm(rel, axis=1)
@@ -239,10 +240,11 @@ def cast_rays(origin: np.ndarray, dirs: np.ndarray, tile_starts: np.ndarray, pri
     return (t_best, hit, normal, crossed) if count_objects else (t_best, hit, normal)
 
 
-def _normals(origin, d, t, prim, prims):
+def _normals(origin, d, t, prim, prims, chunk=1 << 13):
     """Unit normals (R, 3) at the hits of rays d (R, 3) at distance t on ``prim`` (ground: +z, miss: 0).
 
-    Works per coordinate on 1D arrays gathered with ``np.take`` (much faster than (n, 3) rows and masks)."""
+    Works per coordinate on 1D arrays gathered with ``np.take`` (much faster than (n, 3) rows and masks), in
+    chunks of ``chunk`` rays (small temporaries are reused by the allocator instead of page-faulted in)."""
     nb, nc, _ = prims.counts
     n = np.zeros((3, len(d)), np.float32)
     n[2, prim == GROUND] = 1
@@ -255,22 +257,25 @@ def _normals(origin, d, t, prim, prims):
     def take_rows(a, idx):  # rows idx of a per-primitive (P, k) array, as (k, n)
         return np.take(a.T, idx, axis=1)
 
-    rays = np.flatnonzero((prim >= 0) & (prim < nb))
-    if len(rays):
-        bi = np.take(prim, rays)
-        rel = hit_points(rays) - take_rows(prims.box_center, bi)
-        cs, sn = np.take(np.cos(prims.box_yaw), bi), np.take(np.sin(prims.box_yaw), bi)
-        loc = np.stack([cs * rel[0] + sn * rel[1], -sn * rel[0] + cs * rel[1], rel[2]])
-        ax = (np.abs(loc) / take_rows(prims.box_half, bi)).argmax(0)
-        ln = np.where(ax == np.arange(3)[:, None], np.sign(loc), 0.0)  # the signed axis of the face
-        n[:, rays] = np.stack([cs * ln[0] - sn * ln[1], sn * ln[0] + cs * ln[1], ln[2]])
-    rays = np.flatnonzero((prim >= nb) & (prim < nb + nc))
-    if len(rays):
-        v = hit_points(rays, 2) - take_rows(prims.cyl_xy, np.take(prim, rays) - nb)
-        n[:2, rays] = v / np.maximum(np.linalg.norm(v, axis=0, keepdims=True), 1e-9)
-    rays = np.flatnonzero(prim >= nb + nc)
-    if len(rays):
-        ei = np.take(prim, rays) - nb - nc
-        v = (hit_points(rays) - take_rows(prims.ell_center, ei)) / take_rows(prims.ell_radii, ei) ** 2
-        n[:, rays] = v / np.maximum(np.linalg.norm(v, axis=0, keepdims=True), 1e-9)
+    hits = np.flatnonzero(prim >= 0)
+    for c0 in range(0, len(hits), chunk):
+        on = hits[c0:c0 + chunk]
+        rays = on[np.take(prim, on) < nb]
+        if len(rays):
+            bi = np.take(prim, rays)
+            rel = hit_points(rays) - take_rows(prims.box_center, bi)
+            cs, sn = np.take(np.cos(prims.box_yaw), bi), np.take(np.sin(prims.box_yaw), bi)
+            loc = np.stack([cs * rel[0] + sn * rel[1], -sn * rel[0] + cs * rel[1], rel[2]])
+            ax = (np.abs(loc) / take_rows(prims.box_half, bi)).argmax(0)
+            ln = np.where(ax == np.arange(3)[:, None], np.sign(loc), 0.0)  # the signed axis of the face
+            n[:, rays] = np.stack([cs * ln[0] - sn * ln[1], sn * ln[0] + cs * ln[1], ln[2]])
+        rays = on[(np.take(prim, on) >= nb) & (np.take(prim, on) < nb + nc)]
+        if len(rays):
+            v = hit_points(rays, 2) - take_rows(prims.cyl_xy, np.take(prim, rays) - nb)
+            n[:2, rays] = v / np.maximum(np.linalg.norm(v, axis=0, keepdims=True), 1e-9)
+        rays = on[np.take(prim, on) >= nb + nc]
+        if len(rays):
+            ei = np.take(prim, rays) - nb - nc
+            v = (hit_points(rays) - take_rows(prims.ell_center, ei)) / take_rows(prims.ell_radii, ei) ** 2
+            n[:, rays] = v / np.maximum(np.linalg.norm(v, axis=0, keepdims=True), 1e-9)
     return np.ascontiguousarray(n.T)
