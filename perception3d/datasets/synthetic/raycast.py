@@ -212,7 +212,7 @@ def cast_rays(origin: np.ndarray, dirs: np.ndarray, tile_starts: np.ndarray, pri
                 k = np.arange(sizes[tiles].max())
                 real_ray = k < sizes[tiles, None]  # (G, K)
                 rays = starts[tiles, None] + np.where(real_ray, k, 0)
-                dx, dy, dz = d_rows[:, rays][:, :, None]  # each (G, 1, K)
+                dx, dy, dz = np.take(d_rows, rays, axis=1)[:, :, None]  # each (G, 1, K)
                 idx, real = _slots(cand[tiles, lo:hi])  # (G, M)
                 tt = hit_fn(dx, dy, dz, {name: v[idx][..., None] for name, v in terms.items()}, real[..., None],
                             *extra)  # (G, M, K)
@@ -223,10 +223,10 @@ def cast_rays(origin: np.ndarray, dirs: np.ndarray, tile_starts: np.ndarray, pri
                     pairs.append(rays[gi, ki] * count_objects + objs[gi, mi])
                 tj = tt.min(1)  # (G, K), NaN if any distance is NaN
                 nan[rays[real_ray & np.isnan(tj)]] = True
-                nearer = real_ray & (tj < near[rays])  # ties: the earlier kind keeps the ray
-                j = tt.argmin(1)
-                near[rays[nearer]] = tj[nearer]
-                near_prim[rays[nearer]] = np.take_along_axis(prim, j, 1)[nearer]
+                nearer = real_ray & (tj < np.take(near, rays))  # ties: the earlier kind keeps the ray
+                r = rays[nearer]
+                near[r] = tj[nearer]
+                near_prim[r] = np.take_along_axis(prim, tt.argmin(1), 1)[nearer]
         better = ~nan & (near < t_best)
         t_best[better] = near[better]
         hit[better] = near_prim[better]
@@ -240,14 +240,23 @@ def cast_rays(origin: np.ndarray, dirs: np.ndarray, tile_starts: np.ndarray, pri
     return (t_best, hit, normal, crossed) if count_objects else (t_best, hit, normal)
 
 
+def _argmax3(a, b, c):
+    """``np.argmax(np.stack([a, b, c]), 0)`` (NaN rule included: the first NaN wins) without numpy's slow
+    reduction over a short leading axis."""
+    up1 = ~(b <= a) & ~np.isnan(a)
+    m = np.where(up1, b, a)
+    up2 = ~(c <= m) & ~np.isnan(m)
+    return np.where(up2, 2, np.where(up1, 1, 0))
+
+
 def _normals(origin, d, t, prim, prims, chunk=1 << 13):
     """Unit normals (R, 3) at the hits of rays d (R, 3) at distance t on ``prim`` (ground: +z, miss: 0).
 
     Works per coordinate on 1D arrays gathered with ``np.take`` (much faster than (n, 3) rows and masks), in
     chunks of ``chunk`` rays (small temporaries are reused by the allocator instead of page-faulted in)."""
     nb, nc, _ = prims.counts
-    n = np.zeros((3, len(d)), np.float32)
-    n[2, prim == GROUND] = 1
+    n = np.zeros((len(d), 3), np.float32)
+    n[prim == GROUND, 2] = 1
     d_rows = d.T
 
     def hit_points(rays, dims=3):  # hit coordinates (dims, n) of the rays
@@ -257,6 +266,10 @@ def _normals(origin, d, t, prim, prims, chunk=1 << 13):
     def take_rows(a, idx):  # rows idx of a per-primitive (P, k) array, as (k, n)
         return np.take(a.T, idx, axis=1)
 
+    def put(rays, v):  # normals (k, n) of the rays
+        for k in range(len(v)):
+            n[rays, k] = v[k]
+
     hits = np.flatnonzero(prim >= 0)
     for c0 in range(0, len(hits), chunk):
         on = hits[c0:c0 + chunk]
@@ -265,17 +278,17 @@ def _normals(origin, d, t, prim, prims, chunk=1 << 13):
             bi = np.take(prim, rays)
             rel = hit_points(rays) - take_rows(prims.box_center, bi)
             cs, sn = np.take(np.cos(prims.box_yaw), bi), np.take(np.sin(prims.box_yaw), bi)
-            loc = np.stack([cs * rel[0] + sn * rel[1], -sn * rel[0] + cs * rel[1], rel[2]])
-            ax = (np.abs(loc) / take_rows(prims.box_half, bi)).argmax(0)
-            ln = np.where(ax == np.arange(3)[:, None], np.sign(loc), 0.0)  # the signed axis of the face
-            n[:, rays] = np.stack([cs * ln[0] - sn * ln[1], sn * ln[0] + cs * ln[1], ln[2]])
+            loc = [cs * rel[0] + sn * rel[1], -sn * rel[0] + cs * rel[1], rel[2]]
+            ax = _argmax3(*(np.abs(loc) / take_rows(prims.box_half, bi)))
+            ln = [np.where(ax == k, np.sign(loc[k]), 0.0) for k in range(3)]  # the signed axis of the face
+            put(rays, [cs * ln[0] - sn * ln[1], sn * ln[0] + cs * ln[1], ln[2]])
         rays = on[(np.take(prim, on) >= nb) & (np.take(prim, on) < nb + nc)]
         if len(rays):
             v = hit_points(rays, 2) - take_rows(prims.cyl_xy, np.take(prim, rays) - nb)
-            n[:2, rays] = v / np.maximum(np.linalg.norm(v, axis=0, keepdims=True), 1e-9)
+            put(rays, v / np.maximum(np.linalg.norm(v, axis=0, keepdims=True), 1e-9))
         rays = on[np.take(prim, on) >= nb + nc]
         if len(rays):
             ei = np.take(prim, rays) - nb - nc
             v = (hit_points(rays) - take_rows(prims.ell_center, ei)) / take_rows(prims.ell_radii, ei) ** 2
-            n[:, rays] = v / np.maximum(np.linalg.norm(v, axis=0, keepdims=True), 1e-9)
-    return np.ascontiguousarray(n.T)
+            put(rays, v / np.maximum(np.linalg.norm(v, axis=0, keepdims=True), 1e-9))
+    return n
