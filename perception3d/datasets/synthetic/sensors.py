@@ -129,11 +129,12 @@ def render_camera(world: World, t: float, cam2ego: np.ndarray, intrinsic: np.nda
     xy = np.stack([origin[0] + t_g * np.take(dg[:, 0], g), origin[1] + t_g * np.take(dg[:, 1], g)], 1)
     col[:, g] = world.street.ground_material(xy)[0].T
     o = np.flatnonzero(hit >= 0)  # objects and clutter: shaded and hazed
-    shade = 0.5 + 0.5 * np.clip(normal[o] @ SUN, 0, 1)
+    shade = 0.5 + 0.5 * np.clip(np.take(normal, o, axis=0) @ SUN, 0, 1)
     haze = 1 - np.exp(-np.take(tt, o).astype(np.float64) / 350.0)
-    col[:, o] = np.take(prims.color.T, hit[o], axis=1) * shade * (1 - haze) + haze * _SKY_LOW[:, None]
+    col[:, o] = np.take(prims.color.T, np.take(hit, o), axis=1) * shade * (1 - haze) + haze * _SKY_LOW[:, None]
     img = np.zeros((3, height * width), np.uint8)
-    img[:, pix] = np.clip(np.round(col), 0, 255).astype(np.uint8)
+    img[:, pix] = np.clip(np.round(col, out=col), 0, 255, out=col).astype(np.uint8)
     img = np.ascontiguousarray(img.T).reshape(height, width, 3)
-    first = np.bincount(prims.obj[hit[o]][prims.obj[hit[o]] >= 0], minlength=n_obj)[:n_obj]
+    obj = prims.obj[np.take(hit, o)]
+    first = np.bincount(obj[obj >= 0], minlength=n_obj)[:n_obj]
     return img, first, crossed[:n_obj]
