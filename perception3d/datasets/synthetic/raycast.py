@@ -257,7 +257,7 @@ def _normals(origin, d, t, prim, prims, chunk=1 << 13):
     nb, nc, _ = prims.counts
     n = np.zeros((len(d), 3), np.float32)
     n[prim == GROUND, 2] = 1
-    d_rows = d.T
+    d_rows = np.ascontiguousarray(d.T)  # (np.take on a strided view copies all of it)
 
     def hit_points(rays, dims=3):  # hit coordinates (dims, n) of the rays
         tr = np.take(t, rays).astype(np.float64)
