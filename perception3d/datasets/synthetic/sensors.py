@@ -68,22 +68,24 @@ def simulate_lidar(world: World, t: float, lidar2ego: np.ndarray, model: LidarMo
     prims = world.primitives_at(t)
     dg = dirs @ rot.T
     tt, hit, normal = cast_rays(origin, dg, tiles, prims, model.max_range)
-    keep = np.isfinite(tt) & (rng.random(len(tt)) >= model.dropout)
-    rr = tt[keep].astype(np.float64) + rng.normal(0.0, model.range_noise, int(keep.sum()))
-    h = hit[keep]
+    keep = np.flatnonzero(np.isfinite(tt) & (rng.random(len(tt)) >= model.dropout))
+    t_keep = np.take(tt, keep).astype(np.float64)
+    rr = t_keep + rng.normal(0.0, model.range_noise, len(keep))
+    h = np.take(hit, keep)
     base = np.empty(len(h))
     g = h == GROUND
     if g.any():
-        pts = origin + tt[keep][g, None].astype(np.float64) * dg[keep][g]
-        base[g] = world.street.ground_material(pts[:, :2])[1]
+        kg = keep[g]
+        xy = np.stack([origin[0] + t_keep[g] * np.take(dg[:, 0], kg), origin[1] + t_keep[g] * np.take(dg[:, 1], kg)], 1)
+        base[g] = world.street.ground_material(xy)[1]
     base[~g] = prims.intensity[h[~g]]
-    cos_inc = np.abs((normal[keep] * dg[keep]).sum(1))
+    cos_inc = np.abs((np.take(normal, keep, axis=0) * np.take(dg, keep, axis=0)).sum(1))
     inten = base * (0.35 + 0.65 * cos_inc) * np.exp(rng.normal(0, 0.15, len(h)))
     inten = np.clip(np.round(inten), 0, 255)
     obj = np.where(g, -1, prims.obj[np.maximum(h, 0)])
-    pts = np.concatenate([dirs[keep] * rr[:, None], inten[:, None], ring[keep][:, None]], 1)
+    pts = np.concatenate([np.take(dirs, keep, axis=0) * rr[:, None], inten[:, None], ring[keep][:, None]], 1)
     order = np.argsort(key[keep], kind="stable")
-    return pts[order].astype(np.float32), obj[order]
+    return np.take(pts, order, axis=0).astype(np.float32), obj[order]
 
 
 def camera_rays(intrinsic: np.ndarray, width: int, height: int, tile: int = 20):
