@@ -3,6 +3,8 @@ place (nothing partial is left behind on failure), and run per-item jobs in spaw
 progress bar, results in input order."""
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import shutil
 from pathlib import Path
@@ -37,6 +39,22 @@ def build_atomically(out: Path, fill: Callable[[Path], None]) -> Path:
     return out
 
 
+def _keep_freed_memory() -> None:
+    """Worker initializer: let glibc's malloc keep freed memory for reuse (a no-op without glibc's mallopt).
+
+    By default glibc hands large freed blocks back to the OS, so every new multi-megabyte numpy temporary (the
+    ray casts allocate thousands per scene) page-faults its memory in again; serving blocks up to 32 MB from the
+    heap and keeping up to 256 MB of it free saves most of those faults (about 5-10 % of a synthetic nuScenes
+    scene's time). It changes no result."""
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    mallopt(m_mmap_threshold, 32 << 20)
+    mallopt(m_trim_threshold, 256 << 20)
+
+
 def run_parallel(fn: Callable[[S], R], specs: Sequence[S], workers: int, progress: bool, desc: str, unit: str,
                  chunksize: int = 1) -> list[R]:
     """``[fn(s) for s in specs]``, in ``workers`` spawned processes when there is more than one (``fn`` and the
@@ -53,7 +71,7 @@ def run_parallel(fn: Callable[[S], R], specs: Sequence[S], workers: int, progres
             return results
         import multiprocessing as mp
 
-        with mp.get_context("spawn").Pool(min(workers, len(specs))) as pool:
+        with mp.get_context("spawn").Pool(min(workers, len(specs)), initializer=_keep_freed_memory) as pool:
             for r in pool.imap(fn, specs, chunksize=chunksize):  # imap keeps the order
                 results.append(r)
                 bar.update()
