@@ -38,8 +38,12 @@ model = dict(
     # test time: each box's velocity re-measured on the sweeps (the speed whose motion-compensated points are
     # sharpest; docs: model zoo): vehicles along their heading, pedestrians and bicycles in any direction
     motion_fit=[
-        dict(type="SweepMotionFit", classes=["car", "truck", "bus", "trailer", "construction_vehicle", "motorcycle"],
+        dict(type="SweepMotionFit", classes=["car", "construction_vehicle", "motorcycle"],
              max_speed=20.0, coarse_step=0.5, speed_step=0.25, bin_size=0.1),
+        # long vehicles: a small sideways speed too (a heading error tilts their motion in the box frame), and
+        # every sweep weighs the same (a sweep that saw the vehicle closer holds many more points)
+        dict(type="SweepMotionFit", classes=["truck", "bus", "trailer"], max_speed=15.0, lateral_speed=1.5,
+             coarse_step=0.75, speed_step=0.25, bin_size=0.1, balance_sweeps=True),
         dict(type="SweepMotionFit", classes=["pedestrian", "bicycle"], max_speed=2.5, lateral_speed=2.5,
              coarse_step=0.5, speed_step=0.25, bin_size=0.1, lateral_margin=0.5, min_points=5),
     ],

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from perception3d.models.heads.sweep_motion import SweepMotionFit, sweep_motion_fit
+from perception3d.models.heads.sweep_motion import SweepMotionFit, balance_by_lag, sweep_motion_fit
 
 LAGS = (0.0, 0.1, 0.2, 0.3, 0.4)
 
@@ -171,7 +171,11 @@ def test_dense_and_sorted_cell_counts_agree(monkeypatch):
     g = torch.Generator().manual_seed(3)
     uv, lag = torch.rand(400, 2, generator=g) * 6 - 3, torch.randint(0, 5, (400,), generator=g).float() / 10
     cand = torch.cartesian_prod(torch.arange(-5.0, 5.01, 0.5), torch.arange(-2.0, 2.01, 0.5))
+    monkeypatch.setattr(sm, "_DENSE_CELLS_PER_POINT", 1e9)
     dense = sm.sweep_motion_fit(uv, lag, cand, 0.1)
+    monkeypatch.setattr(sm, "_DENSE_CELLS_PER_POINT", 0)
+    assert torch.equal(dense, sm.sweep_motion_fit(uv, lag, cand, 0.1))
+    monkeypatch.setattr(sm, "_DENSE_CELLS_PER_POINT", 1e9)
     monkeypatch.setattr(sm, "_DENSE_LIMIT", 0)
     assert torch.equal(dense, sm.sweep_motion_fit(uv, lag, cand, 0.1))
     # the count by hand for one candidate
@@ -188,3 +192,28 @@ def test_a_camera_only_gaussian_detector_refuses_a_motion_fit():
     cfg.model.motion_fit = dict(type="SweepMotionFit")
     with pytest.raises(ValueError, match="no lidar branch"):
         build(cfg)
+
+
+def test_a_long_vehicle_with_a_heading_error_needs_the_sideways_search():
+    """The box's heading is 0.2 rad off the bus's motion: along the heading alone no speed lines its sides up;
+    a small sideways search recovers the velocity."""
+    true = BUS[:6] + (0.9,)
+    pts = _sweeps(true, 11.0)
+    boxes = torch.tensor([list(BUS) + [0.0, 0.0]])  # predicted yaw 0.7
+    want = torch.tensor([11.0 * math.cos(0.9), 11.0 * math.sin(0.9)])
+    args = (pts, boxes, torch.tensor([0.9]), torch.tensor([2]))
+    along = SweepMotionFit(max_speed=15.0, coarse_step=0.75)(*args)[0, 7:9]
+    both = SweepMotionFit(max_speed=15.0, lateral_speed=3.0, coarse_step=0.75, balance_sweeps=True)(*args)[0, 7:9]
+    assert (along - want).norm() > 1.5, along
+    assert (both - want).norm() <= 0.4, (both, want)
+
+
+def test_balanced_sweeps_keep_as_many_points_each_as_the_sparsest():
+    lag = torch.tensor([0.0] * 7 + [0.1] * 3 + [0.2] * 12)
+    uv = torch.arange(len(lag) * 2, dtype=torch.float32).view(-1, 2)
+    buv, blag = balance_by_lag(uv, lag)
+    assert torch.equal(torch.unique(blag, return_counts=True)[1], torch.tensor([3, 3, 3]))
+    # a subset of the input rows, each kept with its own lag, spread over each sweep (first and last kept)
+    rows = (buv[:, 0] / 2).long()
+    assert torch.equal(lag[rows], blag) and len(set(rows.tolist())) == 9
+    assert {0, 6, 7, 9, 10, 21} <= set(rows.tolist())
