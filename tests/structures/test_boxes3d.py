@@ -186,3 +186,17 @@ def test_overlaps_hand_computed():
         a.overlaps(b, mode="2d")
     with pytest.raises(TypeError, match="other"):
         a.overlaps(b.tensor)
+
+
+def test_count_points_in_boxes_equals_the_dense_mask_sum():
+    """The x-slab shortcut counts exactly what the (M, N) mask counts: rotated boxes, points on and near faces."""
+    rng = np.random.default_rng(0)
+    boxes = np.concatenate([rng.uniform(-10, 10, (12, 3)), rng.uniform(0.3, 8, (12, 3)),
+                            rng.uniform(-np.pi, np.pi, (12, 1))], 1)
+    pts = rng.uniform(-14, 14, (4000, 3))
+    pts[:6] = boxes[:6, :3] + boxes[:6, 3:6] / 2 * np.array([1, 0, 0])  # exactly on a face (rotated: inside)
+    want = box_ops.points_in_boxes(pts, boxes).sum(0)
+    assert want.sum() > 50
+    assert np.array_equal(box_ops.count_points_in_boxes(pts, boxes), want)
+    assert np.array_equal(box_ops.count_points_in_boxes(pts[:0], boxes), np.zeros(12, np.int64))
+    assert box_ops.count_points_in_boxes(pts, boxes[:0]).shape == (0,)

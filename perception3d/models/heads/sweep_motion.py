@@ -24,7 +24,7 @@ from ...structures.box_ops import points_in_box_frame
 
 
 _DENSE_LIMIT = 1 << 25  # cells (bytes) of the dense per-candidate occupancy grid before falling back to sorting
-_DENSE_CELLS_PER_POINT = 8
+_DENSE_CELLS_PER_POINT = 8  # window cells per point above which sorting each candidate's keys beats the scatter
 
 
 def sweep_motion_fit(uv: torch.Tensor, lag: torch.Tensor, candidates: torch.Tensor, bin_size: float) -> torch.Tensor:
