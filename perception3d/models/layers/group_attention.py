@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .attention import sdpa
 from .fused_linear import linear_act, linear_add
 
 
@@ -18,7 +18,8 @@ class GroupAttention(nn.Module):
     """Multi-head attention over (num_groups, G, C) with q = k = x + pe, v = x (no mask, no dropout).
 
     Separate q/k/v input projections and an output projection, as ``nn.MultiheadAttention``; the
-    attention itself is ``torch.nn.functional.scaled_dot_product_attention`` (picks fused kernels).
+    attention itself is :func:`perception3d.models.layers.attention.sdpa` (fused kernels, or explicit matmuls
+    where those are faster).
     """
 
     def __init__(self, embed_dim: int, num_heads: int, bias: bool = True) -> None:
@@ -54,7 +55,7 @@ class GroupAttention(nn.Module):
         v = linear_act(x, self.v_proj.weight, self.v_proj.bias).view(ng, g, h, d)
         # strided (ng, h, G, d) views: SDPA takes them as they are and returns its output laid out as
         # (ng, G, h, d), so the transpose back below is free
-        o = F.scaled_dot_product_attention(qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), v.transpose(1, 2))
+        o = sdpa(qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), v.transpose(1, 2))
         o = o.transpose(1, 2).reshape(p, c)
         if residual is None:
             return linear_act(o, self.out_proj.weight, self.out_proj.bias)

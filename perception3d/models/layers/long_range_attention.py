@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import sdpa
+
 
 def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_views: int, hw: Tuple[int, int], group: int):
     if q.dim() != 4 or q.shape != k.shape or q.shape != v.shape:
@@ -56,7 +58,7 @@ def long_range_grouping_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Ten
         t = t.reshape(b, num_views, m, a, s, c, s, d).permute(0, 2, 4, 6, 1, 3, 5, 7)
         return t.reshape(b, m, s * s, num_views * a * c, d)
 
-    o = F.scaled_dot_product_attention(to_groups(q), to_groups(k), to_groups(v))
+    o = sdpa(to_groups(q), to_groups(k), to_groups(v))
     o = o.reshape(b, m, s, s, num_views, a, c, d).permute(0, 4, 1, 5, 2, 6, 3, 7).reshape(bv, m, n, d)
     if ifs_weight is not None:
         vmap = v.permute(0, 1, 3, 2).reshape(bv, m * d, hp, wp)
