@@ -17,6 +17,8 @@ installed library, which this script imports as installed). Each case module reg
 
     python tools/benchmark.py gaussian_splat [--gaussians 10000 25000 50000] [--large 144000] [--out docs/benchmarks.md]
 
+    python tools/benchmark.py attention [--shapes 400x64x4x16 ...] [--dtypes bfloat16 float32] [--out FILE]
+
 ``detector`` (benchmarks/bm_detector.py): per-stage latency and peak memory of the FlatFormer and spconv
 detectors on one synthetic nuScenes-scale frame, forward and forward+backward, each case in a fresh
 subprocess; plus the two sparse backbones side by side on the same 3D voxels.
@@ -28,6 +30,8 @@ attention (time and peak memory, fwd and fwd+bwd).
 1,000 labels and 2,000 predictions, and a 200-frame segment), AP/APH and LET.
 ``gaussian_splat`` (benchmarks/bm_gaussian_splat.py): Gaussian-to-voxel splatting (truncated pairs, chunked under a
 memory budget) vs dense evaluation on a 200 x 200 x 16 grid, with the pair counts; 144k Gaussians splat-only.
+``attention`` (benchmarks/bm_attention.py): PyTorch's fused CPU attention vs explicit matmuls, float32 and
+bfloat16, forward and forward + backward (the dispatch rule of ``perception3d.models.layers.attention.sdpa``).
 
 Configs: ``--config NAME=PATH`` (repeatable) replaces the default config of model NAME; a relative PATH is
 looked up in the current directory, then in the checkout this script belongs to (the defaults are that
@@ -156,14 +160,15 @@ def _case_parser(module: str) -> Callable:
 PARSERS: List[tuple] = [("detector", _case_parser("bm_detector")), ("deform_attn", _case_parser("bm_deform_attn")),
                         ("backbones", _case_parser("bm_backbones")),
                         ("waymo_eval", _case_parser("bm_waymo_eval")),
-                        ("gaussian_splat", _case_parser("bm_gaussian_splat")), ("all", add_all_parser)]
+                        ("gaussian_splat", _case_parser("bm_gaussian_splat")),
+                        ("attention", _case_parser("bm_attention")), ("all", add_all_parser)]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="\n".join(__doc__.splitlines()[2:]),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{detector,deform_attn,backbones,waymo_eval,gaussian_splat,all}")
+                                metavar="{detector,deform_attn,backbones,waymo_eval,gaussian_splat,attention,all}")
     for _, add in PARSERS:
         p = add(sub, machine_info, update_doc_section)
         add_debug_argument(p)

@@ -217,3 +217,30 @@ def test_balanced_sweeps_keep_as_many_points_each_as_the_sparsest():
     rows = (buv[:, 0] / 2).long()
     assert torch.equal(lag[rows], blag) and len(set(rows.tolist())) == 9
     assert {0, 6, 7, 9, 10, 21} <= set(rows.tolist())
+
+
+@pytest.mark.parametrize("prior_speed, rule, want_sign", [(8.0, 2.0, 1), (1.0, 2.0, -1), (8.0, None, -1), (-3.0, 2.0, -1)])
+def test_the_heads_direction_restricts_the_search(prior_speed, rule, want_sign):
+    """With ``prior_sign_speed`` the fit keeps the direction along the heading that the head's velocity has (when
+    that speed is >= the rule), and only measures the speed: a bus really backing at 8 m/s, told it drives forward,
+    stays on the forward half (the sharpest forward candidate is 0); slower head speeds or no rule leave the search
+    free."""
+    pts = _sweeps(BUS, -8.0)
+    c, s = math.cos(BUS[6]), math.sin(BUS[6])
+    boxes = torch.tensor([list(BUS) + [prior_speed * c, prior_speed * s]])
+    out = SweepMotionFit(max_speed=15.0, prior_sign_speed=rule)(pts, boxes, torch.tensor([0.9]), torch.tensor([2]))
+    along = float(out[0, 7] * c + out[0, 8] * s)
+    if want_sign < 0:
+        assert abs(along + 8.0) <= 0.25, along
+    else:
+        assert 0.0 <= along < 8.0, along
+    # and a head that has the direction right gets the fitted speed, not its own
+    fwd = _sweeps(BUS, 8.0)
+    boxes = torch.tensor([list(BUS) + [3.0 * c, 3.0 * s]])
+    out = SweepMotionFit(max_speed=15.0, prior_sign_speed=rule)(fwd, boxes, torch.tensor([0.9]), torch.tensor([2]))
+    assert abs(float(out[0, 7] * c + out[0, 8] * s) - 8.0) <= 0.25
+
+
+def test_prior_sign_speed_must_not_be_negative():
+    with pytest.raises(ValueError, match="prior_sign_speed"):
+        SweepMotionFit(prior_sign_speed=-1.0)

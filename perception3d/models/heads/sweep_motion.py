@@ -90,6 +90,10 @@ class SweepMotionFit(nn.Module):
             coarse optimum (faster; a minimum narrower than the coarse step can be missed).
         balance_sweeps: thin every sweep to the point count of the sparsest one (:func:`balance_by_lag`) before
             counting cells.
+        prior_sign_speed: if set, a box whose head velocity along its heading is at least this fast (m/s) is only
+            searched in that direction (the fit measures the speed, the head keeps the direction): a long vehicle's
+            sharpest alignment can be the mirror one, at the opposite speed, while the head's direction is rarely
+            wrong once it predicts motion.
 
     A predicted heading a few degrees off turns a long vehicle's motion partly sideways in the box frame: over a
     0.4 s history at 11 m/s, 0.2 rad is 0.9 m across, so its sides no longer line up under any speed along the
@@ -101,7 +105,7 @@ class SweepMotionFit(nn.Module):
                  lateral_speed: float = 0.0, bin_size: float = 0.2, lateral_margin: float = 0.3,
                  margin: float = 0.5, ground_clearance: float = 0.4, ground_quantile: float = 0.05,
                  top_margin: float = 0.3, min_points: int = 10, coarse_step: Optional[float] = None,
-                 balance_sweeps: bool = False) -> None:
+                 balance_sweeps: bool = False, prior_sign_speed: Optional[float] = None) -> None:
         super().__init__()
         if speed_step <= 0 or max_speed <= 0 or bin_size <= 0 or (coarse_step is not None and coarse_step < speed_step):
             raise ValueError(f"SweepMotionFit: speed_step, max_speed and bin_size must be > 0 and coarse_step (if set) "
@@ -117,6 +121,9 @@ class SweepMotionFit(nn.Module):
         self.top_margin, self.min_points = float(top_margin), int(min_points)
         self.coarse_step = None if coarse_step is None else float(coarse_step)
         self.balance_sweeps = bool(balance_sweeps)
+        if prior_sign_speed is not None and prior_sign_speed < 0:
+            raise ValueError(f"SweepMotionFit: prior_sign_speed must be >= 0 or None, got {prior_sign_speed}")
+        self.prior_sign_speed = None if prior_sign_speed is None else float(prior_sign_speed)
         step = self.coarse_step or self.speed_step
         self.register_buffer("candidates", self.grid(step), persistent=False)
 
@@ -134,6 +141,13 @@ class SweepMotionFit(nn.Module):
         counts = sweep_motion_fit(uv, lag, cand, self.bin_size)
         best = torch.nonzero(counts == counts.min()).squeeze(1)
         return cand[best[(cand[best] - prior).norm(dim=1).argmin()]].tolist()
+
+    def same_direction(self, cand: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+        """The candidates that move along the heading the way the head's velocity ``prior`` does, when its speed
+        along the heading is at least ``prior_sign_speed`` (all candidates otherwise)."""
+        if self.prior_sign_speed is None or abs(float(prior[0])) < self.prior_sign_speed:
+            return cand
+        return cand[cand[:, 0] * float(prior[0]) >= 0]
 
     def selected(self, boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         keep = (scores >= self.score_threshold) & (boxes[:, 3] >= self.min_length)
@@ -188,10 +202,10 @@ class SweepMotionFit(nn.Module):
             c, s = math.cos(float(boxes[k, 6])), math.sin(float(boxes[k, 6]))
             prior = torch.tensor([boxes[k, 7] * c + boxes[k, 8] * s, -boxes[k, 7] * s + boxes[k, 8] * c],
                                  device=cand.device)
-            vu, vv = self.best(uv, lag, cand, prior)
+            vu, vv = self.best(uv, lag, self.same_direction(cand, prior), prior)
             if self.coarse_step is not None:  # refine on speed_step around the coarse optimum
                 fine = self.grid(self.speed_step, (vu, vv), self.coarse_step).to(cand.device)
-                vu, vv = self.best(uv, lag, fine, prior)
+                vu, vv = self.best(uv, lag, self.same_direction(fine, prior), prior)
             out[k, 7], out[k, 8] = vu * c - vv * s, vu * s + vv * c
         return out
 

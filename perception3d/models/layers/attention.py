@@ -3,9 +3,10 @@
 PyTorch's fused CPU attention (``F.scaled_dot_product_attention``, a flash kernel) has a slow backward in
 bfloat16 / float16: at FlatFormer's groups (64 tokens, head dim 16) its backward takes about 14x its forward,
 while the explicit ``softmax(q k^T / sqrt(d)) v`` (batched matmuls, softmax in float32) does forward + backward
-about 6x faster (``benchmarks``: ``tools/benchmark.py attention``). For long key sequences the fused kernel wins
-(it never builds the L_q x L_k score matrix), and in float32 its backward is fast, so only short keys
-(<= ``EXPLICIT_MAX_KEYS``) of a half-precision CPU tensor that autograd records take the explicit path.
+about 6x faster (``tools/benchmark.py attention`` measures both; results in docs/benchmarks.md). For long key
+sequences the fused kernel wins (it never builds the L_q x L_k score matrix), and in float32 its backward is
+fast, so only short keys (<= ``EXPLICIT_MAX_KEYS``) of a half-precision CPU tensor that autograd records take
+the explicit path.
 """
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ def uses_explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -
 
 
 def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``softmax(q k^T / sqrt(d)) v`` over the last two dims, (..., L, d) -> (..., L, d_v); softmax in float32 or wider."""
+    """``softmax(q k^T / sqrt(d)) v`` over the last two dims, (..., L, d) -> (..., L, d_v).
+
+    The softmax runs in float32 (or the input dtype if wider)."""
     scores = torch.matmul(q, k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
     probs = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32))
     return torch.matmul(probs.to(v.dtype), v)
