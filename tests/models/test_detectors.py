@@ -278,3 +278,33 @@ def test_voxel_detector_needs_a_voxelizing_preprocessor():
     cfg.model.data_preprocessor = dict(type="Det3DDataPreprocessor", voxel=False)
     with pytest.raises(ValueError, match="data_preprocessor.voxel=True"):
         build(cfg)
+
+
+def test_channels_last_is_the_same_model_in_another_layout(det_root, index):
+    """``channels_last=True`` (the demo's setting) stores the 2D convs' weights NHWC; outputs, losses and gradients
+    equal the NCHW model's with the same weights, and loading a checkpoint keeps the layout."""
+    cfg = tiny_cfg("VoxelDetector")
+    cfg.model.channels_last = True
+    nhwc = build(cfg)
+    cfg.model.channels_last = False
+    nchw = build(cfg)
+    convs = [m.weight for m in nhwc.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in convs
+                         if w.shape[1] > 1 and w.shape[2] * w.shape[3] > 1)
+    assert not any(m.weight.is_contiguous(memory_format=torch.channels_last) and not m.weight.is_contiguous()
+                   for m in nchw.modules() if isinstance(m, torch.nn.Conv2d))
+    nhwc.load_state_dict(nchw.state_dict())
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    batch = samples(cfg, det_root, index["synthetic_train"])
+    losses = []
+    for model in (nchw, nhwc):
+        model.train()
+        data = model.data_preprocessor(dict(inputs=dict(points=[s["inputs"]["points"] for s in batch]),
+                                            data_samples=[s["data_samples"] for s in batch]), True)
+        loss, _ = model.parse_losses(model(**data, mode="loss"))
+        loss.backward()
+        losses.append((loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+    torch.testing.assert_close(losses[1][0], losses[0][0], rtol=1e-4, atol=1e-5)
+    assert losses[1][1].keys() == losses[0][1].keys()
+    for name, g in losses[0][1].items():
+        torch.testing.assert_close(losses[1][1][name], g, rtol=1e-3, atol=1e-4, msg=name)

@@ -54,6 +54,8 @@ class GaussianFusion(Base3DDetector):
             ``perspective_head``): image-branch weights loaded at ``init_weights``.
         motion_fit: optional test-time velocity refit on the multi-sweep points (lidar branch only; as
             :class:`VoxelDetector`'s).
+        channels_last: the fuser, BEV backbone, neck and heads with channels-last (NHWC) weights
+            (:meth:`~perception3d.models.detectors.base.Base3DDetector.use_channels_last`).
         point_cloud_range, voxel_size: the geometry, written once here (voxelization, pillar grid, Gaussian range,
             splat range, head).
     A training batch with lidar and fewer than 2 points in range is skipped with a warning (as VoxelDetector).
@@ -72,7 +74,8 @@ class GaussianFusion(Base3DDetector):
                  aux_head: Optional[dict] = None, aux_weight: float = 1.0, image_init: Optional[dict] = None,
                  point_cloud_range: Optional[List[float]] = None,
                  voxel_size: Optional[List[float]] = None, data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None, motion_fit: Optional[dict] = None) -> None:
+                 init_cfg: Optional[dict] = None, motion_fit: Optional[dict] = None,
+                 channels_last: bool = False) -> None:
         lidar = [voxel_encoder, bev_scatter, fuser]
         if any(lidar) and not all(lidar):
             raise ValueError("GaussianFusion: the lidar branch needs voxel_encoder, bev_scatter and fuser together "
@@ -100,6 +103,7 @@ class GaussianFusion(Base3DDetector):
         self.neck = self.build_child(neck, "neck")
         self.head = self.build_child(head, "head")
         self.aux_head = self.build_child(aux_head, "aux_head")
+        self.use_channels_last(channels_last, ("fuser", "backbone", "neck", "head", "aux_head"))
         if not aux_weight >= 0:
             raise ValueError(f"GaussianFusion: aux_weight must be >= 0, got {aux_weight!r}")
         self.aux_weight = float(aux_weight)

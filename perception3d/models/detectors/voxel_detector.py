@@ -38,6 +38,8 @@ class VoxelDetector(Base3DDetector):
             or a list applied in order (e.g. ``dict(type="SweepMotionFit", classes=["truck", "bus"])``,
             :class:`~perception3d.models.heads.SweepMotionFit`; ``classes`` are names of the head's
             ``class_names``); the head's ``heading_from_motion`` rule is applied again to the refitted velocities.
+        channels_last: the 2D backbone, neck and head with channels-last (NHWC) weights
+            (:meth:`~perception3d.models.detectors.base.Base3DDetector.use_channels_last`).
 
     A sample without any point in range gets no boxes. A training batch with fewer than 2 points in range
     (BatchNorm needs 2) is skipped with a warning (a zero loss that keeps every parameter in the graph).
@@ -50,7 +52,7 @@ class VoxelDetector(Base3DDetector):
                  backbone: Optional[dict] = None, neck: Optional[dict] = None,
                  point_cloud_range: Optional[List[float]] = None, voxel_size: Optional[List[float]] = None,
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None,
-                 test_flip: bool = False, motion_fit: Optional[dict] = None):
+                 test_flip: bool = False, motion_fit: Optional[dict] = None, channels_last: bool = False):
         preprocessor = dict(data_preprocessor or dict(type="Det3DDataPreprocessor"))
         preprocessor.setdefault("voxel", True)
         if not preprocessor["voxel"]:
@@ -64,6 +66,7 @@ class VoxelDetector(Base3DDetector):
         self.head = self.build_child(head, "head")
         self.test_flip = bool(test_flip)
         self.motion_fit = self.build_motion_fit(motion_fit, self.head)
+        self.use_channels_last(channels_last, ("backbone", "neck", "head"))
         if self.test_flip:
             check_symmetric_grid(self.head.bbox_coder.pc_range, "VoxelDetector(test_flip=True)")
 
