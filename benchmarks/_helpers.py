@@ -42,6 +42,17 @@ def fmt_load(load: Sequence[float]) -> str:
     return "/".join(f"{v:.2f}" for v in load)
 
 
+def run_line(command: str, machine: Dict[str, Any]) -> str:
+    """The first line of a report: the command, its date and wall time."""
+    return f"`{command}` — {machine['date']}, wall time {machine['wall_s']:.0f} s."
+
+
+def load_text(machine: Dict[str, Any]) -> str:
+    """The load averages at start and end of a run and the ``uptime`` line, as one sentence."""
+    return (f"Load average (1/5/15 min) at start {fmt_load(machine['load_start'])}, at end "
+            f"{fmt_load(machine['load_end'])} (`uptime`: {machine['uptime']}).")
+
+
 def load_test_module(relpath: str) -> ModuleType:
     """A helper module of the test suite, ``tests/<relpath>`` of this checkout (e.g. the deform_attn oracles)."""
     path = REPO / "tests" / relpath

@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, List
 
-from _helpers import add_common_arguments, fmt_load, median, report
+from _helpers import add_common_arguments, load_text, median, report, run_line
 
 SECTION = "attention"
 DEFAULT_SHAPES = ["400x64x4x16", "350x69x8x16", "200x128x4x16", "100x256x4x16", "12x1024x4x32"]
@@ -63,11 +63,10 @@ def render_section(rows: List[Dict[str, Any]], args: argparse.Namespace, machine
     lines = [
         "### Attention: fused CPU kernel vs explicit matmuls (`perception3d.models.layers.attention.sdpa`)",
         "",
-        f"`{command}` — {machine['date']}, wall time {machine['wall_s']:.0f} s.",
+        run_line(command, machine),
         "",
         f"- Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, {args.threads} torch "
-        f"thread(s){'; ' + args.note if args.note else ''}. Load average (1/5/15 min) at start "
-        f"{fmt_load(machine['load_start'])}, at end {fmt_load(machine['load_end'])} (`uptime`: {machine['uptime']}).",
+        f"thread(s){'; ' + args.note if args.note else ''}. " + load_text(machine),
         "- Method: q, k, v (groups, heads, tokens, head dim) random (seed "
         f"{args.seed}); both methods interleaved in one process, median of {args.repeats} passes after "
         f"{args.warmup} warm-up(s). `fwd` = forward with autograd recording; `fwd+bwd` = forward + gradients of q, "

@@ -24,8 +24,8 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 
-from _helpers import (PeakMemory, add_common_arguments, child_main, fmt_load, load_test_module, median, report,
-                      return_freed_memory_to_os, run_in_child)
+from _helpers import (PeakMemory, add_common_arguments, child_main, load_test_module, load_text, median, report,
+                      return_freed_memory_to_os, run_in_child, run_line)
 
 SECTION = "deform_attn"
 METHODS = ("dfa3d", "materialised", "2d", "2d grid_sample")
@@ -152,11 +152,10 @@ def render_section(results: List[Tuple[int, Dict[str, Any]]], args: argparse.Nam
     lines = [
         "### Deformable attention: DFA3D vs materialised volume vs 2D",
         "",
-        f"`{command}` — {machine['date']}, wall time {machine['wall_s']:.0f} s.",
+        run_line(command, machine),
         "",
         f"- Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, {args.threads} torch "
-        f"thread(s){'; ' + args.note if args.note else ''}. Load average (1/5/15 min) at start {fmt_load(machine['load_start'])}, at end "
-        f"{fmt_load(machine['load_end'])} (`uptime`: {machine['uptime']}).",
+        f"thread(s){'; ' + args.note if args.note else ''}. " + load_text(machine),
         f"- Shapes (BEVFormer-like, scaled): {args.cams} cameras folded into the batch, image "
         f"{args.image[0]}x{args.image[1]}, levels (H, W) = {', '.join(f'{h}x{w}' for h, w in st['shapes'])} "
         f"(strides {', '.join(map(str, args.strides))}; S = {st['S']:,} keys per camera), C = {args.channels} = "

@@ -31,8 +31,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from _helpers import (PeakMemory, add_common_arguments, child_main, fmt_load, fmt_number, load_test_module, median,
-                      report, return_freed_memory_to_os, run_in_child)
+from _helpers import (PeakMemory, add_common_arguments, child_main, fmt_number, load_test_module, load_text, median,
+                      report, return_freed_memory_to_os, run_in_child, run_line)
 
 SECTION = "gaussian_splat"
 METHODS = ("splat", "dense", "dense-full")
@@ -241,11 +241,10 @@ def render_section(result: Dict[str, Any], args: argparse.Namespace, machine: Di
     lines = [
         "### Gaussian splatting: truncated pairs vs dense evaluation",
         "",
-        f"`{command}` — {machine['date']}, wall time {machine['wall_s']:.0f} s.",
+        run_line(command, machine),
         "",
         f"- Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, {args.threads} torch "
-        f"thread(s). Load average (1/5/15 min) at start {fmt_load(machine['load_start'])}, at end "
-        f"{fmt_load(machine['load_end'])} (`uptime`: {machine['uptime']}).",
+        f"thread(s). " + load_text(machine),
         f"- Scene: {nx} x {ny} x {nz} voxels of {args.voxel} m ({v:,} voxels), means uniform over the range, "
         f"per-axis scales uniform in the row's range, random rotations, C = {args.channels} features, mode "
         f"\"{args.mode}\", k = {args.k}; float32. `pairs` = voxels inside the clipped truncation cubes (the "

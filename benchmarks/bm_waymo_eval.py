@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, List
 
 import numpy as np
 
-from _helpers import REPO, add_common_arguments, fmt_load, median, report
+from _helpers import REPO, add_common_arguments, load_text, median, report, run_line
 
 SECTION = "waymo_eval"
 
@@ -95,11 +95,10 @@ def render_section(rows: List[Dict[str, Any]], args: argparse.Namespace, machine
     lines = [
         "### Waymo evaluator (`tools/waymo_eval.py`)",
         "",
-        f"`{command}` — {machine['date']}, wall time {machine['wall_s']:.0f} s.",
+        run_line(command, machine),
         "",
         f"- Machine: {machine['cpu']}, {machine['cores']} cores, {args.threads} OpenMP/torch thread(s) for the "
-        f"evaluator{'; ' + args.note if args.note else ''}. Load average (1/5/15 min) at start "
-        f"{fmt_load(machine['load_start'])}, at end {fmt_load(machine['load_end'])} (`uptime`: {machine['uptime']}).",
+        f"evaluator{'; ' + args.note if args.note else ''}. " + load_text(machine),
         f"- Data: synthetic Objects files (benchmarks/bm_waymo_eval.py, seed {args.seed}): {args.gt_per_frame} labels "
         f"and {args.pred_per_frame} predictions per frame (60/30/7/3 % vehicle/pedestrian/cyclist/sign, +-75 m, "
         "noisy copies of the labels plus displaced ones).",
