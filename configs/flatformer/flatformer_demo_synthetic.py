@@ -39,14 +39,17 @@ model = dict(
     # test time: each box's velocity re-measured on the sweeps (the speed whose motion-compensated points are
     # sharpest; docs: model zoo): vehicles along their heading, pedestrians and bicycles in any direction. Where the
     # head says a vehicle moves >= 2 m/s along its heading, the fit keeps the head's direction and measures the speed
-    # (the head gets the direction right; a long vehicle's sharpest alignment can be the mirror one)
+    # (the head gets the direction right; a long vehicle's sharpest alignment can be the mirror one); where it says
+    # >= 4 m/s, from half its speed up (static points in the window can make 0 m/s the sharpest)
     motion_fit=[
         dict(type="SweepMotionFit", classes=["car", "construction_vehicle", "motorcycle"],
-             max_speed=20.0, coarse_step=0.5, speed_step=0.25, bin_size=0.1, prior_sign_speed=2.0),
+             max_speed=20.0, coarse_step=0.5, speed_step=0.25, bin_size=0.1, prior_sign_speed=2.0,
+             prior_floor_speed=4.0),
         # long vehicles: a small sideways speed too (a heading error tilts their motion in the box frame), and
         # every sweep weighs the same (a sweep that saw the vehicle closer holds many more points)
         dict(type="SweepMotionFit", classes=["truck", "bus", "trailer"], max_speed=15.0, lateral_speed=1.5,
-             coarse_step=0.75, speed_step=0.25, bin_size=0.1, balance_sweeps=True, prior_sign_speed=2.0),
+             coarse_step=0.75, speed_step=0.25, bin_size=0.1, balance_sweeps=True, prior_sign_speed=2.0,
+             prior_floor_speed=4.0),
         dict(type="SweepMotionFit", classes=["pedestrian", "bicycle"], max_speed=2.5, lateral_speed=2.5,
              coarse_step=0.5, speed_step=0.25, bin_size=0.1, lateral_margin=0.5, min_points=5),
     ],

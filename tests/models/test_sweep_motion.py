@@ -244,3 +244,42 @@ def test_the_heads_direction_restricts_the_search(prior_speed, rule, want_sign):
 def test_prior_sign_speed_must_not_be_negative():
     with pytest.raises(ValueError, match="prior_sign_speed"):
         SweepMotionFit(prior_sign_speed=-1.0)
+
+
+def _with_static_clutter(pts: torch.Tensor, box, n: int = 200, seed: int = 0) -> torch.Tensor:
+    """Add ``n`` static points (cones, poles) ahead of and behind the box, inside the fit's window, at the same
+    place in every sweep."""
+    g = torch.Generator().manual_seed(seed)
+    x, y, z, length, width, height, yaw = box
+    side = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
+    u = side * (length / 2 + 0.5 + 3.0 * torch.rand(n, generator=g))
+    v = (torch.rand(n, generator=g) - 0.5) * (width + 0.4)
+    zz = 0.5 + 0.5 * torch.rand(n, generator=g)
+    c, s = math.cos(yaw), math.sin(yaw)
+    px, py, pz = x + u * c - v * s, y + u * s + v * c, z - height / 2 + zz
+    chunks = [torch.stack([px, py, pz, torch.ones_like(px), torch.full_like(px, lag)], 1) for lag in LAGS]
+    return torch.cat([pts] + chunks)
+
+
+@pytest.mark.parametrize("floor", [None, 4.0])
+def test_a_fast_head_speed_sets_a_floor_against_static_clutter(floor):
+    """A bus at 8 m/s between static clutter: the clutter's points make 0 m/s the sharpest candidate; with
+    ``prior_floor_speed`` and the head saying 6 m/s, the search starts at half of that and finds 8 m/s."""
+    pts = _with_static_clutter(_sweeps(BUS, 8.0), BUS)
+    c, s = math.cos(BUS[6]), math.sin(BUS[6])
+    boxes = torch.tensor([list(BUS) + [6.0 * c, 6.0 * s]])
+    fit = SweepMotionFit(max_speed=15.0, prior_sign_speed=2.0, prior_floor_speed=floor)
+    along = float((fit(pts, boxes, torch.tensor([0.9]), torch.tensor([2]))[0, 7:9] * torch.tensor([c, s])).sum())
+    if floor is None:
+        assert abs(along) <= 0.25, along  # the clutter wins without the floor
+    else:
+        assert abs(along - 8.0) <= 0.25, along
+    # a head speed below the floor speed leaves the search free
+    slow = torch.tensor([list(BUS) + [3.0 * c, 3.0 * s]])
+    out = SweepMotionFit(max_speed=15.0, prior_floor_speed=4.0)(pts, slow, torch.tensor([0.9]), torch.tensor([2]))
+    assert abs(float((out[0, 7:9] * torch.tensor([c, s])).sum())) <= 0.25
+
+
+def test_prior_floor_arguments_are_checked():
+    with pytest.raises(ValueError, match="prior_floor"):
+        SweepMotionFit(prior_floor_speed=4.0, prior_floor_fraction=1.5)

@@ -94,6 +94,10 @@ class SweepMotionFit(nn.Module):
             searched in that direction (the fit measures the speed, the head keeps the direction): a long vehicle's
             sharpest alignment can be the mirror one, at the opposite speed, while the head's direction is rarely
             wrong once it predicts motion.
+        prior_floor_speed, prior_floor_fraction: if set, a box whose head velocity along its heading is at least
+            ``prior_floor_speed`` (m/s) is only searched from ``prior_floor_fraction`` of that speed up (in its
+            direction): static points in the window (barriers, an oncoming car) can make 0 m/s the sharpest
+            candidate of a moving bus, while the head rarely calls a parked vehicle that fast.
 
     A predicted heading a few degrees off turns a long vehicle's motion partly sideways in the box frame: over a
     0.4 s history at 11 m/s, 0.2 rad is 0.9 m across, so its sides no longer line up under any speed along the
@@ -105,7 +109,8 @@ class SweepMotionFit(nn.Module):
                  lateral_speed: float = 0.0, bin_size: float = 0.2, lateral_margin: float = 0.3,
                  margin: float = 0.5, ground_clearance: float = 0.4, ground_quantile: float = 0.05,
                  top_margin: float = 0.3, min_points: int = 10, coarse_step: Optional[float] = None,
-                 balance_sweeps: bool = False, prior_sign_speed: Optional[float] = None) -> None:
+                 balance_sweeps: bool = False, prior_sign_speed: Optional[float] = None,
+                 prior_floor_speed: Optional[float] = None, prior_floor_fraction: float = 0.5) -> None:
         super().__init__()
         if speed_step <= 0 or max_speed <= 0 or bin_size <= 0 or (coarse_step is not None and coarse_step < speed_step):
             raise ValueError(f"SweepMotionFit: speed_step, max_speed and bin_size must be > 0 and coarse_step (if set) "
@@ -124,6 +129,11 @@ class SweepMotionFit(nn.Module):
         if prior_sign_speed is not None and prior_sign_speed < 0:
             raise ValueError(f"SweepMotionFit: prior_sign_speed must be >= 0 or None, got {prior_sign_speed}")
         self.prior_sign_speed = None if prior_sign_speed is None else float(prior_sign_speed)
+        if prior_floor_speed is not None and (prior_floor_speed < 0 or not 0 <= prior_floor_fraction <= 1):
+            raise ValueError(f"SweepMotionFit: prior_floor_speed must be >= 0 and prior_floor_fraction in [0, 1], "
+                             f"got {prior_floor_speed}, {prior_floor_fraction}")
+        self.prior_floor_speed = None if prior_floor_speed is None else float(prior_floor_speed)
+        self.prior_floor_fraction = float(prior_floor_fraction)
         step = self.coarse_step or self.speed_step
         self.register_buffer("candidates", self.grid(step), persistent=False)
 
@@ -144,10 +154,15 @@ class SweepMotionFit(nn.Module):
 
     def same_direction(self, cand: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
         """The candidates that move along the heading the way the head's velocity ``prior`` does, when its speed
-        along the heading is at least ``prior_sign_speed`` (all candidates otherwise)."""
-        if self.prior_sign_speed is None or abs(float(prior[0])) < self.prior_sign_speed:
-            return cand
-        return cand[cand[:, 0] * float(prior[0]) >= 0]
+        along the heading is at least ``prior_sign_speed``, and at least ``prior_floor_fraction`` of that speed when
+        it is at least ``prior_floor_speed`` (all candidates otherwise)."""
+        along = float(prior[0])
+        keep = torch.ones(len(cand), dtype=torch.bool, device=cand.device)
+        if self.prior_sign_speed is not None and abs(along) >= self.prior_sign_speed:
+            keep &= cand[:, 0] * along >= 0
+        if self.prior_floor_speed is not None and abs(along) >= self.prior_floor_speed:
+            keep &= cand[:, 0] * math.copysign(1.0, along) >= self.prior_floor_fraction * abs(along)
+        return cand if bool(keep.all()) else cand[keep]
 
     def selected(self, boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         keep = (scores >= self.score_threshold) & (boxes[:, 3] >= self.min_length)
