@@ -47,6 +47,11 @@ def run_line(command: str, machine: Dict[str, Any]) -> str:
     return f"`{command}` — {machine['date']}, wall time {machine['wall_s']:.0f} s."
 
 
+def report_head(title: str, command: str, machine: Dict[str, Any], machine_text: str) -> List[str]:
+    """The first lines of a report: ``### title``, the run line and ``- Machine: {machine_text} {load sentence}``."""
+    return [f"### {title}", "", run_line(command, machine), "", f"- Machine: {machine_text} " + load_text(machine)]
+
+
 def load_text(machine: Dict[str, Any]) -> str:
     """The load averages at start and end of a run and the ``uptime`` line, as one sentence."""
     return (f"Load average (1/5/15 min) at start {fmt_load(machine['load_start'])}, at end "

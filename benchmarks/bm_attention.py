@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, List
 
-from _helpers import add_common_arguments, load_text, median, report, run_line
+from _helpers import add_common_arguments, median, report, report_head
 
 SECTION = "attention"
 DEFAULT_SHAPES = ["400x64x4x16", "350x69x8x16", "200x128x4x16", "100x256x4x16", "12x1024x4x32"]
@@ -60,13 +60,10 @@ def run_case(shape: tuple, dtype_name: str, warmup: int, repeats: int, seed: int
 
 
 def render_section(rows: List[Dict[str, Any]], args: argparse.Namespace, machine: Dict[str, Any], command: str) -> str:
-    lines = [
-        "### Attention: fused CPU kernel vs explicit matmuls (`perception3d.models.layers.attention.sdpa`)",
-        "",
-        run_line(command, machine),
-        "",
-        f"- Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, {args.threads} torch "
-        f"thread(s){'; ' + args.note if args.note else ''}. " + load_text(machine),
+    lines = report_head(
+        "Attention: fused CPU kernel vs explicit matmuls (`perception3d.models.layers.attention.sdpa`)", command,
+        machine, f"{machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, {args.threads} torch "
+        f"thread(s){'; ' + args.note if args.note else ''}.") + [
         "- Method: q, k, v (groups, heads, tokens, head dim) random (seed "
         f"{args.seed}); both methods interleaved in one process, median of {args.repeats} passes after "
         f"{args.warmup} warm-up(s). `fwd` = forward with autograd recording; `fwd+bwd` = forward + gradients of q, "

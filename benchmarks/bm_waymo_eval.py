@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, List
 
 import numpy as np
 
-from _helpers import REPO, add_common_arguments, load_text, median, report, run_line
+from _helpers import REPO, add_common_arguments, median, report, report_head
 
 SECTION = "waymo_eval"
 
@@ -92,13 +92,10 @@ def run_case(frames: int, gt_per_frame: int, pred_per_frame: int, let: bool, rep
 
 
 def render_section(rows: List[Dict[str, Any]], args: argparse.Namespace, machine: Dict[str, Any], command: str) -> str:
-    lines = [
-        "### Waymo evaluator (`tools/waymo_eval.py`)",
-        "",
-        run_line(command, machine),
-        "",
-        f"- Machine: {machine['cpu']}, {machine['cores']} cores, {args.threads} OpenMP/torch thread(s) for the "
-        f"evaluator{'; ' + args.note if args.note else ''}. " + load_text(machine),
+    lines = report_head(
+        "Waymo evaluator (`tools/waymo_eval.py`)", command, machine,
+        f"{machine['cpu']}, {machine['cores']} cores, {args.threads} OpenMP/torch thread(s) for the "
+        f"evaluator{'; ' + args.note if args.note else ''}.") + [
         f"- Data: synthetic Objects files (benchmarks/bm_waymo_eval.py, seed {args.seed}): {args.gt_per_frame} labels "
         f"and {args.pred_per_frame} predictions per frame (60/30/7/3 % vehicle/pedestrian/cyclist/sign, +-75 m, "
         "noisy copies of the labels plus displaced ones).",
