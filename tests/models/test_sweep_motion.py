@@ -283,3 +283,14 @@ def test_a_fast_head_speed_sets_a_floor_against_static_clutter(floor):
 def test_prior_floor_arguments_are_checked():
     with pytest.raises(ValueError, match="prior_floor"):
         SweepMotionFit(prior_floor_speed=4.0, prior_floor_fraction=1.5)
+
+
+def test_a_head_speed_beyond_the_search_keeps_the_fastest_candidates():
+    """A head speed whose floor lies beyond ``max_speed`` leaves the fastest candidates in its direction (no empty
+    search): the fit returns the search limit, in the head's direction."""
+    pts = _sweeps(BUS, 8.0)
+    c, s = math.cos(BUS[6]), math.sin(BUS[6])
+    boxes = torch.tensor([list(BUS) + [60.0 * c, 60.0 * s]])
+    fit = SweepMotionFit(max_speed=15.0, coarse_step=0.75, prior_sign_speed=2.0, prior_floor_speed=4.0)
+    out = fit(pts, boxes, torch.tensor([0.9]), torch.tensor([2]))
+    assert abs(float(out[0, 7] * c + out[0, 8] * s) - 15.0) <= 1e-4

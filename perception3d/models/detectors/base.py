@@ -93,9 +93,8 @@ class Base3DDetector(Base3DModel):
         """With ``enabled``, store the 4-D weights of the dense 2D sub-modules ``names`` channels-last (NHWC): their
         convolutions then run in oneDNN's preferred layout on CPU, without reorders (a lidar demo training step
         is ~9 % faster under bfloat16 autocast). Same math; ``load_state_dict`` copies into the existing tensors, so
-        loaded checkpoints keep the layout. Sets ``self.channels_last``."""
-        self.channels_last = bool(enabled)
-        if self.channels_last:
+        loaded checkpoints keep the layout."""
+        if enabled:
             for name in names:
                 module = getattr(self, name, None)
                 if module is not None:

@@ -152,16 +152,18 @@ class SweepMotionFit(nn.Module):
         best = torch.nonzero(counts == counts.min()).squeeze(1)
         return cand[best[(cand[best] - prior).norm(dim=1).argmin()]].tolist()
 
-    def same_direction(self, cand: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
-        """The candidates that move along the heading the way the head's velocity ``prior`` does, when its speed
-        along the heading is at least ``prior_sign_speed``, and at least ``prior_floor_fraction`` of that speed when
-        it is at least ``prior_floor_speed`` (all candidates otherwise)."""
+    def within_prior(self, cand: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+        """The candidates the head's velocity ``prior`` allows: moving along the heading its way when its speed
+        along the heading is at least ``prior_sign_speed``, and at least ``prior_floor_fraction`` of that speed (at
+        most the fastest candidate that way, so some remain) when it is at least ``prior_floor_speed``; all
+        candidates otherwise."""
         along = float(prior[0])
+        signed = cand[:, 0] * math.copysign(1.0, along)  # speed along the heading in the head's direction
         keep = torch.ones(len(cand), dtype=torch.bool, device=cand.device)
         if self.prior_sign_speed is not None and abs(along) >= self.prior_sign_speed:
-            keep &= cand[:, 0] * along >= 0
+            keep &= signed >= 0
         if self.prior_floor_speed is not None and abs(along) >= self.prior_floor_speed:
-            keep &= cand[:, 0] * math.copysign(1.0, along) >= self.prior_floor_fraction * abs(along)
+            keep &= signed >= min(self.prior_floor_fraction * abs(along), float(signed.max()))
         return cand if bool(keep.all()) else cand[keep]
 
     def selected(self, boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -217,10 +219,10 @@ class SweepMotionFit(nn.Module):
             c, s = math.cos(float(boxes[k, 6])), math.sin(float(boxes[k, 6]))
             prior = torch.tensor([boxes[k, 7] * c + boxes[k, 8] * s, -boxes[k, 7] * s + boxes[k, 8] * c],
                                  device=cand.device)
-            vu, vv = self.best(uv, lag, self.same_direction(cand, prior), prior)
+            vu, vv = self.best(uv, lag, self.within_prior(cand, prior), prior)
             if self.coarse_step is not None:  # refine on speed_step around the coarse optimum
                 fine = self.grid(self.speed_step, (vu, vv), self.coarse_step).to(cand.device)
-                vu, vv = self.best(uv, lag, self.same_direction(fine, prior), prior)
+                vu, vv = self.best(uv, lag, self.within_prior(fine, prior), prior)
             out[k, 7], out[k, 8] = vu * c - vv * s, vu * s + vv * c
         return out
 

@@ -1,9 +1,9 @@
 """Scaled dot-product attention without a mask, with the faster CPU path for short half-precision training.
 
 PyTorch's fused CPU attention (``F.scaled_dot_product_attention``, a flash kernel) has a slow backward in
-bfloat16 / float16: at FlatFormer's groups (64 tokens, head dim 16) its backward takes about 14x its forward,
+bfloat16 / float16: at FlatFormer's groups (64-69 tokens, head dim 16) its backward takes about 12x its forward,
 while the explicit ``softmax(q k^T / sqrt(d)) v`` (batched matmuls, softmax in float32) does forward + backward
-about 6x faster (``tools/benchmark.py attention`` measures both; results in docs/benchmarks.md). For long key
+3.7-6.2x faster (``tools/benchmark.py attention`` measures both; results in docs/benchmarks.md). For long key
 sequences the fused kernel wins (it never builds the L_q x L_k score matrix), and in float32 its backward is
 fast, so only short keys (<= ``EXPLICIT_MAX_KEYS``) of a half-precision CPU tensor that autograd records take
 the explicit path.

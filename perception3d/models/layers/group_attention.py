@@ -53,8 +53,9 @@ class GroupAttention(nn.Module):
         b_qk = None if self.q_proj.bias is None else torch.cat([self.q_proj.bias, self.k_proj.bias], 0)
         qk = linear_act(x + pe, w_qk, b_qk).view(ng, g, 2, h, d)
         v = linear_act(x, self.v_proj.weight, self.v_proj.bias).view(ng, g, h, d)
-        # strided (ng, h, G, d) views: SDPA takes them as they are and returns its output laid out as
-        # (ng, G, h, d), so the transpose back below is free
+        # strided (ng, h, G, d) views: the fused kernel takes them as they are and returns its output laid out as
+        # (ng, G, h, d), so the transpose back below is free (the explicit training path returns (ng, h, G, d): one
+        # copy)
         o = sdpa(qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), v.transpose(1, 2))
         o = o.transpose(1, 2).reshape(p, c)
         if residual is None:
