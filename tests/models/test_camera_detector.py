@@ -203,8 +203,9 @@ def _model(cfg):
     return MODELS.build(cfg.model)
 
 
-def test_camera_detector_shapes_and_gradients(batch):
-    model = _model(_cfg())
+@pytest.mark.parametrize("camera_prior", [None, {"ground_z": -1.95}])
+def test_camera_detector_shapes_and_gradients(batch, camera_prior):
+    model = _model(_cfg(extra={"model.depth_head.camera_prior": camera_prior}))
     data = model.data_preprocessor(batch, True)
     assert tuple(data["inputs"]["img"].shape) == (2, 6, 3, 45, 80)
     assert tuple(data["data_samples"][0].gt_depth.shape) == (6, 6, 10)
