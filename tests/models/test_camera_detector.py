@@ -417,14 +417,16 @@ def test_encoder_anchor_z_range_and_query_init():
 
 
 def test_camera_ray_prior_hand_case_and_depth_head():
-    """A horizontal camera 1.5 m above a flat ground (lidar frame z = -1.5 at the ground), focal 15 px, 40 x 20 image:
-    the ray of a feature cell r rows (v = (i + 0.5) * stride px) below the horizon (v = 10 px) meets the ground at
+    """A horizontal camera 1.5 m above a flat ground (camera at z = 0.5, ground at z = -1 in the lidar frame), focal
+    15 px, 40 x 20 image: the ray of a feature cell r rows (v = (i + 0.5) * stride px) below the horizon (v = 10 px) meets the ground at
     depth 1.5 * 15 / (v - 10); rows at or above the horizon never meet it (z = 2, flag 0); the direction is the unit
     ray in the lidar frame. The depth head with ``camera_prior`` takes 5 more input channels and needs lidar2img."""
     from perception3d.models.lifting.depth_head import DepthHead, camera_ray_prior
 
-    lidar2img = _cam(0.0)[None]  # camera at the lidar origin looking along +x
-    prior = camera_ray_prior(lidar2img, (5, 10), 4.0, -1.5, BINS)  # cells of 4 px: v = 2, 6, 10, 14, 18
+    shift = torch.eye(4)
+    shift[:3, 3] = torch.tensor([3.0, -2.0, -0.5])  # camera centre at (-3, 2, 0.5) in the lidar frame
+    lidar2img = (_cam(0.0) @ shift)[None]  # looking along +x, 1.5 m above the ground z = -1.0
+    prior = camera_ray_prior(lidar2img, (5, 10), 4.0, -1.0, BINS)  # cells of 4 px: v = 2, 6, 10, 14, 18
     assert prior.shape == (1, 5, 5, 10)
     for i, v in enumerate([2.0, 6.0, 10.0, 14.0, 18.0]):
         if v > 10.0:
@@ -439,7 +441,7 @@ def test_camera_ray_prior_hand_case_and_depth_head():
     torch.testing.assert_close(prior[0, 2:, 4, 7], ray / ray.norm(), atol=1e-5, rtol=0)
 
     torch.manual_seed(0)
-    head = DepthHead(8, 8, BINS, camera_prior=dict(ground_z=-1.5, feat_strides=[4, 8]))
+    head = DepthHead(8, 8, BINS, camera_prior=dict(ground_z=-1.0, feat_strides=[4, 8]))
     assert head.net[0].in_channels == 8 + 5
     feats = [torch.randn(2, 8, 5, 10), torch.randn(2, 8, 3, 5)]
     logits = head(feats, lidar2img.expand(1, 2, 4, 4))
