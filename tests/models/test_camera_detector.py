@@ -203,9 +203,8 @@ def _model(cfg):
     return MODELS.build(cfg.model)
 
 
-@pytest.mark.parametrize("camera_prior", [None, {"ground_z": -1.95}])
-def test_camera_detector_shapes_and_gradients(batch, camera_prior):
-    model = _model(_cfg(extra={"model.depth_head.camera_prior": camera_prior}))
+def test_camera_detector_shapes_and_gradients(batch):
+    model = _model(_cfg())
     data = model.data_preprocessor(batch, True)
     assert tuple(data["inputs"]["img"].shape) == (2, 6, 3, 45, 80)
     assert tuple(data["data_samples"][0].gt_depth.shape) == (6, 6, 10)
@@ -414,43 +413,3 @@ def test_encoder_anchor_z_range_and_query_init():
     assert float(base.bev_embedding.weight.std()) == pytest.approx(1.0, rel=0.3)
     with pytest.raises(ValueError, match="anchor_z_range"):
         BEVLiftingEncoder(**kw, anchor_z_range=(1.0, -3.0))
-
-
-def test_camera_ray_prior_hand_case_and_depth_head():
-    """A horizontal camera 1.5 m above a flat ground (camera at z = 0.5, ground at z = -1 in the lidar frame), focal
-    15 px, 40 x 20 image: the ray of a feature cell r rows (v = (i + 0.5) * stride px) below the horizon (v = 10 px) meets the ground at
-    depth 1.5 * 15 / (v - 10); rows at or above the horizon never meet it (z = 2, flag 0); the direction is the unit
-    ray in the lidar frame. The depth head with ``camera_prior`` takes 5 more input channels and needs lidar2img."""
-    from perception3d.models.lifting.depth_head import DepthHead, camera_ray_prior
-
-    shift = torch.eye(4)
-    shift[:3, 3] = torch.tensor([3.0, -2.0, -0.5])  # camera centre at (-3, 2, 0.5) in the lidar frame
-    lidar2img = (_cam(0.0) @ shift)[None]  # looking along +x, 1.5 m above the ground z = -1.0
-    prior = camera_ray_prior(lidar2img, (5, 10), 4.0, -1.0, BINS)  # cells of 4 px: v = 2, 6, 10, 14, 18
-    assert prior.shape == (1, 5, 5, 10)
-    for i, v in enumerate([2.0, 6.0, 10.0, 14.0, 18.0]):
-        if v > 10.0:
-            d = 1.5 * 15.0 / (v - 10.0)
-            expect = min(max((d - BINS[0]) / (BINS[1] - BINS[0]), -0.5), 2.0)
-            torch.testing.assert_close(prior[0, 0, i], torch.full((10,), expect), atol=1e-5, rtol=0)
-            assert bool((prior[0, 1, i] == 1).all())
-        else:
-            assert bool((prior[0, 0, i] == 2.0).all()) and bool((prior[0, 1, i] == 0).all())
-    u, v = 4.0 * 7 + 2.0, 18.0  # cell (4, 7): ray (1, -(u - 20) / 15, -(v - 10) / 15) in the lidar frame
-    ray = torch.tensor([1.0, -(u - 20.0) / 15.0, -(v - 10.0) / 15.0])
-    torch.testing.assert_close(prior[0, 2:, 4, 7], ray / ray.norm(), atol=1e-5, rtol=0)
-
-    torch.manual_seed(0)
-    head = DepthHead(8, 8, BINS, camera_prior=dict(ground_z=-1.0, feat_strides=[4, 8]))
-    assert head.net[0].in_channels == 8 + 5
-    feats = [torch.randn(2, 8, 5, 10), torch.randn(2, 8, 3, 5)]
-    logits = head(feats, lidar2img.expand(1, 2, 4, 4))
-    assert [tuple(lg.shape) for lg in logits] == [(2, 112, 5, 10), (2, 112, 3, 5)]
-    with pytest.raises(ValueError, match="needs lidar2img"):
-        head(feats)
-    with pytest.raises(ValueError, match="camera_prior takes ground_z"):
-        DepthHead(8, 8, BINS, camera_prior=dict(height=1.5))
-    # the prior reaches the logits: the same weights with another ground height give other logits
-    head2 = DepthHead(8, 8, BINS, camera_prior=dict(ground_z=-3.0, feat_strides=[4, 8]))
-    head2.load_state_dict(head.state_dict())
-    assert not torch.allclose(head2(feats, lidar2img.expand(1, 2, 4, 4))[0], logits[0])

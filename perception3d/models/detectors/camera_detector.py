@@ -159,17 +159,15 @@ class CameraDetector(Base3DDetector):
                                     "train the image branch first, e.g. configs/dfa3d/img_pretrain_synthetic.py")
 
     # -------------------------------------------------------------- features
-    def image_branch(self, img: torch.Tensor, gt_depth: Optional[torch.Tensor] = None,
-                     lidar2img: Optional[torch.Tensor] = None
+    def image_branch(self, img: torch.Tensor, gt_depth: Optional[torch.Tensor] = None
                      ) -> Tuple[List[torch.Tensor], Optional[List[torch.Tensor]], Optional[List[torch.Tensor]]]:
-        """Images (B, N, 3, H, W) (and their (B, N, 4, 4) ``lidar2img``, for a depth head with a camera prior) ->
-        (image FPN levels (B*N, C, H_l, W_l), depth logits per level (B*N, N_d, H_l, W_l) or None, depth
-        distributions per level (B, N, N_d, H_l, W_l) or None)."""
+        """Images (B, N, 3, H, W) -> (image FPN levels (B*N, C, H_l, W_l), depth logits per level
+        (B*N, N_d, H_l, W_l) or None, depth distributions per level (B, N, N_d, H_l, W_l) or None)."""
         B, N = img.shape[:2]
         feats = self.img_neck(self.img_backbone(img.flatten(0, 1)))
         logits = dists = None
         if self.depth_head is not None:
-            logits = self.depth_head(feats, lidar2img)
+            logits = self.depth_head(feats)
             dists = [lg.softmax(1) for lg in logits]
             if self.depth_source == "lidar_gt":
                 if gt_depth is None:
@@ -186,7 +184,7 @@ class CameraDetector(Base3DDetector):
         """Images -> (BEV encoder output (B, C, bev_h, bev_w), depth logits, image FPN levels); ``prev`` = the
         encoder's ``prev_bev`` / ``cur2prev`` / ``prev_valid`` (temporal models)."""
         B, N, _, H, W = img.shape
-        feats, logits, dists = self.image_branch(img, gt_depth, lidar2img)
+        feats, logits, dists = self.image_branch(img, gt_depth)
         bev = self.bev_encoder([f.unflatten(0, (B, N)) for f in feats], dists, lidar2img, (H, W), **(prev or {}))
         return bev, logits, feats
 
@@ -258,7 +256,7 @@ class CameraDetector(Base3DDetector):
         """Inference with the kept history: the image branch batched, then the BEV encoder frame by frame in the
         batch's order, each with the stored BEV of its scene (if it follows it) -> (B, C, bev_h, bev_w)."""
         B, N, _, H, W = img.shape
-        feats, _, dists = self.image_branch(img, gt_depth, lidar2img)
+        feats, _, dists = self.image_branch(img, gt_depth)
         feats = [f.unflatten(0, (B, N)) for f in feats]
         out = []
         for b, sample in enumerate(data_samples):

@@ -54,29 +54,23 @@ class CameraImagePretrainer(Base3DDetector):
         self.perspective_head = self.build_child(perspective_head, "perspective_head")
 
     def extract_feat(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None):
-        """Images (B, N, 3, H, W) -> (FPN levels (B*N, C, H_l, W_l), depth logits per level or None). A depth head
-        with a camera prior needs the samples' ``lidar2img``."""
+        """Images (B, N, 3, H, W) -> (FPN levels (B*N, C, H_l, W_l), depth logits per level or None)."""
         img = camera_images(inputs, "CameraImagePretrainer")
         feats = self.img_neck(self.img_backbone(img.flatten(0, 1)))
-        if self.depth_head is None:
-            return feats, None
-        lidar2img = None
-        if self.depth_head.camera_prior is not None:
-            lidar2img = camera_meta(data_samples, img, "CameraImagePretrainer")[0]
-        return feats, self.depth_head(feats, lidar2img)
+        return feats, (self.depth_head(feats) if self.depth_head is not None else None)
 
     def _forward(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None):
-        return self.extract_feat(inputs, data_samples)
+        return self.extract_feat(inputs)
 
     def loss(self, inputs: dict, data_samples: List[Det3DDataSample]) -> dict:
-        feats, logits = self.extract_feat(inputs, data_samples)
+        feats, logits = self.extract_feat(inputs)
         lidar2img, gt_depth = camera_meta(data_samples, inputs["img"], "CameraImagePretrainer")
         return image_branch_losses(self, logits, feats, data_samples, lidar2img, gt_depth)
 
     def predict(self, inputs: dict, data_samples: Optional[List[Det3DDataSample]] = None) -> List[Det3DDataSample]:
         """Fills ``pred_depth`` (N_cam, h0, w0) metres of every sample."""
+        feats, logits = self.extract_feat(inputs)
         camera_meta(data_samples, inputs["img"], "CameraImagePretrainer")  # the samples must carry lidar2img
-        feats, logits = self.extract_feat(inputs, data_samples)
         if logits is None:
             raise ValueError("CameraImagePretrainer: predict needs a depth_head (it predicts depth maps)")
         B, N = inputs["img"].shape[:2]

@@ -6,7 +6,7 @@ z = (d - d_min) / (d_max - d_min) — the z convention of :func:`perception3d.op
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -66,35 +66,6 @@ def lidar_depth_distribution(gt_depth: torch.Tensor, pred_dist: torch.Tensor,
     return torch.where((k >= 0).unsqueeze(-3), onehot, pred_dist)
 
 
-def camera_ray_prior(lidar2img: torch.Tensor, size: Tuple[int, int], stride: float, ground_z: float,
-                     depth_bins: Sequence[float]) -> torch.Tensor:
-    """Per-pixel camera geometry of a feature map, (B', 5, h, w): the depth at which the pixel's ray meets the flat
-    ground ``z = ground_z`` (lidar frame), normalised like the depth bins (z = (d - d_min) / (d_max - d_min),
-    clamped to [-0.5, 2]; 2 where the ray never meets the ground in front of the camera), a flag that it does, and
-    the ray's unit direction in the lidar frame.
-
-    Args:
-        lidar2img: (B', 4, 4) lidar frame -> pixels (corner origin) of the input image; depth = camera z.
-        size: (h, w) of the feature map; stride: its pixel stride (cell (i, j) centred at ((j + .5) s, (i + .5) s)).
-    """
-    d_min, d_max = float(depth_bins[0]), float(depth_bins[1])
-    h, w = int(size[0]), int(size[1])
-    inv = torch.linalg.inv(lidar2img.double())  # (B', 4, 4): [u d, v d, d, 1] -> lidar
-    v, u = torch.meshgrid((torch.arange(h, dtype=torch.float64, device=inv.device) + 0.5) * stride,
-                          (torch.arange(w, dtype=torch.float64, device=inv.device) + 0.5) * stride, indexing="ij")
-    pix = torch.stack([u, v, torch.ones_like(u)], 0).reshape(3, -1)  # (3, h w)
-    ray = inv[:, :3, :3] @ pix  # (B', 3, h w): lidar displacement per metre of camera depth
-    origin_z = inv[:, 2, 3].unsqueeze(-1)  # (B', 1) camera centre height
-    dz = ray[:, 2]
-    hits = dz < -1e-9
-    depth = (float(ground_z) - origin_z) / torch.where(hits, dz, torch.full_like(dz, -1.0))
-    hits = hits & (depth > 0)
-    z = torch.where(hits, ((depth - d_min) / (d_max - d_min)).clamp(-0.5, 2.0), torch.full_like(depth, 2.0))
-    direction = ray / ray.norm(dim=1, keepdim=True)
-    out = torch.cat([z[:, None], hits[:, None].double(), direction], 1)
-    return out.reshape(-1, 5, h, w).to(lidar2img.dtype)
-
-
 @MODELS.register_module()
 class DepthHead(nn.Module):
     """Depth-bin logits for every FPN level (one conv head shared by the levels).
@@ -103,53 +74,21 @@ class DepthHead(nn.Module):
         in_channels: FPN channels; mid_channels: hidden channels.
         depth_bins: (d_min, d_max, step) metres.
         loss_weight: weight of the cross-entropy on pixels with a lidar depth inside the bins.
-        camera_prior: optional ``dict(ground_z=..., feat_strides=(8, 16, 32, 64))``: camera-aware depth (as
-            BEVDepth feeds the camera parameters to its depth net): 5 channels of per-pixel geometry
-            (:func:`camera_ray_prior`: the depth where the pixel's ray meets a flat ground at ``ground_z`` metres in
-            the lidar frame, a hit flag, the ray direction) are appended to the features. A convolution cannot
-            tell where in the image a cell is, yet there the depth of the road and of what stands on it is mostly
-            a function of the image row and the camera's mounting. ``forward`` then needs ``lidar2img``.
     """
 
     def __init__(self, in_channels: int, mid_channels: int = 64, depth_bins: Sequence[float] = (1.0, 60.0, 0.5),
-                 loss_weight: float = 1.0, camera_prior: Optional[dict] = None) -> None:
+                 loss_weight: float = 1.0) -> None:
         super().__init__()
         self.depth_bins = tuple(float(v) for v in depth_bins)
         self.num_bins = num_depth_bins(self.depth_bins)
         self.loss_weight = float(loss_weight)
-        self.camera_prior = None
-        if camera_prior is not None:
-            unknown = sorted(set(camera_prior) - {"ground_z", "feat_strides"})
-            if unknown or "ground_z" not in camera_prior:
-                raise ValueError(f"DepthHead: camera_prior takes ground_z (metres, lidar frame) and optional "
-                                 f"feat_strides, got {dict(camera_prior)}")
-            self.camera_prior = dict(ground_z=float(camera_prior["ground_z"]),
-                                     feat_strides=[int(s) for s in camera_prior.get("feat_strides", (8, 16, 32, 64))])
-        extra = 5 if self.camera_prior is not None else 0
-        self.net = nn.Sequential(nn.Conv2d(in_channels + extra, mid_channels, 3, padding=1, bias=False),
+        self.net = nn.Sequential(nn.Conv2d(in_channels, mid_channels, 3, padding=1, bias=False),
                                  nn.BatchNorm2d(mid_channels), nn.ReLU(inplace=True),
                                  nn.Conv2d(mid_channels, self.num_bins, 1))
 
-    def forward(self, feats: Sequence[torch.Tensor], lidar2img: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
-        """List of (B', C, H_l, W_l) -> list of logits (B', N_d, H_l, W_l). ``lidar2img`` (B', 4, 4) (or
-        (B, N, 4, 4) for B' = B N images) is required with ``camera_prior``."""
-        if self.camera_prior is None:
-            return [self.net(f) for f in feats]
-        if lidar2img is None:
-            raise ValueError("DepthHead: camera_prior needs lidar2img (the images' (B, N, 4, 4) projections)")
-        mats = lidar2img.reshape(-1, 4, 4)
-        strides = self.camera_prior["feat_strides"]
-        if len(strides) < len(feats) or mats.shape[0] != feats[0].shape[0]:
-            raise ValueError(f"DepthHead: camera_prior has feat_strides {strides} and {mats.shape[0]} projections "
-                             f"for {len(feats)} levels of {feats[0].shape[0]} images")
-        out = []
-        for f, s in zip(feats, strides):
-            prior = camera_ray_prior(mats, tuple(f.shape[-2:]), s, self.camera_prior["ground_z"], self.depth_bins)
-            x = torch.cat([f, prior.to(f.dtype)], 1)
-            if f.is_contiguous(memory_format=torch.channels_last) and not f.is_contiguous():
-                x = x.contiguous(memory_format=torch.channels_last)
-            out.append(self.net(x))
-        return out
+    def forward(self, feats: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        """List of (B', C, H_l, W_l) -> list of logits (B', N_d, H_l, W_l)."""
+        return [self.net(f) for f in feats]
 
     def loss(self, logits: Sequence[torch.Tensor], gt_depth: torch.Tensor) -> torch.Tensor:
         """Cross-entropy over bins on valid pixels of all levels (mean over valid pixels).
