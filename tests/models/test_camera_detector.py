@@ -413,3 +413,37 @@ def test_encoder_anchor_z_range_and_query_init():
     assert float(base.bev_embedding.weight.std()) == pytest.approx(1.0, rel=0.3)
     with pytest.raises(ValueError, match="anchor_z_range"):
         BEVLiftingEncoder(**kw, anchor_z_range=(1.0, -3.0))
+
+
+def test_geometry_stays_float32_under_bfloat16_autocast(monkeypatch):
+    """Under bfloat16 autocast the linear layers run in bfloat16 but the projected anchors, sampling locations,
+    attention weights and the DFA3D op get float32 (a bfloat16 pixel coordinate of a 400-pixel image is off by up to
+    a pixel); the output stays close to the float32 one. Float64 stays float64 (gradient checks)."""
+    import perception3d.models.lifting.spatial_cross_attn as sca_mod
+
+    seen = []
+    real = sca_mod.dfa3d
+
+    def spy(value, depth, shapes, starts, loc, attn, **kw):
+        seen.append((value.dtype, depth.dtype, loc.dtype, attn.dtype))
+        return real(value, depth, shapes, starts, loc, attn, **kw)
+
+    monkeypatch.setattr(sca_mod, "dfa3d", spy)
+    lidar2img, anchors = _hand_case()
+    shapes, starts, S = _levels()
+    C = 8
+    m = _sca("dfa3d", C)
+    g = torch.Generator().manual_seed(0)
+    value = torch.randn(1, 2, S, C, generator=g)
+    depth = torch.rand(1, 2, S, 112, generator=g).softmax(-1)
+    query = torch.randn(1, 4, C, generator=g)
+    args = (torch.zeros_like(query), anchors, value, depth, shapes, starts, lidar2img, (20, 40))
+    ref = m(query, *args)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(query.bfloat16(), *args[:2], value.bfloat16(), *args[3:])
+    assert seen[0] == (torch.float32,) * 4 and seen[1] == (torch.float32,) * 4
+    torch.testing.assert_close(out.float(), ref, atol=0.05, rtol=0.05)
+    m.double()
+    m(query.double(), args[0].double(), anchors.double(), value.double(), depth.double(), *args[4:6],
+      lidar2img.double(), (20, 40))
+    assert seen[2] == (torch.float64,) * 4

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ...registry import MODELS
-from .spatial_cross_attn import SpatialCrossAttention, flatten_camera_levels
+from .spatial_cross_attn import SpatialCrossAttention, flatten_camera_levels, geometry_dtype
 from .temporal import TemporalSelfAttention, align_bev
 
 
@@ -147,15 +147,18 @@ class BEVLiftingEncoder(nn.Module):
                 raise ValueError("BEVLiftingEncoder: prev_bev given but the encoder has no temporal_attn")
             if cur2prev is None:
                 raise ValueError("BEVLiftingEncoder: prev_bev needs cur2prev (B, 4, 4)")
-            prev = self.align_prev(prev_bev.to(mlvl_feats[0].dtype), cur2prev).flatten(2).transpose(1, 2)
+            # resampled in float32 (bfloat16 grid coordinates would be off by up to a quarter cell), then back
+            prev = self.align_prev(prev_bev.to(geometry_dtype(mlvl_feats[0].dtype)), cur2prev)
+            prev = prev.to(mlvl_feats[0].dtype).flatten(2).transpose(1, 2)
         value, shapes, starts, scale = flatten_camera_levels(mlvl_feats, img_shape, self.feat_strides)
         depth = None
         if depth_dists is not None and self.attn_type == "dfa3d":
             depth = torch.cat([d.flatten(3) for d in depth_dists], -1).transpose(2, 3)  # (B, N, S, N_d)
         query = self.bev_embedding.weight[None].expand(B, -1, -1).to(value.dtype)
         pos = self.positional_embedding()[None].expand(B, -1, -1).to(value.dtype)
-        anchors = self.anchors[None].expand(B, -1, -1, -1).to(value.dtype)
+        geo = geometry_dtype(value.dtype)  # anchors and projections never in half precision
+        anchors = self.anchors[None].expand(B, -1, -1, -1).to(geo)
         for layer in self.layers:
-            query = layer(query, pos, anchors, value, depth, shapes, starts, lidar2img.to(value.dtype), img_shape,
+            query = layer(query, pos, anchors, value, depth, shapes, starts, lidar2img.to(geo), img_shape,
                           scale, bev_hw=(self.bev_h, self.bev_w), prev=prev, prev_valid=prev_valid)
         return query.transpose(1, 2).reshape(B, C, self.bev_h, self.bev_w)

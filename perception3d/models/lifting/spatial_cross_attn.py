@@ -22,6 +22,12 @@ from .depth_head import num_depth_bins
 ATTN_TYPES = ("dfa3d", "dfa2d")
 
 
+def geometry_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of sampling geometry for features of ``dtype``: float32 for half precision (bfloat16 / float16
+    under autocast), else ``dtype`` itself (float32, or float64 for gradient checks)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def project_anchors(anchors: torch.Tensor, lidar2img: torch.Tensor, img_shape: Tuple[int, int],
                     depth_bins: Optional[Sequence[float]], eps: float = 1e-5) -> Tuple[torch.Tensor, torch.Tensor]:
     """Project lidar-frame anchors into every camera.
@@ -189,8 +195,13 @@ class SpatialCrossAttention(nn.Module):
                 W / (W_l * stride_l) and H / (H_l * stride_l), for feature maps that cover more than the image
                 (ceil-rounded strided convs); default 1 (level l covers exactly the image).
         Returns: (B, Q, C) = query + dropout(output_proj(mean over hit cameras of the sampled features)).
+
+        Under half-precision autocast the projections, sampling locations, attention weights and the sampling op run
+        in float32 (:func:`geometry_dtype`): in bfloat16 a pixel coordinate of a 400-pixel image is off by up to a
+        pixel and a normalised depth by up to half a 0.5 m bin. The linear layers stay in the autocast dtype.
         """
         B, Q, C = query.shape
+        geo = geometry_dtype(query.dtype)
         N, S = value.shape[1], value.shape[2]
         M, L, Z, P = self.num_heads, self.num_levels, self.num_z, self.num_points
         if self.attn_type == "dfa3d" and depth_dist is None:
@@ -198,22 +209,23 @@ class SpatialCrossAttention(nn.Module):
         if anchors.shape != (B, Q, Z, 3):
             raise ValueError(f"SpatialCrossAttention: anchors must be (B, Q, Z, 3) = ({B}, {Q}, {Z}, 3), "
                              f"got {tuple(anchors.shape)}")
-        loc, valid = project_anchors(anchors, lidar2img, img_shape, self.depth_bins)  # (B,N,Q,Z,3), (B,N,Q,Z)
+        loc, valid = project_anchors(anchors.to(geo), lidar2img.to(geo), img_shape, self.depth_bins)  # (B,N,Q,Z,3)
         cams = CameraRebatch(valid.any(-1))
         Lq = cams.max_len
         q_re, ref = cams.per_query(query + query_pos), cams.per_camera(loc)  # (B*N, Lq, ...)
 
-        off = self.sampling_offsets(q_re).view(B * N, Lq, M, L, Z, P, 2)
+        off = self.sampling_offsets(q_re).to(geo).view(B * N, Lq, M, L, Z, P, 2)
         wh = spatial_shapes.flip(-1).to(off.dtype)  # (L, 2) = (W_l, H_l)
         ref_xy = ref[:, :, None, None, :, None, :2]
         if level_scale is not None:
             ref_xy = ref_xy * level_scale.to(ref.dtype)[None, None, None, :, None, None, :]
         xy = ref_xy + off / wh[None, None, None, :, None, None, :]
         xy = xy.reshape(B * N, Lq, M, L, Z * P, 2)
-        attn = self.attention_weights(q_re).view(B * N, Lq, M, L * Z * P).softmax(-1).view(B * N, Lq, M, L, Z * P)
-        v = self.value_proj(value).reshape(B * N, S, M, C // M)
+        attn = self.attention_weights(q_re).to(geo).view(B * N, Lq, M, L * Z * P).softmax(-1)
+        attn = attn.view(B * N, Lq, M, L, Z * P)
+        v = self.value_proj(value).to(geo).reshape(B * N, S, M, C // M)
         if self.attn_type == "dfa3d":
-            dz = self.sampling_offsets_depth(q_re).view(B * N, Lq, M, L, Z, P, 1) / self.num_bins
+            dz = self.sampling_offsets_depth(q_re).to(geo).view(B * N, Lq, M, L, Z, P, 1) / self.num_bins
             z = (ref[:, :, None, None, :, None, 2:] + dz).reshape(B * N, Lq, M, L, Z * P, 1)
             out = dfa3d(v, depth_dist.reshape(B * N, S, -1).to(v.dtype), spatial_shapes, level_start_index,
                         torch.cat([xy, z], -1), attn, impl=self.impl)

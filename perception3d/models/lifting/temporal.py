@@ -30,6 +30,8 @@ from torch import nn
 
 from perception3d.ops.deform_attn import ms_deform_attn
 
+from .spatial_cross_attn import geometry_dtype
+
 NUM_QUEUES = 2  # the aligned previous BEV and the current queries
 
 
@@ -176,14 +178,15 @@ class TemporalSelfAttention(nn.Module):
             prev = torch.where(prev_valid.to(query.device).view(B, 1, 1), prev, query)
         value = torch.stack([prev, query], 1)  # (B, 2, Q, C)
         q = torch.cat([prev, query + query_pos], -1)  # (B, Q, 2C)
-        off = self.sampling_offsets(q).view(B, Q, M, NUM_QUEUES, P, 2)
-        attn = self.attention_weights(q).view(B, Q, M, NUM_QUEUES, P).softmax(-1)
+        geo = geometry_dtype(query.dtype)  # locations, weights and sampling in float32 under half autocast
+        off = self.sampling_offsets(q).to(geo).view(B, Q, M, NUM_QUEUES, P, 2)
+        attn = self.attention_weights(q).to(geo).view(B, Q, M, NUM_QUEUES, P).softmax(-1)
         wh = torch.tensor([W, H], dtype=off.dtype, device=off.device)
         ref = bev_reference_points(H, W, query.device, off.dtype)
         loc = ref[None, :, None, None, None, :] + off / wh  # (B, Q, M, 2, P, 2)
         loc = loc.permute(0, 3, 1, 2, 4, 5).reshape(B * NUM_QUEUES, Q, M, 1, P, 2)
         attn = attn.permute(0, 3, 1, 2, 4).reshape(B * NUM_QUEUES, Q, M, 1, P)
-        v = self.value_proj(value).reshape(B * NUM_QUEUES, Q, M, C // M)
+        v = self.value_proj(value).to(geo).reshape(B * NUM_QUEUES, Q, M, C // M)
         shapes = torch.tensor([[H, W]], dtype=torch.long, device=query.device)
         starts = torch.zeros(1, dtype=torch.long, device=query.device)
         out = ms_deform_attn(v, shapes, starts, loc, attn, impl=self.impl).view(B, NUM_QUEUES, Q, C).mean(1)
