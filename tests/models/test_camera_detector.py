@@ -303,6 +303,10 @@ def test_configs_build(name, attn_type, depth_source, has_depth_head):
     assert (h, w) == (model.bev_encoder.bev_h, model.bev_encoder.bev_w)  # BEV map = heatmap grid (stride-1 neck)
     test_keys = [t["type"] for t in cfg.test_dataloader.dataset.pipeline]
     assert ("MultiViewDepthMap" in test_keys) == (depth_source == "lidar_gt")
+    # no BEV flip in camera training: it would mirror the labels and lidar2img but not the images (wrong headings)
+    train = cfg.train_dataloader.dataset.pipeline
+    assert not [t for t in train if t["type"] == "RandomFlip3D" and (t.get("flip_ratio_bev_horizontal", 0) > 0
+                                                                      or t.get("flip_ratio_bev_vertical", 0) > 0)]
 
 
 def _bn_lag(model, data, steps: int) -> float:
