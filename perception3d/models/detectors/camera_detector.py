@@ -104,8 +104,6 @@ class CameraDetector(Base3DDetector):
             the module docstring); ``queue_length`` frames per training sample (>= 2, the dataset's
             ``queue_length``), ``max_time_gap`` seconds beyond which the history resets, ``attn`` the
             ``bev_encoder.temporal_attn`` options. None: single frames.
-        channels_last: the image branch and the BEV backbone, neck and head with channels-last (NHWC) weights
-            (:meth:`~perception3d.models.detectors.base.Base3DDetector.use_channels_last`).
     """
 
     IMAGE_MODULES = ("img_backbone", "img_neck", "depth_head", "perspective_head")
@@ -118,7 +116,7 @@ class CameraDetector(Base3DDetector):
                  backbone: Optional[dict] = None, neck: Optional[dict] = None, depth_source: str = "pred",
                  image_init: Optional[dict] = None, point_cloud_range: Optional[List[float]] = None,
                  voxel_size: Optional[List[float]] = None, data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None, temporal: Optional[dict] = None, channels_last: bool = False) -> None:
+                 init_cfg: Optional[dict] = None, temporal: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor, point_cloud_range, voxel_size, init_cfg)
         if depth_source not in DEPTH_SOURCES:
             raise ValueError(f"CameraDetector: depth_source must be one of {DEPTH_SOURCES}, got {depth_source!r}")
@@ -148,7 +146,6 @@ class CameraDetector(Base3DDetector):
             raise ValueError("CameraDetector: bev_encoder.attn_type='dfa3d' needs a depth_head")
         if depth_source == "lidar_gt" and self.bev_encoder.attn_type != "dfa3d":
             raise ValueError("CameraDetector: depth_source='lidar_gt' only matters with attn_type='dfa3d'")
-        self.use_channels_last(channels_last, self.IMAGE_MODULES + ("backbone", "neck", "head"))
 
     def init_weights(self) -> None:
         super().init_weights()
