@@ -156,9 +156,8 @@ class BEVLiftingEncoder(nn.Module):
             depth = torch.cat([d.flatten(3) for d in depth_dists], -1).transpose(2, 3)  # (B, N, S, N_d)
         query = self.bev_embedding.weight[None].expand(B, -1, -1).to(value.dtype)
         pos = self.positional_embedding()[None].expand(B, -1, -1).to(value.dtype)
-        geo = geometry_dtype(value.dtype)  # anchors and projections never in half precision
-        anchors = self.anchors[None].expand(B, -1, -1, -1).to(geo)
+        anchors = self.anchors[None].expand(B, -1, -1, -1)  # the layers project them in geometry_dtype
         for layer in self.layers:
-            query = layer(query, pos, anchors, value, depth, shapes, starts, lidar2img.to(geo), img_shape,
+            query = layer(query, pos, anchors, value, depth, shapes, starts, lidar2img, img_shape,
                           scale, bev_hw=(self.bev_h, self.bev_w), prev=prev, prev_valid=prev_valid)
         return query.transpose(1, 2).reshape(B, C, self.bev_h, self.bev_w)
