@@ -360,9 +360,49 @@ def test_split_order_runs_a_scene_or_frames_in_time_order(datasets):
         split_order(train, frames=[5])
 
 
+def test_concat_fusion_feeds_the_backbone_the_aligned_previous_bev(datasets):
+    """``temporal.concat`` (BEVDet4D's fusion): the backbone sees [current BEV, previous BEV aligned by the ego motion];
+    without history the current BEV repeated; no gradient into the previous half; queue and kept history agree."""
+    train, test, test_queue = datasets
+    model = _cam._model(_temporal_cfg({"model.temporal.concat": True, "model.backbone.in_channels": 32}))
+    C = model.bev_encoder.embed_dims
+    bev = torch.randn(2, C, 16, 16, requires_grad=True)
+    prev_bev = torch.randn(2, C, 16, 16)
+    shift = torch.from_numpy(np.stack([_pose(x=6.4), _pose(yaw=0.5)]))  # 2 cells (3.2 m) along x; a rotation
+    out = model.with_history(bev, dict(prev_bev=prev_bev, cur2prev=shift, prev_valid=torch.tensor([True, False])))
+    assert out.shape == (2, 2 * C, 16, 16)
+    torch.testing.assert_close(out[:, :C], bev)
+    aligned = model.bev_encoder.align_prev(prev_bev, shift)
+    torch.testing.assert_close(out[0, C:], aligned[0])
+    # the hand case: a current cell (ix) reads the previous cell ix + 2 (the ego drove 2 cells forward)
+    torch.testing.assert_close(out[0, C:, :, 4:10], prev_bev[0, :, :, 6:12])
+    torch.testing.assert_close(out[1, C:], bev[1].detach())  # no history: the current BEV again
+    torch.testing.assert_close(model.with_history(bev, None)[:, C:], bev.detach())
+    out.sum().backward()
+    torch.testing.assert_close(bev.grad, torch.ones_like(bev))  # once, through the current half only
+    # training on a queue and the kept history at test time
+    np.random.seed(0)
+    losses = model(**model.data_preprocessor([train[1], train[2]], True), mode="loss")
+    sum(losses.values()).backward()
+    assert model.backbone.blocks[0][0].weight.grad[:, C:].abs().sum() > 0
+    model.eval()
+    model.reset_history()
+    _lift(model, test, 0)
+    kept = _lift(model, test, 1)
+    data = model.data_preprocessor([test_queue[1]], False)
+    img, lidar2img, gt_depth = model._inputs(data["inputs"], data["data_samples"])
+    with torch.no_grad():
+        prev = model.queue_history(data["inputs"], data["data_samples"])
+        queued = model.with_history(model.lift(img, lidar2img, gt_depth, prev)[0], prev)
+    assert kept.shape[1] == 2 * C and not torch.allclose(kept[:, C:], kept[:, :C])
+    torch.testing.assert_close(queued, kept, rtol=1e-4, atol=1e-5)
+
+
 def test_temporal_switch_errors():
     with pytest.raises(ValueError, match="queue_length >= 2"):
         _cam._model(_temporal_cfg({"model.temporal.queue_length": 1}))
+    with pytest.raises(ValueError, match="queue_length >= 2"):
+        _cam._model(_temporal_cfg({"model.temporal.fuse": True}))
     with pytest.raises(ValueError, match="set by temporal"):
         _cam._model(_cam._cfg(extra={"model.bev_encoder.temporal_attn": {}}))
 

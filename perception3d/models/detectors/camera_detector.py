@@ -24,10 +24,11 @@ from ...registry import MODELS
 from ...structures import Det3DDataSample
 from .base import Base3DDetector
 from ..lifting.depth_head import lidar_depth_distribution, pool_depth_targets
+from ..lifting.spatial_cross_attn import geometry_dtype
 from ..lifting.temporal import BEVHistory, cur2prev_matrix, follows, scene_key
 
 DEPTH_SOURCES = ("pred", "lidar_gt")
-TEMPORAL_KEYS = ("queue_length", "max_time_gap", "attn")
+TEMPORAL_KEYS = ("queue_length", "max_time_gap", "attn", "concat")
 
 
 def camera_images(inputs: dict, where: str) -> torch.Tensor:
@@ -103,7 +104,10 @@ class CameraDetector(Base3DDetector):
         temporal: optional ``dict(queue_length=2, max_time_gap=1.0, attn=dict(num_points=4))``: temporal BEV (see
             the module docstring); ``queue_length`` frames per training sample (>= 2, the dataset's
             ``queue_length``), ``max_time_gap`` seconds beyond which the history resets, ``attn`` the
-            ``bev_encoder.temporal_attn`` options. None: single frames.
+            ``bev_encoder.temporal_attn`` options, ``concat`` (default False) BEVDet4D's fusion on top: the
+            previous BEV aligned to the current ego pose is concatenated to the current one before the BEV backbone
+            (which then takes 2 x embed_dims channels; without history, the current BEV is repeated, detached), so
+            the backbone sees an object's displacement between the frames. None: single frames.
     """
 
     IMAGE_MODULES = ("img_backbone", "img_neck", "depth_head", "perspective_head")
@@ -127,7 +131,8 @@ class CameraDetector(Base3DDetector):
             if unknown or queue < 2:
                 raise ValueError(f"CameraDetector: temporal takes {TEMPORAL_KEYS} with queue_length >= 2, got "
                                  f"{dict(temporal)}")
-            self.temporal = dict(queue_length=queue, max_time_gap=float(temporal.get("max_time_gap", 1.0)))
+            self.temporal = dict(queue_length=queue, max_time_gap=float(temporal.get("max_time_gap", 1.0)),
+                                 concat=bool(temporal.get("concat", False)))
             self.history = BEVHistory(self.temporal["max_time_gap"])
             bev_encoder = dict(bev_encoder, temporal_attn=dict(temporal.get("attn") or {}))
         elif bev_encoder.get("temporal_attn") is not None:
@@ -254,7 +259,9 @@ class CameraDetector(Base3DDetector):
     def lift_sequence(self, img: torch.Tensor, lidar2img: torch.Tensor, gt_depth: Optional[torch.Tensor],
                       data_samples: List[Det3DDataSample]) -> torch.Tensor:
         """Inference with the kept history: the image branch batched, then the BEV encoder frame by frame in the
-        batch's order, each with the stored BEV of its scene (if it follows it) -> (B, C, bev_h, bev_w)."""
+        batch's order, each with the stored BEV of its scene (if it follows it) -> the backbone's input
+        (:meth:`with_history`: (B, C, bev_h, bev_w), or 2C channels with ``temporal.concat``). The kept BEV is the
+        encoder output."""
         B, N, _, H, W = img.shape
         feats, _, dists = self.image_branch(img, gt_depth)
         feats = [f.unflatten(0, (B, N)) for f in feats]
@@ -265,8 +272,25 @@ class CameraDetector(Base3DDetector):
             bev = self.bev_encoder([f[b:b + 1] for f in feats], None if dists is None else [d[b:b + 1] for d in dists],
                                    lidar2img[b:b + 1], (H, W), **kw)
             self.history.store(sample.metainfo, bev)
-            out.append(bev)
+            out.append(self.with_history(bev, kw or None))
         return torch.cat(out)
+
+    def with_history(self, bev: torch.Tensor, prev: Optional[dict]) -> torch.Tensor:
+        """The BEV map the backbone sees: the encoder output ``bev`` (B, C, H, W), and with ``temporal.concat``
+        [bev, the previous BEV aligned to the current ego pose] (B, 2C, H, W); samples without history (``prev``
+        None or ``prev_valid`` False) repeat their current BEV, detached (as the previous BEV, it carries no
+        gradient)."""
+        if self.temporal is None or not self.temporal["concat"]:
+            return bev
+        fallback = bev.detach()
+        if prev is None:
+            return torch.cat([bev, fallback], 1)
+        aligned = self.bev_encoder.align_prev(prev["prev_bev"].to(geometry_dtype(bev.dtype)), prev["cur2prev"])
+        aligned = aligned.to(bev.dtype)
+        valid = prev.get("prev_valid")
+        if valid is not None:
+            aligned = torch.where(valid.to(bev.device).view(-1, 1, 1, 1), aligned, fallback)
+        return torch.cat([bev, aligned], 1)
 
     def reset_history(self) -> None:
         """Forget the kept BEVs (temporal models; no-op otherwise)."""
@@ -285,7 +309,7 @@ class CameraDetector(Base3DDetector):
         img, lidar2img, gt_depth = self._inputs(inputs, data_samples)
         prev = self.queue_history(inputs, data_samples) if self.temporal is not None else None
         bev, logits, img_feats = self.lift(img, lidar2img, gt_depth, prev)
-        losses = self.head.loss(self.bev_maps(bev), [s.gt_instances_3d for s in data_samples])
+        losses = self.head.loss(self.bev_maps(self.with_history(bev, prev)), [s.gt_instances_3d for s in data_samples])
         losses.update(image_branch_losses(self, logits, img_feats, data_samples, lidar2img, gt_depth))
         return losses
 
@@ -295,7 +319,8 @@ class CameraDetector(Base3DDetector):
         else:
             img, lidar2img, gt_depth = self._inputs(inputs, data_samples)
             if inputs.get("img_history") is not None:
-                bev = self.lift(img, lidar2img, gt_depth, self.queue_history(inputs, data_samples))[0]
+                prev = self.queue_history(inputs, data_samples)
+                bev = self.with_history(self.lift(img, lidar2img, gt_depth, prev)[0], prev)
             else:
                 bev = self.lift_sequence(img, lidar2img, gt_depth, data_samples)
             maps = self.head(self.bev_maps(bev))
