@@ -228,7 +228,7 @@ def add_nuscenes_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--root", required=True, help="nuScenes dataroot")
     p.add_argument("--version", default="v1.0-trainval", help="table folder, e.g. v1.0-trainval, v1.0-mini")
     p.add_argument("--splits", nargs="+", default=None,
-                   help="split names (default: every split in <version>/splits.json if it exists, else "
+                   help="split names (default: every non-empty split in <version>/splits.json if it exists, else "
                         "train val / mini_train mini_val / test by version; non-predefined names are read "
                         "from splits.json)")
     p.add_argument("--out", default=None, help="output folder (default: --root)")
@@ -241,9 +241,9 @@ def add_nuscenes_parser(subparsers) -> argparse.ArgumentParser:
 
 def _default_splits(root: str, version: str) -> List[str]:
     custom = os.path.join(root, version, "splits.json")
-    if os.path.isfile(custom):  # a tree with custom splits (e.g. the synthetic world): all of them
-        with open(custom) as f:
-            return sorted(json.load(f))
+    if os.path.isfile(custom):  # a tree with custom splits (e.g. the synthetic world): all non-empty ones
+        with open(custom) as f:  # (a world written with --val-scenes 0 has an empty synthetic_val)
+            return sorted(name for name, scenes in json.load(f).items() if scenes)
     if version.endswith("mini"):
         return ["mini_train", "mini_val"]
     if version.endswith("test"):

@@ -182,6 +182,20 @@ def test_predefined_and_unknown_splits(synthetic_nuscenes_root, tmp_path):
             build_nuscenes_index(synthetic_nuscenes_root, VERSION, ["val"], out_dir=str(tmp_path))
 
 
+def test_default_splits_skip_empty_custom_splits(synthetic_nuscenes_root, tmp_path):
+    """A world written with --val-scenes 0 has an empty synthetic_val in splits.json: the CLI's default indexes the
+    other splits instead of failing on it."""
+    from perception3d.datasets.nuscenes_index import _default_splits
+
+    (tmp_path / VERSION).mkdir()
+    with open(os.path.join(synthetic_nuscenes_root, VERSION, "splits.json")) as f:
+        splits = json.load(f)
+    assert all(splits.values())
+    with open(tmp_path / VERSION / "splits.json", "w") as f:
+        json.dump(dict(splits, synthetic_empty=[]), f)
+    assert _default_splits(str(tmp_path), VERSION) == sorted(splits)
+
+
 def test_bad_input_missing_table_and_unknown_token(nusc, synthetic_nuscenes_root, tmp_path):
     root = tmp_path / "tree"
     shutil.copytree(os.path.join(synthetic_nuscenes_root, VERSION), root / VERSION)
