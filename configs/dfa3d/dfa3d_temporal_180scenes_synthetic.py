@@ -3,7 +3,7 @@
 # batch 2, queues of 2 keyframes).
 _base_ = ["./dfa3d_temporal_demo_synthetic.py", "../_base_/datasets/camera_world.py"]
 
-model = dict(temporal=dict(concat=True), backbone=dict(in_channels=2 * {{_base_.embed_dim}}),
+model = dict(temporal=dict(concat=True), backbone=dict(in_channels=128),  # [current, previous] BEV: 2 x embed_dim
              image_init=dict(checkpoint="work_dirs/img_pretrain_180scenes_synthetic/epoch_2.pth"))
 train_dataloader = dict(dataset=dict(_delete_=True, type="ConcatDataset", datasets=[
     {{_base_.train_dataloader.dataset}},

@@ -309,6 +309,34 @@ def test_configs_build(name, attn_type, depth_source, has_depth_head):
                                                                       or t.get("flip_ratio_bev_vertical", 0) > 0)]
 
 
+@pytest.mark.parametrize("name, base", [
+    ("dfa3d_180scenes_synthetic", "dfa3d_demo_synthetic"), ("dfa2d_180scenes_synthetic", "dfa2d_demo_synthetic"),
+    ("dfa3d_gtdepth_180scenes_synthetic", "dfa3d_gtdepth_demo_synthetic"),
+    ("dfa3d_temporal_180scenes_synthetic", "dfa3d_temporal_demo_synthetic"),
+    ("img_pretrain_180scenes_synthetic", "img_pretrain_synthetic")])
+def test_180_scene_configs_add_the_camera_world_to_the_demo_train_split(name, base):
+    """The 180-scene configs train on the demo world's train split + the world `make camera-data` writes, with the
+    base config's pipeline (and queue), and validate as the base config does."""
+    import re
+
+    from mmengine.config import Config
+
+    cfg, ref = (Config.fromfile(str(REPO / f"configs/dfa3d/{n}.py")) for n in (name, base))
+    assert cfg.train_dataloader.dataset.type == "ConcatDataset"
+    demo, world = cfg.train_dataloader.dataset.datasets
+    assert demo == ref.train_dataloader.dataset
+    for key in ("type", "ann_file", "pipeline", "metainfo", "test_mode", "queue_length"):
+        assert world.get(key) == demo.get(key), key
+    make = (REPO / "Makefile").read_text()
+    assert world.data_root.rstrip("/") == re.search(r"^CAMERA_DATA := (\S+)", make, re.M).group(1)
+    assert cfg.val_dataloader == ref.val_dataloader and cfg.val_evaluator == ref.val_evaluator
+    assert not [t for t in world.pipeline if t["type"] == "RandomFlip3D"]
+    if "image_init" in cfg.model:
+        pre = Config.fromfile(str(REPO / "configs/dfa3d/img_pretrain_180scenes_synthetic.py"))
+        assert cfg.model.image_init.checkpoint == (f"work_dirs/img_pretrain_180scenes_synthetic/"
+                                                   f"epoch_{pre.train_cfg.max_epochs}.pth")
+
+
 def _bn_lag(model, data, steps: int) -> float:
     """Relative difference of the eval-mode heatmap logits from the train-mode ones after ``steps`` train-mode
     forward passes on the batch (which update the BatchNorm running statistics)."""
