@@ -45,7 +45,7 @@ demo-data: $(DEMO_WORLD_STAMP)
 	$(VPY) tools/create_data.py gt-database --root $(DEMO_DATA) --split synthetic_train --sweeps-num 4 --load-dim 5 --use-dim 0 1 2 3
 
 # More training scenes for the camera detectors' *_180scenes_synthetic.py configs (configs/dfa3d/README.md): a
-# second world of 160 train scenes (seed 1, no val split, no sweeps), about 0.7 GB and 6-12 min on 2 cores.
+# second world of 160 train scenes (seed 1, no val split, no sweeps): 1.1 GB, about 9 min on one core.
 CAMERA_DATA := data/camera-world
 CAMERA_WORLD := --train-scenes 160 --val-scenes 0 --seed 1 --sweeps 0
 CAMERA_WORLD_STAMP := $(CAMERA_DATA)/.camera-world-160-s1

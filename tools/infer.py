@@ -159,7 +159,12 @@ def _render(inf, res, out_png: Path, score_thr: float) -> str:
     """Bird's-eye PNG of the frame with its predictions: Open3D ``render_frame``, else matplotlib ``plot_bev``."""
     if not os.path.isfile(res.source):
         raise FileNotFoundError(f"--render: cannot re-read the points of {res.source}")
-    points = inf.read_file(res.source)
+    if getattr(inf, "load_dim", None) is None:  # a camera model reads no points: the frame's lidar as backdrop only
+        from perception3d.datasets.io.points import get_point_reader
+
+        points = get_point_reader(res.source)(res.source)[:, :4]
+    else:
+        points = inf.read_file(res.source)
     boxes, names = res.boxes.tensor.numpy(), res.class_names
     try:
         from perception3d.visualization import render_frame

@@ -436,8 +436,10 @@ def test_inferencer_and_infer_tool_run_frames_in_time_order(synthetic_nuscenes_r
     assert len(seq[1].scores) > 0 and not np.array_equal(seq[1].scores, alone.scores)
     infer = _cam._load_tool("infer")
     out = infer.main([CFG, str(ckpt), "--dataset-split", "test", "--frames", "1", "0", "--out-dir", str(tmp_path / "o"),
-                      "--score-thr", "0", "--cfg-options", *[f"{k}={v}" for k, v in opts.items()]])
+                      "--score-thr", "0", "--render", "--cfg-options", *[f"{k}={v}" for k, v in opts.items()]])
     assert [r.token for r in out["results"]] == tokens
+    # --render draws each frame's boxes over its lidar (a camera model reads no points itself)
+    assert sorted(p.name for p in (tmp_path / "o").glob("*.png")) == sorted(f"{t}.png" for t in tokens)
     np.testing.assert_allclose(out["results"][1].scores, seq[1].scores, rtol=1e-5)
     with pytest.raises(SystemExit):
         infer.parse_args([CFG, str(ckpt), "--frames", "1"])
