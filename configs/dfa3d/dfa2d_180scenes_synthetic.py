@@ -1,12 +1,5 @@
-# dfa2d_demo_synthetic.py trained on 180 scenes (1,800 keyframes): the demo world's 20 train scenes + the camera
-# world's 160 (`make camera-data`), 2 epochs = 1,800 iterations at batch 2 (the 20-scene config: 12 x 100), from
-# the image branch pretrained on the same scenes (img_pretrain_180scenes_synthetic.py; train that first).
-_base_ = ["./dfa2d_demo_synthetic.py", "../_base_/datasets/camera_world.py"]
+# dfa2d_demo_synthetic.py (2D deformable attention, no depth head) trained on 180 scenes as
+# dfa3d_180scenes_synthetic.py (same data, budget and pretrained image branch).
+_base_ = ["./dfa3d_180scenes_synthetic.py"]
 
-train_dataloader = dict(dataset=dict(_delete_=True, type="ConcatDataset", datasets=[
-    {{_base_.train_dataloader.dataset}},
-    dict(type="NuScenesDataset", data_root={{_base_.camera_world_root}}, ann_file={{_base_.camera_world_ann_file}},
-         pipeline={{_base_.train_pipeline}}, metainfo=dict(classes={{_base_.class_names}}), test_mode=False)]))
-model = dict(image_init=dict(checkpoint="work_dirs/img_pretrain_180scenes_synthetic/epoch_2.pth"))
-max_epochs = 2
-train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+model = dict(depth_head=None, bev_encoder=dict(attn_type="dfa2d"))

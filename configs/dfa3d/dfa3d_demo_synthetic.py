@@ -70,6 +70,15 @@ test_pipeline = [
     dict(type="ResizeMultiViewImages", scale=img_scale),
     dict(type="PackMultiViewInputs", keys=["img"]),
 ]
+# the lidar-depth variants' test pipeline (dfa3d_gtdepth_*: DFA3D fed with lidar depth needs the depth map at test
+# time too)
+lidar_depth_test_pipeline = [
+    dict(type="LoadPointsFromFile", load_dim=5, use_dim=[0, 1, 2, 3]),
+    dict(type="LoadMultiViewImages"),
+    dict(type="ResizeMultiViewImages", scale=img_scale),
+    dict(type="MultiViewDepthMap", stride=8, depth_range=depth_range),
+    dict(type="PackMultiViewInputs", keys=["img", "gt_depth"]),
+]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader

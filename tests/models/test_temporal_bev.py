@@ -301,10 +301,9 @@ def test_inference_history_resets_at_scene_change_and_time_gap(datasets, model):
     torch.testing.assert_close(_lift(model, test, 1), fresh[1])
 
 
-def test_kept_history_equals_the_queue(datasets, model):
-    """Frame 1 after frame 0 with the kept BEV gives the same BEV as frame 1 with a queue of (0, 1) from the dataset,
-    and predict uses each path."""
-    _, test, test_queue = datasets
+def _kept_and_queued(model, test, test_queue):
+    """The backbone input of test frame 1 (eval mode) after frame 0 with the kept history, and from a queue of (0, 1)
+    from the dataset; and the queue's preprocessed batch."""
     model.eval()
     model.reset_history()
     _lift(model, test, 0)
@@ -312,7 +311,16 @@ def test_kept_history_equals_the_queue(datasets, model):
     data = model.data_preprocessor([test_queue[1]], False)
     img, lidar2img, gt_depth = model._inputs(data["inputs"], data["data_samples"])
     with torch.no_grad():
-        queued = model.lift(img, lidar2img, gt_depth, model.queue_history(data["inputs"], data["data_samples"]))[0]
+        prev = model.queue_history(data["inputs"], data["data_samples"])
+        queued = model.with_history(model.lift(img, lidar2img, gt_depth, prev)[0], prev)
+    return kept, queued, data
+
+
+def test_kept_history_equals_the_queue(datasets, model):
+    """Frame 1 after frame 0 with the kept BEV gives the same BEV as frame 1 with a queue of (0, 1) from the dataset,
+    and predict uses each path."""
+    _, test, test_queue = datasets
+    kept, queued, data = _kept_and_queued(model, test, test_queue)
     torch.testing.assert_close(queued, kept, rtol=1e-4, atol=1e-5)
     with torch.no_grad():
         by_queue = model(**data, mode="predict")[0].pred_instances_3d
@@ -385,15 +393,7 @@ def test_concat_fusion_feeds_the_backbone_the_aligned_previous_bev(datasets):
     losses = model(**model.data_preprocessor([train[1], train[2]], True), mode="loss")
     sum(losses.values()).backward()
     assert model.backbone.blocks[0][0].weight.grad[:, C:].abs().sum() > 0
-    model.eval()
-    model.reset_history()
-    _lift(model, test, 0)
-    kept = _lift(model, test, 1)
-    data = model.data_preprocessor([test_queue[1]], False)
-    img, lidar2img, gt_depth = model._inputs(data["inputs"], data["data_samples"])
-    with torch.no_grad():
-        prev = model.queue_history(data["inputs"], data["data_samples"])
-        queued = model.with_history(model.lift(img, lidar2img, gt_depth, prev)[0], prev)
+    kept, queued, _ = _kept_and_queued(model, test, test_queue)
     assert kept.shape[1] == 2 * C and not torch.allclose(kept[:, C:], kept[:, :C])
     torch.testing.assert_close(queued, kept, rtol=1e-4, atol=1e-5)
 
