@@ -24,7 +24,6 @@ from ...registry import MODELS
 from ...structures import Det3DDataSample
 from .base import Base3DDetector
 from ..lifting.depth_head import lidar_depth_distribution, pool_depth_targets
-from ..lifting.spatial_cross_attn import geometry_dtype
 from ..lifting.temporal import BEVHistory, cur2prev_matrix, follows, scene_key
 
 DEPTH_SOURCES = ("pred", "lidar_gt")
@@ -285,8 +284,7 @@ class CameraDetector(Base3DDetector):
         fallback = bev.detach()
         if prev is None:
             return torch.cat([bev, fallback], 1)
-        aligned = self.bev_encoder.align_prev(prev["prev_bev"].to(geometry_dtype(bev.dtype)), prev["cur2prev"])
-        aligned = aligned.to(bev.dtype)
+        aligned = self.bev_encoder.align_prev(prev["prev_bev"], prev["cur2prev"]).to(bev.dtype)
         valid = prev.get("prev_valid")
         if valid is not None:
             aligned = torch.where(valid.to(bev.device).view(-1, 1, 1, 1), aligned, fallback)

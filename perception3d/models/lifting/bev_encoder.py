@@ -122,8 +122,12 @@ class BEVLiftingEncoder(nn.Module):
 
     def align_prev(self, prev_bev: torch.Tensor, cur2prev: torch.Tensor) -> torch.Tensor:
         """The previous frame's BEV (B, C, bev_h, bev_w) resampled onto this frame's grid (``cur2prev`` (B, 4, 4)
-        current -> previous lidar frame); see :func:`~perception3d.models.lifting.temporal.align_bev`."""
-        return align_bev(prev_bev, cur2prev, self.anchors[:, 0, :2], self.point_cloud_range)
+        current -> previous lidar frame); see :func:`~perception3d.models.lifting.temporal.align_bev`. Resampled in
+        float32 at least (bfloat16 grid coordinates would be off by up to a quarter cell), returned in the input
+        dtype."""
+        aligned = align_bev(prev_bev.to(geometry_dtype(prev_bev.dtype)), cur2prev, self.anchors[:, 0, :2],
+                            self.point_cloud_range)
+        return aligned.to(prev_bev.dtype)
 
     def forward(self, mlvl_feats: List[torch.Tensor], depth_dists: Optional[List[torch.Tensor]],
                 lidar2img: torch.Tensor, img_shape: Tuple[int, int], prev_bev: Optional[torch.Tensor] = None,
@@ -147,9 +151,7 @@ class BEVLiftingEncoder(nn.Module):
                 raise ValueError("BEVLiftingEncoder: prev_bev given but the encoder has no temporal_attn")
             if cur2prev is None:
                 raise ValueError("BEVLiftingEncoder: prev_bev needs cur2prev (B, 4, 4)")
-            # resampled in float32 (bfloat16 grid coordinates would be off by up to a quarter cell), then back
-            prev = self.align_prev(prev_bev.to(geometry_dtype(mlvl_feats[0].dtype)), cur2prev)
-            prev = prev.to(mlvl_feats[0].dtype).flatten(2).transpose(1, 2)
+            prev = self.align_prev(prev_bev, cur2prev).to(mlvl_feats[0].dtype).flatten(2).transpose(1, 2)
         value, shapes, starts, scale = flatten_camera_levels(mlvl_feats, img_shape, self.feat_strides)
         depth = None
         if depth_dists is not None and self.attn_type == "dfa3d":
