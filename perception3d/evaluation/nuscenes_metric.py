@@ -51,6 +51,8 @@ class NuScenesMetric(BaseMetric):
         recall_bands: optional distance band edges in metres, e.g. ``(20, 35)``: adds ``<cls>_recall_0-20m``,
             ``<cls>_recall_20-35m``, ``<cls>_recall_35m+`` (GT boxes matched within 2 m by predictions with score
             >= ``recall_score_th``, on the devkit's filtered boxes; :func:`recall_by_distance`).
+        velocity_by_motion: adds ``<cls>_vel_err_static``, ``<cls>_vel_err_moving`` and ``<cls>_speed_ratio_moving``
+            (velocity errors of static and moving GT boxes, same matching; :func:`velocity_errors_by_motion`).
     """
 
     default_prefix = "nuscenes"
@@ -61,7 +63,7 @@ class NuScenesMetric(BaseMetric):
                  max_boxes_per_sample: int = MAX_BOXES_PER_SAMPLE, config_name: str = "detection_cvpr_2019",
                  collect_device: str = "cpu", prefix: Optional[str] = None, verbose: bool = False,
                  attribute_prior: Optional[str] = None, recall_bands: Optional[Sequence[float]] = None,
-                 recall_score_th: float = 0.3) -> None:
+                 recall_score_th: float = 0.3, velocity_by_motion: bool = False) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.data_root, self.version, self.eval_set = data_root, version, eval_set
         self.classes = tuple(classes or DETECTION_CLASSES)
@@ -76,6 +78,7 @@ class NuScenesMetric(BaseMetric):
         self.attribute_prior_file = attribute_prior
         self._attribute_prior = None
         self.recall_bands, self.recall_score_th = recall_bands, recall_score_th
+        self.velocity_by_motion = bool(velocity_by_motion)
 
     @property
     def attribute_prior(self):
@@ -147,7 +150,8 @@ class NuScenesMetric(BaseMetric):
             metrics = evaluate_submission(json_path, self.data_root, self.version, self.eval_set, out_dir,
                                           nusc=self.nusc, config_name=self.config_name, prefix="",
                                           verbose=self.verbose, recall_bands=self.recall_bands,
-                                          recall_score_th=self.recall_score_th)
+                                          recall_score_th=self.recall_score_th,
+                                          velocity_by_motion=self.velocity_by_motion)
             return metrics  # BaseMetric.evaluate adds "<prefix>/" (default "nuscenes/")
         finally:
             if tmp is not None:

@@ -184,6 +184,29 @@ def summary_to_metrics(summary: Dict[str, Any], prefix: str = "nuscenes") -> Dic
     return out
 
 
+def _score_sorted(preds, cls: str, score_th: float) -> list:
+    return sorted((b for b in preds if b.detection_name == cls and b.detection_score >= score_th),
+                  key=lambda b: -b.detection_score)
+
+
+def _greedy_matches(gts: Sequence[Any], preds: Sequence[Any], dist_th: float) -> List[Tuple[int, Any]]:
+    """(GT index, prediction) pairs: ``preds`` (one class, descending score) each matched to the nearest unmatched GT
+    box whose BEV centre distance is < ``dist_th`` (the devkit's matching rule at one threshold)."""
+    if not gts or not preds:
+        return []
+    gxy = np.array([b.translation[:2] for b in gts], np.float64)
+    free = np.ones(len(gts), bool)
+    pairs = []
+    for b in preds:
+        d = np.linalg.norm(gxy - np.asarray(b.translation[:2], np.float64), axis=1)
+        d[~free] = np.inf
+        k = int(np.argmin(d))
+        if d[k] < dist_th:
+            free[k] = False
+            pairs.append((k, b))
+    return pairs
+
+
 def recall_by_distance(gt_boxes, pred_boxes, bands: Sequence[float], classes: Sequence[str] = DETECTION_CLASSES,
                        dist_th: float = 2.0, score_th: float = 0.3, prefix: str = "nuscenes") -> Dict[str, float]:
     """Recall of each class by distance from the ego, on the devkit's filtered boxes (``DetectionEval.gt_boxes`` /
@@ -209,24 +232,58 @@ def recall_by_distance(gt_boxes, pred_boxes, bands: Sequence[float], classes: Se
                 continue
             band = np.searchsorted(edges, [b.ego_dist for b in g], side="right") - 1
             np.add.at(totals[cls], band, 1)
-            p = sorted((b for b in preds if b.detection_name == cls and b.detection_score >= score_th),
-                       key=lambda b: -b.detection_score)
-            if not p:
-                continue
-            gxy = np.array([b.translation[:2] for b in g], np.float64)
-            free = np.ones(len(g), bool)
-            for b in p:
-                d = np.linalg.norm(gxy - np.asarray(b.translation[:2], np.float64), axis=1)
-                d[~free] = np.inf
-                k = int(np.argmin(d))
-                if d[k] < dist_th:
-                    free[k] = False
-                    hits[cls][band[k]] += 1
+            for k, _ in _greedy_matches(g, _score_sorted(preds, cls, score_th), dist_th):
+                hits[cls][band[k]] += 1
     p = f"{prefix}/" if prefix else ""
     out = {}
     for cls in classes:
         for name, h, t in zip(names, hits[cls], totals[cls]):
             out[f"{p}{cls}_recall_{name}"] = float(h / t) if t else float("nan")
+    return out
+
+
+#: classes whose velocity the devkit scores (it leaves vel_err undefined for cones and barriers)
+VELOCITY_CLASSES = tuple(c for c in DETECTION_CLASSES if c not in ("traffic_cone", "barrier"))
+
+
+def velocity_errors_by_motion(gt_boxes, pred_boxes, classes: Sequence[str] = VELOCITY_CLASSES, dist_th: float = 2.0,
+                       score_th: float = 0.3, moving_speed: float = MOVING_SPEED,
+                       prefix: str = "nuscenes") -> Dict[str, float]:
+    """Velocity errors of each class split by the GT box's motion, on the devkit's filtered boxes (matching as
+    :func:`recall_by_distance`). The devkit's ``vel_err`` averages static and moving boxes: a model that predicts
+    zero velocity everywhere scores the mean GT speed, which hides whether moving objects get any speed at all.
+
+    A matched GT box is moving when its speed > ``moving_speed`` (m/s; GT boxes without a finite velocity are
+    skipped). Keys per class (NaN when the class has no such match):
+    ``<cls>_vel_err_static`` / ``<cls>_vel_err_moving``: mean L2 error of the predicted (vx, vy), m/s;
+    ``<cls>_speed_ratio_moving``: mean over moving matches of the predicted velocity along the GT direction over the
+    GT speed (1 = right speed, 0 = none, negative = backwards). Classes outside :data:`VELOCITY_CLASSES` are skipped.
+    """
+    classes = [c for c in classes if c in VELOCITY_CLASSES]
+    acc = {c: dict(static=[], moving=[], ratio=[]) for c in classes}
+    for token in gt_boxes.sample_tokens:
+        gts = gt_boxes[token]
+        preds = pred_boxes[token] if token in pred_boxes.sample_tokens else []
+        for cls in classes:
+            g = [b for b in gts if b.detection_name == cls]
+            for k, b in _greedy_matches(g, _score_sorted(preds, cls, score_th), dist_th):
+                v_gt = np.asarray(g[k].velocity, np.float64)
+                v_pr = np.asarray(b.velocity, np.float64)
+                if not (np.all(np.isfinite(v_gt)) and np.all(np.isfinite(v_pr))):
+                    continue
+                speed = float(np.linalg.norm(v_gt))
+                err = float(np.linalg.norm(v_pr - v_gt))
+                if speed > moving_speed:
+                    acc[cls]["moving"].append(err)
+                    acc[cls]["ratio"].append(float(v_pr @ v_gt) / speed ** 2)
+                else:
+                    acc[cls]["static"].append(err)
+    p = f"{prefix}/" if prefix else ""
+    out = {}
+    for cls in classes:
+        for key, name in (("static", "vel_err_static"), ("moving", "vel_err_moving"), ("ratio", "speed_ratio_moving")):
+            vals = acc[cls][key]
+            out[f"{p}{cls}_{name}"] = float(np.mean(vals)) if vals else float("nan")
     return out
 
 
@@ -238,11 +295,13 @@ def count_boxes(json_path: str) -> int:
 def evaluate_submission(json_path: str, data_root: str, version: str, eval_set: str, out_dir: str,
                         nusc=None, config_name: str = "detection_cvpr_2019", prefix: str = "nuscenes",
                         verbose: bool = False, recall_bands: Optional[Sequence[float]] = None,
-                        recall_score_th: float = 0.3) -> Dict[str, float]:
+                        recall_score_th: float = 0.3, velocity_by_motion: bool = False) -> Dict[str, float]:
     """Run the devkit's ``DetectionEval`` on a submission JSON; returns the flat metrics dict.
 
     ``recall_bands`` (e.g. (20, 35)) adds each class's recall by distance from the ego (:func:`recall_by_distance`,
-    2 m matching, predictions with score >= ``recall_score_th``) on the same filtered boxes the devkit scores.
+    2 m matching, predictions with score >= ``recall_score_th``) on the same filtered boxes the devkit scores;
+    ``velocity_by_motion`` adds the velocity errors of static and moving GT boxes (:func:`velocity_errors_by_motion`,
+    same matching).
 
     ``eval_set`` is a predefined split (``val``, ``mini_val``, ...) or a custom split from
     ``<data_root>/<version>/splits.json``. ``metrics_summary.json`` is written to ``out_dir``.
@@ -279,4 +338,8 @@ def evaluate_submission(json_path: str, data_root: str, version: str, eval_set: 
         out.update(recall_by_distance(evaluator.gt_boxes, evaluator.pred_boxes, recall_bands,
                                       classes=list(summary["mean_dist_aps"]), score_th=recall_score_th,
                                       prefix=prefix))
+    if velocity_by_motion:
+        out.update(velocity_errors_by_motion(evaluator.gt_boxes, evaluator.pred_boxes,
+                                             classes=list(summary["mean_dist_aps"]), score_th=recall_score_th,
+                                             prefix=prefix))
     return out

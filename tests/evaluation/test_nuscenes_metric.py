@@ -271,13 +271,14 @@ def test_metric_uses_attribute_prior(setup):
     assert attrs == {"vehicle.stopped"}
 
 
-def _box(token, xy, cls="car", score=-1.0, ego_xy=None):
+def _box(token, xy, cls="car", score=-1.0, ego_xy=None, velocity=(0.0, 0.0)):
     from nuscenes.eval.detection.data_classes import DetectionBox
 
     ego = ego_xy if ego_xy is not None else xy
     return DetectionBox(sample_token=token, translation=(xy[0], xy[1], 1.0), size=(2.0, 4.5, 1.6),
-                        rotation=(1.0, 0.0, 0.0, 0.0), ego_translation=(ego[0], ego[1], 0.0), detection_name=cls,
-                        detection_score=score, attribute_name="vehicle.parked" if cls == "car" else "")
+                        rotation=(1.0, 0.0, 0.0, 0.0), velocity=velocity, ego_translation=(ego[0], ego[1], 0.0),
+                        detection_name=cls, detection_score=score,
+                        attribute_name="vehicle.parked" if cls == "car" else "")
 
 
 def test_recall_by_distance_by_hand():
@@ -311,6 +312,62 @@ def test_recall_by_distance_by_hand():
     assert recall_by_distance(gt, pred, (20, 35), ("car",), score_th=0.1)["nuscenes/car_recall_0-20m"] == 1.0
     with pytest.raises(ValueError, match="increasing"):
         recall_by_distance(gt, pred, bands=(35, 20))
+
+
+def test_velocity_errors_by_motion_by_hand():
+    from nuscenes.eval.common.data_classes import EvalBoxes
+
+    from perception3d.evaluation.nuscenes_submission import velocity_errors_by_motion
+
+    gt, pred = EvalBoxes(), EvalBoxes()
+    gt.add_boxes("a", [
+        _box("a", (10, 0)),                             # parked
+        _box("a", (20, 0), velocity=(5.0, 0.0)),        # moving along +x
+        _box("a", (30, 0), velocity=(0.0, 4.0)),        # moving along +y
+        _box("a", (0, 10), velocity=(0.1, 0.0)),        # 0.1 m/s: static (<= 0.2 m/s)
+        _box("a", (0, 20), velocity=(np.nan, np.nan)),  # no GT velocity: skipped
+        _box("a", (5, 5), "pedestrian", velocity=(1.0, 0.0)),
+        _box("a", (0, -5), "traffic_cone")])
+    pred.add_boxes("a", [
+        _box("a", (10.5, 0), score=0.9, velocity=(1.0, 0.0)),   # static, error 1
+        _box("a", (20.5, 0), score=0.8, velocity=(2.5, 0.0)),   # half the speed: error 2.5, ratio 0.5
+        _box("a", (20, 0.5), score=0.1, velocity=(5.0, 0.0)),   # below the score threshold
+        _box("a", (30, 1), score=0.7, velocity=(0.0, -4.0)),    # backwards: error 8, ratio -1
+        _box("a", (0, 10), score=0.6, velocity=(0.1, 3.0)),     # static, error 3
+        _box("a", (0, 20), score=0.6, velocity=(9.0, 9.0)),
+        _box("a", (0, -5), "traffic_cone", score=0.9, velocity=(1.0, 0.0))])
+    r = velocity_errors_by_motion(gt, pred, classes=("car", "pedestrian", "traffic_cone"))
+    assert r["nuscenes/car_vel_err_static"] == pytest.approx(2.0)
+    assert r["nuscenes/car_vel_err_moving"] == pytest.approx(5.25)
+    assert r["nuscenes/car_speed_ratio_moving"] == pytest.approx(-0.25)
+    assert all(math.isnan(r[f"nuscenes/pedestrian_{k}"]) for k in ("vel_err_static", "vel_err_moving",
+                                                                      "speed_ratio_moving"))
+    assert len(r) == 6  # no velocity keys for cones (the devkit does not score their velocity)
+
+
+def test_metric_velocity_by_motion(setup, perfect):
+    """GT as predictions: no velocity error and speed ratio 1; velocities zeroed: the moving error is the GT speed,
+    the ratio 0, the static error stays 0."""
+    r = _run(setup, _samples(setup), velocity_by_motion=True)
+    moving = [c for c in CLASSES if not math.isnan(r.get(f"nuscenes/{c}_vel_err_moving", math.nan))]
+    static = [c for c in CLASSES if not math.isnan(r.get(f"nuscenes/{c}_vel_err_static", math.nan))]
+    assert moving and static, "the fixture should hold moving and static GT boxes"
+    for c in moving:
+        assert r[f"nuscenes/{c}_vel_err_moving"] == pytest.approx(0.0, abs=1e-2), c
+        assert r[f"nuscenes/{c}_speed_ratio_moving"] == pytest.approx(1.0, abs=1e-2), c
+    for c in static:
+        assert r[f"nuscenes/{c}_vel_err_static"] == pytest.approx(0.0, abs=1e-2), c
+
+    def still(b):
+        b[:, 7:9] = 0.0
+        return b
+
+    r = _run(setup, _samples(setup, still), velocity_by_motion=True)
+    for c in moving:
+        assert r[f"nuscenes/{c}_vel_err_moving"] > 0.2 and r[f"nuscenes/{c}_speed_ratio_moving"] == 0.0, c
+    for c in static:
+        assert r[f"nuscenes/{c}_vel_err_static"] <= 0.2, c
+    assert "nuscenes/car_vel_err_static" not in perfect
 
 
 def test_metric_recall_bands(setup, perfect):
