@@ -331,7 +331,10 @@ def test_180_scene_configs_add_the_camera_world_to_the_demo_train_split(name, ba
     assert world.data_root.rstrip("/") == re.search(r"^CAMERA_DATA := (\S+)", make, re.M).group(1)
     assert cfg.val_dataloader == ref.val_dataloader and cfg.val_evaluator == ref.val_evaluator
     assert not [t for t in world.pipeline if t["type"] == "RandomFlip3D"]
-    if "image_init" in cfg.model:
+    if "image_init" in cfg.model:  # the detectors: one schedule, from the 180-scene image pretraining
+        ref180 = Config.fromfile(str(REPO / "configs/dfa3d/dfa3d_180scenes_synthetic.py"))
+        assert cfg.train_cfg.max_epochs == ref180.train_cfg.max_epochs == cfg.max_epochs
+        assert cfg.train_cfg.val_interval == cfg.train_cfg.max_epochs
         pre = Config.fromfile(str(REPO / "configs/dfa3d/img_pretrain_180scenes_synthetic.py"))
         assert cfg.model.image_init.checkpoint == (f"work_dirs/img_pretrain_180scenes_synthetic/"
                                                    f"epoch_{pre.train_cfg.max_epochs}.pth")
