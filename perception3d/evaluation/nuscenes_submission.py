@@ -207,6 +207,18 @@ def _greedy_matches(gts: Sequence[Any], preds: Sequence[Any], dist_th: float) ->
     return pairs
 
 
+def _class_matches(gt_boxes, pred_boxes, classes: Sequence[str], dist_th: float, score_th: float):
+    """Per sample and class with GT boxes: (class, its GT boxes, :func:`_greedy_matches` of its predictions with
+    score >= ``score_th``, in descending score)."""
+    for token in gt_boxes.sample_tokens:
+        gts = gt_boxes[token]
+        preds = pred_boxes[token] if token in pred_boxes.sample_tokens else []
+        for cls in classes:
+            g = [b for b in gts if b.detection_name == cls]
+            if g:
+                yield cls, g, _greedy_matches(g, _score_sorted(preds, cls, score_th), dist_th)
+
+
 def recall_by_distance(gt_boxes, pred_boxes, bands: Sequence[float], classes: Sequence[str] = DETECTION_CLASSES,
                        dist_th: float = 2.0, score_th: float = 0.3, prefix: str = "nuscenes") -> Dict[str, float]:
     """Recall of each class by distance from the ego, on the devkit's filtered boxes (``DetectionEval.gt_boxes`` /
@@ -223,17 +235,11 @@ def recall_by_distance(gt_boxes, pred_boxes, bands: Sequence[float], classes: Se
     names = [f"{lo:g}-{hi:g}m" if math.isfinite(hi) else f"{lo:g}m+" for lo, hi in zip(edges[:-1], edges[1:])]
     hits = {c: np.zeros(len(names)) for c in classes}
     totals = {c: np.zeros(len(names)) for c in classes}
-    for token in gt_boxes.sample_tokens:
-        gts = gt_boxes[token]
-        preds = pred_boxes[token] if token in pred_boxes.sample_tokens else []
-        for cls in classes:
-            g = [b for b in gts if b.detection_name == cls]
-            if not g:
-                continue
-            band = np.searchsorted(edges, [b.ego_dist for b in g], side="right") - 1
-            np.add.at(totals[cls], band, 1)
-            for k, _ in _greedy_matches(g, _score_sorted(preds, cls, score_th), dist_th):
-                hits[cls][band[k]] += 1
+    for cls, g, pairs in _class_matches(gt_boxes, pred_boxes, classes, dist_th, score_th):
+        band = np.searchsorted(edges, [b.ego_dist for b in g], side="right") - 1
+        np.add.at(totals[cls], band, 1)
+        for k, _ in pairs:
+            hits[cls][band[k]] += 1
     p = f"{prefix}/" if prefix else ""
     out = {}
     for cls in classes:
@@ -246,9 +252,9 @@ def recall_by_distance(gt_boxes, pred_boxes, bands: Sequence[float], classes: Se
 VELOCITY_CLASSES = tuple(c for c in DETECTION_CLASSES if c not in ("traffic_cone", "barrier"))
 
 
-def velocity_errors_by_motion(gt_boxes, pred_boxes, classes: Sequence[str] = VELOCITY_CLASSES, dist_th: float = 2.0,
-                       score_th: float = 0.3, moving_speed: float = MOVING_SPEED,
-                       prefix: str = "nuscenes") -> Dict[str, float]:
+def velocity_errors_by_motion(gt_boxes, pred_boxes, classes: Sequence[str] = VELOCITY_CLASSES,
+                              dist_th: float = 2.0, score_th: float = 0.3, moving_speed: float = MOVING_SPEED,
+                              prefix: str = "nuscenes") -> Dict[str, float]:
     """Velocity errors of each class split by the GT box's motion, on the devkit's filtered boxes (matching as
     :func:`recall_by_distance`). The devkit's ``vel_err`` averages static and moving boxes: a model that predicts
     zero velocity everywhere scores the mean GT speed, which hides whether moving objects get any speed at all.
@@ -261,23 +267,19 @@ def velocity_errors_by_motion(gt_boxes, pred_boxes, classes: Sequence[str] = VEL
     """
     classes = [c for c in classes if c in VELOCITY_CLASSES]
     acc = {c: dict(static=[], moving=[], ratio=[]) for c in classes}
-    for token in gt_boxes.sample_tokens:
-        gts = gt_boxes[token]
-        preds = pred_boxes[token] if token in pred_boxes.sample_tokens else []
-        for cls in classes:
-            g = [b for b in gts if b.detection_name == cls]
-            for k, b in _greedy_matches(g, _score_sorted(preds, cls, score_th), dist_th):
-                v_gt = np.asarray(g[k].velocity, np.float64)
-                v_pr = np.asarray(b.velocity, np.float64)
-                if not (np.all(np.isfinite(v_gt)) and np.all(np.isfinite(v_pr))):
-                    continue
-                speed = float(np.linalg.norm(v_gt))
-                err = float(np.linalg.norm(v_pr - v_gt))
-                if speed > moving_speed:
-                    acc[cls]["moving"].append(err)
-                    acc[cls]["ratio"].append(float(v_pr @ v_gt) / speed ** 2)
-                else:
-                    acc[cls]["static"].append(err)
+    for cls, g, pairs in _class_matches(gt_boxes, pred_boxes, classes, dist_th, score_th):
+        for k, b in pairs:
+            v_gt = np.asarray(g[k].velocity, np.float64)
+            v_pr = np.asarray(b.velocity, np.float64)
+            if not (np.all(np.isfinite(v_gt)) and np.all(np.isfinite(v_pr))):
+                continue
+            speed = float(np.linalg.norm(v_gt))
+            err = float(np.linalg.norm(v_pr - v_gt))
+            if speed > moving_speed:
+                acc[cls]["moving"].append(err)
+                acc[cls]["ratio"].append(float(v_pr @ v_gt) / speed ** 2)
+            else:
+                acc[cls]["static"].append(err)
     p = f"{prefix}/" if prefix else ""
     out = {}
     for cls in classes:
