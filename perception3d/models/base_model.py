@@ -77,12 +77,9 @@ class Base3DModel(BaseModel):
             raise ValueError(f"{cls.__name__}: image_init modules must be among {tuple(allowed)}, got {bad}")
         return image_init
 
-    def load_submodules(self, checkpoint: str, modules: Sequence[str], option: str = "image_init",
-                        hint: str = "") -> List[str]:
-        """Load the submodules ``modules`` (those this model has) from ``checkpoint`` (a file with a
-        ``state_dict``, or a bare state dict), each strictly. Returns the names of the loaded modules; errors
+    def read_state_dict(self, checkpoint: str, option: str, hint: str = "") -> dict:
+        """The state dict of ``checkpoint`` (a file with a ``state_dict``, or a bare state dict) on the CPU; errors
         name ``<class>.<option>`` and end with ``hint`` when the file is missing."""
-        from mmengine.logging import print_log
         from mmengine.runner.checkpoint import _load_checkpoint
 
         from ..engine.checkpoint import allow_mmengine_checkpoints
@@ -96,6 +93,17 @@ class Base3DModel(BaseModel):
         state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
         if not isinstance(state, dict):
             raise ValueError(f"{name}.{option}: {checkpoint!r} holds no state dict")
+        return state
+
+    def load_submodules(self, checkpoint: str, modules: Sequence[str], option: str = "image_init",
+                        hint: str = "") -> List[str]:
+        """Load the submodules ``modules`` (those this model has) from ``checkpoint`` (a file with a
+        ``state_dict``, or a bare state dict), each strictly. Returns the names of the loaded modules; errors
+        name ``<class>.<option>`` and end with ``hint`` when the file is missing."""
+        from mmengine.logging import print_log
+
+        name = type(self).__name__
+        state = self.read_state_dict(checkpoint, option, hint)
         loaded = []
         for mod_name in modules:
             mod = getattr(self, mod_name, None)

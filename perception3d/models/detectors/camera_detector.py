@@ -27,7 +27,7 @@ from ..lifting.depth_head import lidar_depth_distribution, pool_depth_targets
 from ..lifting.temporal import BEVHistory, cur2prev_matrix, follows, scene_key
 
 DEPTH_SOURCES = ("pred", "lidar_gt")
-TEMPORAL_KEYS = ("queue_length", "max_time_gap", "attn", "concat")
+TEMPORAL_KEYS = ("queue_length", "max_time_gap", "attn", "concat", "init_from")
 
 
 def camera_images(inputs: dict, where: str) -> torch.Tensor:
@@ -106,7 +106,9 @@ class CameraDetector(Base3DDetector):
             ``bev_encoder.temporal_attn`` options, ``concat`` (default False) BEVDet4D's fusion on top: the
             previous BEV aligned to the current ego pose is concatenated to the current one before the BEV backbone
             (which then takes 2 x embed_dims channels; without history, the current BEV is repeated, detached), so
-            the backbone sees an object's displacement between the frames. None: single frames.
+            the backbone sees an object's displacement between the frames. ``init_from`` (default None): a
+            checkpoint of the same detector trained on single frames to start from (:meth:`load_single_frame`, at
+            ``init_weights``, instead of ``image_init``). None: single frames.
     """
 
     IMAGE_MODULES = ("img_backbone", "img_neck", "depth_head", "perspective_head")
@@ -131,7 +133,7 @@ class CameraDetector(Base3DDetector):
                 raise ValueError(f"CameraDetector: temporal takes {TEMPORAL_KEYS} with queue_length >= 2, got "
                                  f"{dict(temporal)}")
             self.temporal = dict(queue_length=queue, max_time_gap=float(temporal.get("max_time_gap", 1.0)),
-                                 concat=bool(temporal.get("concat", False)))
+                                 concat=bool(temporal.get("concat", False)), init_from=temporal.get("init_from"))
             self.history = BEVHistory(self.temporal["max_time_gap"])
             bev_encoder = dict(bev_encoder, temporal_attn=dict(temporal.get("attn") or {}))
         elif bev_encoder.get("temporal_attn") is not None:
@@ -153,8 +155,60 @@ class CameraDetector(Base3DDetector):
 
     def init_weights(self) -> None:
         super().init_weights()
-        if self.image_init is not None:
+        if self.temporal is not None and self.temporal["init_from"]:
+            self.load_single_frame(self.temporal["init_from"])  # holds the image branch too: image_init unused
+        elif self.image_init is not None:
             self.load_image_branch(self.image_init["checkpoint"], self.image_init["modules"])
+
+    def load_single_frame(self, checkpoint: str) -> List[str]:
+        """Start this temporal detector from ``checkpoint``, the same detector trained on single frames, so that it
+        begins as (about) that model and learns to use the previous frame on top. Every weight of the checkpoint
+        is loaded; the temporal weights it lacks start so that they change little: each temporal self-attention's
+        output projection zero (its residual passes the query through), its LayerNorm scaled to the query it
+        normalises (layer 0: the mean per-query std of the learned BEV queries; deeper layers: the previous
+        layer's output norm); with ``temporal.concat``, the backbone's first convolution takes the checkpoint's
+        weights for the current BEV and zeros for the previous one. Any other missing, extra or mismatched weight
+        is an error. Returns the names of the weights that were not in the checkpoint."""
+        from mmengine.logging import print_log
+
+        state = self.read_state_dict(checkpoint, "temporal.init_from")
+        own = self.state_dict()
+        name = f"{type(self).__name__}.temporal.init_from"
+        extra = sorted(set(state) - set(own))
+        if extra:
+            raise KeyError(f"{name}: {checkpoint!r} has weights this model lacks (not the same detector?): {extra[:5]}")
+        fresh, new_state = [], {}
+        for key, value in own.items():
+            if key in state:
+                src = state[key]
+                if src.shape == value.shape:
+                    new_state[key] = src
+                elif (self.temporal["concat"] and key.startswith("backbone.") and src.dim() == value.dim() >= 2
+                      and value.shape[1] == 2 * src.shape[1] and src.shape[0] == value.shape[0]
+                      and src.shape[2:] == value.shape[2:]):
+                    new_state[key] = torch.cat([src, torch.zeros_like(src)], 1)  # [current, previous] input channels
+                else:
+                    raise RuntimeError(f"{name}: {key!r} of {checkpoint!r} has shape {tuple(src.shape)}, this model "
+                                       f"{tuple(value.shape)}")
+            elif ".temporal_attn." in key or ".norm0." in key:
+                fresh.append(key)
+            else:
+                raise KeyError(f"{name}: {checkpoint!r} lacks {key!r} (not the same detector?)")
+        self.load_state_dict(new_state, strict=False)
+        with torch.no_grad():
+            for i, layer in enumerate(self.bev_encoder.layers):
+                if layer.temporal_attn is None or f"bev_encoder.layers.{i}.norm0.weight" not in fresh:
+                    continue
+                layer.temporal_attn.output_proj.weight.zero_()
+                layer.temporal_attn.output_proj.bias.zero_()
+                if i == 0:
+                    layer.norm0.weight.fill_(float(self.bev_encoder.bev_embedding.weight.std(1).mean()))
+                    layer.norm0.bias.zero_()
+                else:
+                    layer.norm0.load_state_dict(self.bev_encoder.layers[i - 1].norm2.state_dict())
+        print_log(f"{type(self).__name__}: started from the single-frame {checkpoint} ({len(fresh)} temporal "
+                  f"weights new)", logger="current")
+        return fresh
 
     def load_image_branch(self, checkpoint: str, modules=IMAGE_MODULES) -> List[str]:
         """Load the image-branch submodules ``modules`` (those this detector has) from ``checkpoint`` (a file
