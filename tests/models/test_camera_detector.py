@@ -340,6 +340,20 @@ def test_180_scene_configs_add_the_camera_world_to_the_demo_train_split(name, ba
                                                    f"epoch_{pre.train_cfg.max_epochs}.pth")
 
 
+def test_temporal_fine_tune_config_starts_from_the_single_frame_run():
+    """dfa3d_temporal_ft_180scenes: the temporal 180-scene config started from the last checkpoint the single-frame
+    180-scene config writes, one epoch, nothing else changed."""
+    from mmengine.config import Config
+
+    ft, temporal, single = (Config.fromfile(str(REPO / f"configs/dfa3d/{n}.py")) for n in (
+        "dfa3d_temporal_ft_180scenes_synthetic", "dfa3d_temporal_180scenes_synthetic", "dfa3d_180scenes_synthetic"))
+    assert ft.model.temporal.init_from == f"work_dirs/dfa3d_180scenes_synthetic/epoch_{single.train_cfg.max_epochs}.pth"
+    assert ft.train_cfg.max_epochs == ft.train_cfg.val_interval == 1
+    ft.model.temporal.pop("init_from")
+    assert ft.model == temporal.model and ft.train_dataloader == temporal.train_dataloader
+    assert ft.optim_wrapper == temporal.optim_wrapper and ft.param_scheduler == temporal.param_scheduler
+
+
 def _bn_lag(model, data, steps: int) -> float:
     """Relative difference of the eval-mode heatmap logits from the train-mode ones after ``steps`` train-mode
     forward passes on the batch (which update the BatchNorm running statistics)."""
