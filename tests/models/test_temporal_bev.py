@@ -196,6 +196,11 @@ def test_bev_history_resets_at_scene_change_time_gap_and_step_back():
         assert hist.lookup(dict(ego2global=np.eye(4), lidar2ego=np.eye(4), timestamp=0)) is None
     hist.reset()
     assert hist.lookup(frame("b", 1.0)) is None
+    none = BEVHistory(max_time_gap=0.0)  # the ablation: no frame follows another
+    none.store(frame("a", 0.0), bev)
+    assert none.lookup(frame("a", 0.5)) is None and not follows(frame("a", 0.0), frame("a", 0.5), 0.0)
+    with pytest.raises(ValueError, match="max_time_gap must be >= 0"):
+        BEVHistory(max_time_gap=-1.0)
 
 
 # ------------------------------------------------------------------------------------------ detector

@@ -102,8 +102,9 @@ class CameraDetector(Base3DDetector):
             and ``head`` (range and the heatmap's voxel size).
         temporal: optional ``dict(queue_length=2, max_time_gap=1.0, attn=dict(num_points=4))``: temporal BEV (see
             the module docstring); ``queue_length`` frames per training sample (>= 2, the dataset's
-            ``queue_length``), ``max_time_gap`` seconds beyond which the history resets, ``attn`` the
-            ``bev_encoder.temporal_attn`` options, ``concat`` (default False) BEVDet4D's fusion on top: the
+            ``queue_length``), ``max_time_gap`` seconds beyond which the history resets (0: no history is used, in
+            training or at test time: the model without its history), ``attn`` the ``bev_encoder.temporal_attn``
+            options, ``concat`` (default False) BEVDet4D's fusion on top: the
             previous BEV aligned to the current ego pose is concatenated to the current one before the BEV backbone
             (which then takes 2 x embed_dims channels; without history, the current BEV is repeated, detached), so
             the backbone sees an object's displacement between the frames. ``init_from`` (default None): a

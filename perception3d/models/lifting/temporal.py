@@ -199,13 +199,14 @@ class BEVHistory:
 
     :meth:`lookup` gives a frame the stored BEV of its scene and ``cur2prev`` when the frame :func:`follows` it
     (same scene, 0 < dt <= ``max_time_gap`` s); otherwise None: the history resets at a scene change, a time gap or
-    a step back in time. Frames without scene / timestamp / ego poses in their metainfo get no history (a warning,
-    once).
+    a step back in time. ``max_time_gap=0``: no frame follows another (every frame alone: a temporal model run
+    without its history, the ablation). Frames without scene / timestamp / ego poses in their metainfo get no history
+    (a warning, once).
     """
 
     def __init__(self, max_time_gap: float = 1.0, max_scenes: int = 1) -> None:
-        if not max_time_gap > 0:
-            raise ValueError(f"BEVHistory: max_time_gap must be > 0 seconds, got {max_time_gap}")
+        if not max_time_gap >= 0:
+            raise ValueError(f"BEVHistory: max_time_gap must be >= 0 seconds (0: no history), got {max_time_gap}")
         if max_scenes < 1:
             raise ValueError(f"BEVHistory: max_scenes must be >= 1, got {max_scenes}")
         self.max_time_gap, self.max_scenes = float(max_time_gap), int(max_scenes)
