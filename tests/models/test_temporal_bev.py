@@ -451,7 +451,7 @@ def test_temporal_detector_starts_from_its_single_frame_checkpoint(datasets, tmp
     with pytest.raises(RuntimeError, match="temporal.init_from: 'head.*has shape"):
         model.init_weights()
     path.unlink()
-    with pytest.raises(FileNotFoundError, match="temporal.init_from.*does not exist"):
+    with pytest.raises(FileNotFoundError, match="temporal.init_from.*does not exist.*train the single-frame"):
         model.init_weights()
 
 

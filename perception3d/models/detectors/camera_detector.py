@@ -172,7 +172,8 @@ class CameraDetector(Base3DDetector):
         is an error. Returns the names of the weights that were not in the checkpoint."""
         from mmengine.logging import print_log
 
-        state = self.read_state_dict(checkpoint, "temporal.init_from")
+        state = self.read_state_dict(checkpoint, "temporal.init_from", "train the single-frame detector first, e.g. "
+                                     "configs/dfa3d/dfa3d_180scenes_synthetic.py")
         own = self.state_dict()
         name = f"{type(self).__name__}.temporal.init_from"
         extra = sorted(set(state) - set(own))
