@@ -184,11 +184,6 @@ def summary_to_metrics(summary: Dict[str, Any], prefix: str = "nuscenes") -> Dic
     return out
 
 
-def _score_sorted(preds, cls: str, score_th: float) -> list:
-    return sorted((b for b in preds if b.detection_name == cls and b.detection_score >= score_th),
-                  key=lambda b: -b.detection_score)
-
-
 def _greedy_matches(gts: Sequence[Any], preds: Sequence[Any], dist_th: float) -> List[Tuple[int, Any]]:
     """(GT index, prediction) pairs: ``preds`` (one class, descending score) each matched to the nearest unmatched GT
     box whose BEV centre distance is < ``dist_th`` (the devkit's matching rule at one threshold)."""
@@ -216,7 +211,9 @@ def _class_matches(gt_boxes, pred_boxes, classes: Sequence[str], dist_th: float,
         for cls in classes:
             g = [b for b in gts if b.detection_name == cls]
             if g:
-                yield cls, g, _greedy_matches(g, _score_sorted(preds, cls, score_th), dist_th)
+                p = sorted((b for b in preds if b.detection_name == cls and b.detection_score >= score_th),
+                           key=lambda b: -b.detection_score)
+                yield cls, g, _greedy_matches(g, p, dist_th)
 
 
 def recall_by_distance(gt_boxes, pred_boxes, bands: Sequence[float], classes: Sequence[str] = DETECTION_CLASSES,

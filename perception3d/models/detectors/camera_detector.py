@@ -164,10 +164,8 @@ class CameraDetector(Base3DDetector):
     def load_single_frame(self, checkpoint: str) -> List[str]:
         """Start this temporal detector from ``checkpoint``, the same detector trained on single frames, so that it
         begins as (about) that model and learns to use the previous frame on top. Every weight of the checkpoint
-        is loaded; the temporal weights it lacks start so that they change little: each temporal self-attention's
-        output projection zero (its residual passes the query through), its LayerNorm scaled to the query it
-        normalises (layer 0: the mean per-query std of the learned BEV queries; deeper layers: the previous
-        layer's output norm); with ``temporal.concat``, the backbone's first convolution takes the checkpoint's
+        is loaded; the encoder layers whose temporal weights it lacks start with them near the identity
+        (:meth:`BEVLiftingEncoder.temporal_near_identity`); with ``temporal.concat``, the backbone's first convolution takes the checkpoint's
         weights for the current BEV and zeros for the previous one. Any other missing, extra or mismatched weight
         is an error. Returns the names of the weights that were not in the checkpoint."""
         from mmengine.logging import print_log
@@ -197,17 +195,8 @@ class CameraDetector(Base3DDetector):
             else:
                 raise KeyError(f"{name}: {checkpoint!r} lacks {key!r} (not the same detector?)")
         self.load_state_dict(new_state, strict=False)
-        with torch.no_grad():
-            for i, layer in enumerate(self.bev_encoder.layers):
-                if layer.temporal_attn is None or f"bev_encoder.layers.{i}.norm0.weight" not in fresh:
-                    continue
-                layer.temporal_attn.output_proj.weight.zero_()
-                layer.temporal_attn.output_proj.bias.zero_()
-                if i == 0:
-                    layer.norm0.weight.fill_(float(self.bev_encoder.bev_embedding.weight.std(1).mean()))
-                    layer.norm0.bias.zero_()
-                else:
-                    layer.norm0.load_state_dict(self.bev_encoder.layers[i - 1].norm2.state_dict())
+        self.bev_encoder.temporal_near_identity([i for i in range(len(self.bev_encoder.layers))
+                                                 if f"bev_encoder.layers.{i}.norm0.weight" in fresh])
         print_log(f"{type(self).__name__}: started from the single-frame {checkpoint} ({len(fresh)} temporal "
                   f"weights new)", logger="current")
         return fresh

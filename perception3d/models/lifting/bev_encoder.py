@@ -120,6 +120,24 @@ class BEVLiftingEncoder(nn.Module):
         row = self.row_embed.weight[:, None].expand(-1, self.bev_w, -1)
         return torch.cat([col, row], -1).reshape(self.bev_h * self.bev_w, self.embed_dims)
 
+    @torch.no_grad()
+    def temporal_near_identity(self, layer_ids) -> None:
+        """Set the temporal part of the layers ``layer_ids`` so that it changes little (a temporal model started from
+        a single-frame one): the temporal self-attention's output projection zero (its residual passes the query
+        through) and its LayerNorm scaled to the query it normalises: layer 0 the mean per-query std of the learned
+        BEV queries, deeper layers a copy of the previous layer's output norm."""
+        for i in layer_ids:
+            layer = self.layers[i]
+            if layer.temporal_attn is None:
+                raise ValueError(f"BEVLiftingEncoder: layer {i} has no temporal attention")
+            layer.temporal_attn.output_proj.weight.zero_()
+            layer.temporal_attn.output_proj.bias.zero_()
+            if i == 0:
+                layer.norm0.weight.fill_(float(self.bev_embedding.weight.std(1).mean()))
+                layer.norm0.bias.zero_()
+            else:
+                layer.norm0.load_state_dict(self.layers[i - 1].norm2.state_dict())
+
     def align_prev(self, prev_bev: torch.Tensor, cur2prev: torch.Tensor) -> torch.Tensor:
         """The previous frame's BEV (B, C, bev_h, bev_w) resampled onto this frame's grid (``cur2prev`` (B, 4, 4)
         current -> previous lidar frame); see :func:`~perception3d.models.lifting.temporal.align_bev`. Resampled in
